@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "runfeed",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "runfeed", targets: ["runfeed"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims: thin system-library targets, one per C library.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI", pkgConfig: "fcgi",
+                       providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+
+        // Pure core: protocol, encoding, auth, parsing, caches, feed decisions. No I/O.
+        .target(name: "RunfeedCore", dependencies: ["CCrypto"]),
+
+        // I/O adapters: event loop, FastCGI, Redis, Postgres.
+        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "RunfeedCore"]),
+
+        // The server: feeds wired to the adapters.
+        .target(name: "RunfeedServer", dependencies: ["RunfeedCore", "RunfeedIO"]),
+
+        // Command-line wiring.
+        .executableTarget(name: "runfeed", dependencies: [
+            "RunfeedServer", "RunfeedIO", "RunfeedCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,38 @@
+#ifndef RUNFEED_CLINUX_SHIM_H
+#define RUNFEED_CLINUX_SHIM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <signal.h>
+#include <stdint.h>
+
+/* struct epoll_event is packed on x86_64; keep it on the C side. */
+static inline int runfeed_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = 0;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+/* Waits like epoll_wait and unpacks the ready list into two plain arrays. */
+static inline int runfeed_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, evs, max, timeout);
+    for (int i = 0; i < n; i++) { fds[i] = evs[i].data.fd; events[i] = evs[i].events; }
+    return n;
+}
+
+static const uint32_t RUNFEED_EPOLLIN = EPOLLIN;
+static const uint32_t RUNFEED_EPOLLOUT = EPOLLOUT;
+static const uint32_t RUNFEED_EPOLLRDHUP = EPOLLRDHUP;
+static const uint32_t RUNFEED_EPOLLHUP = EPOLLHUP;
+static const uint32_t RUNFEED_EPOLLERR = EPOLLERR;
+/* Names the calling thread (shows in /proc/<pid>/task/<tid>/comm). */
+static inline void runfeed_name_this_thread(const char *name) { pthread_setname_np(pthread_self(), name); }
+#endif

@@ -1,0 +1,195 @@
+import CFastCGI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the server needs of one FastCGI request, copied out of libfcgi's params.
+public struct FastCGIRequestInfo: Sendable {
+    public var method: String
+    /// The decoded path (DOCUMENT_URI, else REQUEST_URI without its query).
+    public var path: String
+    public var queryString: String
+    /// HTTP request headers, lower-cased with dashes (`HTTP_X_TRIGGER_BRANCH` → `x-trigger-branch`).
+    public var headers: [String: String]
+    public var remoteAddr: String?
+
+    public init(method: String, path: String, queryString: String, headers: [String: String], remoteAddr: String? = nil) {
+        self.method = method
+        self.path = path
+        self.queryString = queryString
+        self.headers = headers
+        self.remoteAddr = remoteAddr
+    }
+
+    /// Builds the info from CGI-style `NAME=value` params.
+    public static func fromParams(_ params: [String: String]) -> FastCGIRequestInfo {
+        var headers: [String: String] = [:]
+        for (k, v) in params where k.hasPrefix("HTTP_") {
+            headers[String(k.dropFirst(5)).lowercased().replacingUnderscores()] = v
+        }
+        if let ct = params["CONTENT_TYPE"], !ct.isEmpty { headers["content-type"] = ct }
+        let uri = params["REQUEST_URI"] ?? ""
+        var path = params["DOCUMENT_URI"] ?? ""
+        if path.isEmpty {
+            path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        }
+        var query = params["QUERY_STRING"] ?? ""
+        if query.isEmpty, let q = uri.firstIndex(of: "?") { query = String(uri[uri.index(after: q)...]) }
+        return FastCGIRequestInfo(method: params["REQUEST_METHOD"] ?? "GET", path: path, queryString: query,
+                                  headers: headers, remoteAddr: params["REMOTE_ADDR"])
+    }
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String {
+        String(self.map { $0 == "_" ? "-" : $0 })
+    }
+}
+
+/// One accepted FastCGI request. It is answered exactly once, on the writer pool, because libfcgi's
+/// writes and its close drain block.
+public final class FastCGIConnection: @unchecked Sendable {
+    private let request: UnsafeMutablePointer<FCGX_Request>
+    public let info: FastCGIRequestInfo
+    /// The upstream connection's socket, watched for EOF while the request is parked.
+    public let fd: Int32
+    /// Monotonic ms when the request was accepted.
+    public let acceptedAt: Int64
+    private let state = Mutex()
+    private var answered = false
+
+    init(request: UnsafeMutablePointer<FCGX_Request>, info: FastCGIRequestInfo) {
+        self.request = request
+        self.info = info
+        self.fd = request.pointee.ipcFd
+        self.acceptedAt = monotonicMs()
+    }
+
+    /// Writes `text` (FastCGI stdout: CGI headers, blank line, body), finishes and frees the request.
+    /// Returns false if it was already answered. `done` runs on the writer thread afterwards.
+    @discardableResult
+    public func respond(_ text: String, on pool: BlockingPool, done: (@Sendable (Bool) -> Void)? = nil) -> Bool {
+        let first = state.withLock { () -> Bool in
+            if answered { return false }
+            answered = true
+            return true
+        }
+        guard first else { return false }
+        pool.submit { [self] in
+            let req = self.request
+            var ok = true
+            var bytes = Array(text.utf8)
+            if !bytes.isEmpty {
+                let n = bytes.withUnsafeMutableBufferPointer { buf in
+                    buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+                        FCGX_PutStr($0, Int32(buf.count), req.pointee.out)
+                    }
+                }
+                ok = n == Int32(bytes.count)
+                bytes.removeAll()
+            }
+            FCGX_Finish_r(req)
+            req.deallocate()
+            done?(ok)
+        }
+        return true
+    }
+}
+
+/// The listening socket and the acceptor thread. The acceptor blocks in `FCGX_Accept_r`, copies the
+/// params, drains stdin and hands the request on; it never holds a request.
+public final class FastCGIListener: @unchecked Sendable {
+    public let socketFd: Int32
+    public let address: String
+    private let stopFlag = Mutex()
+    private var stopped = false
+
+    /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
+    public init(address: String, backlog: Int32 = 1024, socketMode: mode_t = 0o666) throws {
+        guard FCGX_Init() == 0 else { throw IOError("FCGX_Init failed") }
+        FastCGIListener.restoreSignals()
+        self.address = address
+        let isUnix = address.hasPrefix("/") || address.hasPrefix(".")
+        if isUnix { unlink(address) }
+        let fd = FCGX_OpenSocket(address, backlog)
+        guard fd >= 0 else { throw IOError("cannot listen on \(address): errno \(errno)") }
+        if isUnix { chmod(address, socketMode) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        socketFd = fd
+    }
+
+    /// Adopts an already-listening socket (inherited from a parent or a supervisor).
+    public init(inheritedFd: Int32, description: String) throws {
+        guard FCGX_Init() == 0 else { throw IOError("FCGX_Init failed") }
+        FastCGIListener.restoreSignals()
+        socketFd = inheritedFd
+        address = description
+    }
+
+    /// libfcgi installs its own SIGTERM/SIGPIPE/SIGUSR1 handlers in FCGX_Init: put ours back.
+    /// SIGPIPE is ignored (a write to a closed upstream fails with EPIPE); SIGTERM/SIGINT/SIGHUP are
+    /// blocked and read from a signalfd by the event loop.
+    static func restoreSignals() {
+        signal(SIGPIPE, SIG_IGN)
+        signal(SIGUSR1, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+
+    /// Starts the acceptor thread. `onRequest` runs on that thread.
+    public func startAccepting(_ onRequest: @escaping @Sendable (FastCGIConnection) -> Void) {
+        let sock = socketFd
+        startThread(name: "fcgi-accept") { [self] in
+            while !self.isStopped {
+                let req = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+                FCGX_InitRequest(req, sock, 0)
+                if FCGX_Accept_r(req) < 0 {
+                    req.deallocate()
+                    if self.isStopped { break }
+                    usleep(10_000)
+                    continue
+                }
+                let info = FastCGIRequestInfo.fromParams(Self.params(of: req))
+                Self.drainStdin(req)
+                onRequest(FastCGIConnection(request: req, info: info))
+            }
+        }
+    }
+
+    private var isStopped: Bool { stopFlag.withLock { stopped } }
+
+    /// Stops accepting: the blocked accept() returns and the acceptor thread ends.
+    public func stopAccepting() {
+        stopFlag.withLock { stopped = true }
+        shutdown(socketFd, Int32(SHUT_RDWR))
+    }
+
+    private static func params(of req: UnsafeMutablePointer<FCGX_Request>) -> [String: String] {
+        var out: [String: String] = [:]
+        guard var p = req.pointee.envp else { return out }
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") {
+                out[String(s[..<eq])] = String(s[s.index(after: eq)...])
+            }
+            p += 1
+        }
+        return out
+    }
+
+    /// Reads stdin to EOF (nginx sends an empty STDIN record at once for a GET), so that afterwards
+    /// any readability of the socket means the upstream connection was closed.
+    private static func drainStdin(_ req: UnsafeMutablePointer<FCGX_Request>) {
+        var buf = [CChar](repeating: 0, count: 4096)
+        var total = 0
+        while total < 1 << 20 {
+            let n = buf.withUnsafeMutableBufferPointer { FCGX_GetStr($0.baseAddress, 4096, req.pointee.in) }
+            if n <= 0 { break }
+            total += Int(n)
+        }
+    }
+}
+
+public struct IOError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

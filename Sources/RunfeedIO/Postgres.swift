@@ -1,0 +1,176 @@
+import CPostgres
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rows of a query in libpq's text format; nil is SQL NULL.
+public struct PGRows: Sendable {
+    public var columns: [String]
+    public var rows: [[String?]]
+    public init(columns: [String], rows: [[String?]]) {
+        self.columns = columns
+        self.rows = rows
+    }
+}
+
+public struct PGError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    /// The connection failed (as opposed to the statement): the pool reconnects.
+    public var connectionLost: Bool
+}
+
+/// One libpq connection, used by one thread at a time. Parameterized queries only.
+public final class PGConnection {
+    private let conninfo: String
+    private var conn: OpaquePointer?
+    private let statementTimeoutMs: Int
+
+    public init(conninfo: String, statementTimeoutMs: Int = 10_000) {
+        self.conninfo = conninfo
+        self.statementTimeoutMs = statementTimeoutMs
+    }
+
+    deinit { if let c = conn { PQfinish(c) } }
+
+    private func connect() throws {
+        if let c = conn { PQfinish(c); conn = nil }
+        let keys = ["dbname", "connect_timeout", "application_name"]
+        let values = [conninfo, "5", "runfeed"]
+        let c: OpaquePointer? = withCStringArray(keys) { k in
+            withCStringArray(values) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let msg = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            if let c { PQfinish(c) }
+            throw PGError(description: "connect: \(msg.trimmingTrailingNewlines())", connectionLost: true)
+        }
+        conn = c
+        // Zone-less timestamp(3) columns hold UTC: keep the session in UTC so now() compares right.
+        _ = try execOnce("SET TimeZone TO 'UTC'", [])
+        if statementTimeoutMs > 0 {
+            _ = try execOnce("SET statement_timeout TO \(statementTimeoutMs)", [])
+        }
+    }
+
+    /// Runs a parameterized statement, reconnecting once if the connection was lost (server restart).
+    public func query(_ sql: String, _ params: [String?]) throws -> PGRows {
+        if conn == nil || PQstatus(conn) != CONNECTION_OK { try connect() }
+        do {
+            return try execOnce(sql, params)
+        } catch let e as PGError where e.connectionLost {
+            try connect()
+            return try execOnce(sql, params)
+        }
+    }
+
+    private func execOnce(_ sql: String, _ params: [String?]) throws -> PGRows {
+        guard let c = conn else { throw PGError(description: "not connected", connectionLost: true) }
+        let res: OpaquePointer? = withOptionalCStringArray(params) { values in
+            PQexecParams(c, sql, Int32(params.count), nil, values, nil, nil, 0)
+        }
+        defer { PQclear(res) }
+        let status = PQresultStatus(res)
+        switch status {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK:
+            break
+        default:
+            let lost = PQstatus(c) != CONNECTION_OK
+            let msg = res.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(c))
+            throw PGError(description: msg.trimmingTrailingNewlines(), connectionLost: lost)
+        }
+        let nf = Int(PQnfields(res))
+        let nt = Int(PQntuples(res))
+        var columns: [String] = []
+        columns.reserveCapacity(nf)
+        for f in 0..<nf { columns.append(String(cString: PQfname(res, Int32(f)))) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(nt)
+        for t in 0..<nt {
+            var row: [String?] = []
+            row.reserveCapacity(nf)
+            for f in 0..<nf {
+                if PQgetisnull(res, Int32(t), Int32(f)) != 0 {
+                    row.append(nil)
+                } else {
+                    row.append(String(cString: PQgetvalue(res, Int32(t), Int32(f))))
+                }
+            }
+            rows.append(row)
+        }
+        return PGRows(columns: columns, rows: rows)
+    }
+}
+
+/// A small fixed pool of connections, each owned by its own OS thread. Callers get their result on
+/// the pool thread and hop back to their event loop themselves.
+public final class PostgresPool: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<PGRows, PGError>) -> Void
+    private struct Job: Sendable {
+        let sql: String
+        let params: [String?]
+        let done: Completion
+    }
+    private let queue = JobQueue<Job>()
+    public let size: Int
+    private let counters = Mutex()
+    private var _queries: Int = 0
+    private var _errors: Int = 0
+
+    public init(conninfo: String, size: Int, statementTimeoutMs: Int = 10_000) {
+        self.size = max(1, size)
+        for i in 0..<self.size {
+            startThread(name: "pg-\(i)") { [queue, self] in
+                let conn = PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
+                while let job = queue.pop() {
+                    let result: Result<PGRows, PGError>
+                    do {
+                        result = .success(try conn.query(job.sql, job.params))
+                    } catch let e as PGError {
+                        result = .failure(e)
+                    } catch {
+                        result = .failure(PGError(description: "\(error)", connectionLost: false))
+                    }
+                    self.counters.withLock {
+                        self._queries += 1
+                        if case .failure = result { self._errors += 1 }
+                    }
+                    job.done(result)
+                }
+            }
+        }
+    }
+
+    public func query(_ sql: String, _ params: [String?], _ done: @escaping Completion) {
+        queue.push(Job(sql: sql, params: params, done: done))
+    }
+
+    public var queryCount: Int { counters.withLock { _queries } }
+    public var errorCount: Int { counters.withLock { _errors } }
+    public var backlog: Int { queue.pending }
+}
+
+extension String {
+    func trimmingTrailingNewlines() -> String {
+        var s = self
+        while s.last == "\n" || s.last == "\r" { s.removeLast() }
+        return s
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings that live for the call.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let dups: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    defer { dups.forEach { free($0) } }
+    var ptrs: [UnsafePointer<CChar>?] = dups.map { UnsafePointer($0) }
+    ptrs.append(nil)
+    return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Like `withCStringArray`, with nil entries passed as NULL (SQL NULL parameters).
+func withOptionalCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let dups: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } ?? nil }
+    defer { dups.forEach { free($0) } }
+    let ptrs: [UnsafePointer<CChar>?] = dups.map { UnsafePointer($0) }
+    if ptrs.isEmpty { return body(nil) }
+    return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

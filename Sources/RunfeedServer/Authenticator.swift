@@ -1,0 +1,203 @@
+import RunfeedCore
+import RunfeedIO
+
+/// Who is asking: the environment a request acts as, and what its token allows.
+struct AuthContext {
+    var envId: String
+    var organizationId: String
+    var projectId: String
+    /// nil for secret keys (everything in the environment); the JWT's scopes otherwise.
+    var scopes: ScopeSet?
+    /// The JWT's `realtime.skipColumns` claim, when present.
+    var skipColumnsClaim: [String]?
+}
+
+/// An environment row as auth needs it.
+struct EnvRecord {
+    var id: String
+    var type: String
+    var organizationId: String
+    var projectId: String
+    var parentEnvironmentId: String?
+    var projectDeleted: Bool
+    /// Key that signs this environment's public tokens (the parent's for branch envs).
+    var signingKey: String
+    /// For a key found in `RevokedApiKey`: when its grace period ends (epoch ms).
+    var graceEndsMs: Int64?
+}
+
+/// Resolves credentials to an `AuthContext`, caching environment lookups briefly. Runs on the loop.
+final class Authenticator {
+    private let db: LoopDatabase
+    private let ttlMs: Int64
+    private var byKey: BoundedTTLCache<String, EnvRecord?>
+    private var byId: BoundedTTLCache<String, EnvRecord?>
+    private var branches: BoundedTTLCache<String, String?>
+    /// Unknown keys and ids are remembered for a shorter time than known ones.
+    private let negativeTtlMs: Int64 = 1_000
+
+    init(db: LoopDatabase, ttlMs: Int64, maxEntries: Int) {
+        self.db = db
+        self.ttlMs = ttlMs
+        byKey = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+        byId = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+        branches = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+    }
+
+    private static let envColumns = """
+        e."id", e."type"::text, e."organizationId", e."projectId", e."parentEnvironmentId",
+        (p."deletedAt" IS NOT NULL)::text
+        """
+
+    func authenticate(_ info: FastCGIRequestInfo, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        switch Credential.classify(authorization: info.headers["authorization"]) {
+        case .missing:
+            done(.failure(.missingKey))
+        case .publishableKey:
+            done(.failure(.invalidKey))
+        case .secretKey(let key):
+            secretKey(key, branchHeader: info.headers["x-trigger-branch"], done)
+        case .publicToken(let token):
+            publicToken(token, done)
+        }
+    }
+
+    // MARK: secret keys
+
+    private func secretKey(_ key: String, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        let now = wallMs()
+        if let cached = byKey.get(key, nowMs: monotonicMs()), cached == nil || (cached!.graceEndsMs ?? Int64.max) > now {
+            finishSecret(cached, branchHeader: branchHeader, done)
+            return
+        }
+        let sql = """
+            SELECT * FROM (
+              SELECT 0 AS src, \(Self.envColumns), e."apiKey", NULL::text AS grace
+              FROM "RuntimeEnvironment" e JOIN "Project" p ON p."id" = e."projectId"
+              WHERE e."apiKey" = $1
+              UNION ALL
+              SELECT 1 AS src, \(Self.envColumns), e."apiKey", r."expiresAt"::text
+              FROM "RevokedApiKey" r
+              JOIN "RuntimeEnvironment" e ON e."id" = r."runtimeEnvironmentId"
+              JOIN "Project" p ON p."id" = e."projectId"
+              WHERE r."apiKey" = $1 AND r."expiresAt" > (now() AT TIME ZONE 'UTC')
+            ) k ORDER BY src, grace DESC LIMIT 1
+            """
+        db.query(sql, [key]) { [self] result in
+            switch result {
+            case .failure:
+                done(.failure(.internal))
+            case .success(let rows):
+                var record: EnvRecord?
+                if let r = rows.rows.first {
+                    record = EnvRecord(id: r[1] ?? "", type: r[2] ?? "", organizationId: r[3] ?? "",
+                                       projectId: r[4] ?? "", parentEnvironmentId: r[5],
+                                       projectDeleted: r[6] == "true", signingKey: r[7] ?? "",
+                                       graceEndsMs: r[8].flatMap { PGText.timestampToEpochMs($0) })
+                }
+                byKey.set(key, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
+                finishSecret(record, branchHeader: branchHeader, done)
+            }
+        }
+    }
+
+    private func finishSecret(_ record: EnvRecord?, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        guard let env = record, !env.projectDeleted else {
+            done(.failure(.invalidKey))
+            return
+        }
+        let ctx = AuthContext(envId: env.id, organizationId: env.organizationId, projectId: env.projectId,
+                              scopes: nil, skipColumnsClaim: nil)
+        guard env.type == "PREVIEW" else {
+            done(.success(ctx))
+            return
+        }
+        guard let branch = GitBranch.normalize(branchHeader) else {
+            done(.failure(.branchRequired))
+            return
+        }
+        let cacheKey = env.id + "\u{0}" + branch
+        if let cached = branches.get(cacheKey, nowMs: monotonicMs()) {
+            finishBranch(ctx, childId: cached, done)
+            return
+        }
+        let sql = """
+            SELECT "id" FROM "RuntimeEnvironment"
+            WHERE "parentEnvironmentId" = $1 AND "branchName" = $2 AND "archivedAt" IS NULL
+            ORDER BY "createdAt" ASC, "id" ASC LIMIT 1
+            """
+        db.query(sql, [env.id, branch]) { [self] result in
+            switch result {
+            case .failure:
+                done(.failure(.internal))
+            case .success(let rows):
+                let child = rows.rows.first?[0] ?? nil
+                branches.set(cacheKey, child, nowMs: monotonicMs() - (child == nil ? ttlMs - negativeTtlMs : 0))
+                finishBranch(ctx, childId: child, done)
+            }
+        }
+    }
+
+    private func finishBranch(_ parent: AuthContext, childId: String?, _ done: (Result<AuthContext, RequestError>) -> Void) {
+        guard let childId else {
+            done(.failure(.noBranchEnv))
+            return
+        }
+        var ctx = parent
+        ctx.envId = childId
+        done(.success(ctx))
+    }
+
+    // MARK: public access tokens
+
+    private func publicToken(_ token: String, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        guard let sub = JWT.unverifiedSubject(token), !sub.isEmpty else {
+            done(.failure(.invalidPublicToken))
+            return
+        }
+        if let cached = byId.get(sub, nowMs: monotonicMs()) {
+            finishToken(token, cached, done)
+            return
+        }
+        let sql = """
+            SELECT \(Self.envColumns), COALESCE(parent."apiKey", e."apiKey")
+            FROM "RuntimeEnvironment" e
+            JOIN "Project" p ON p."id" = e."projectId"
+            LEFT JOIN "RuntimeEnvironment" parent ON parent."id" = e."parentEnvironmentId"
+            WHERE e."id" = $1 LIMIT 1
+            """
+        db.query(sql, [sub]) { [self] result in
+            switch result {
+            case .failure:
+                done(.failure(.internal))
+            case .success(let rows):
+                var record: EnvRecord?
+                if let r = rows.rows.first {
+                    record = EnvRecord(id: r[0] ?? "", type: r[1] ?? "", organizationId: r[2] ?? "",
+                                       projectId: r[3] ?? "", parentEnvironmentId: r[4],
+                                       projectDeleted: r[5] == "true", signingKey: r[6] ?? "", graceEndsMs: nil)
+                }
+                byId.set(sub, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
+                finishToken(token, record, done)
+            }
+        }
+    }
+
+    private func finishToken(_ token: String, _ record: EnvRecord?, _ done: (Result<AuthContext, RequestError>) -> Void) {
+        guard let env = record, !env.projectDeleted, !env.signingKey.isEmpty else {
+            done(.failure(.invalidPublicToken))
+            return
+        }
+        switch JWT.verify(token, key: Array(env.signingKey.utf8), nowSeconds: wallMs() / 1000) {
+        case .failure(let e):
+            done(.failure(e == .noSubject ? .invalidPublicToken : .publicTokenInvalid))
+        case .success(let claims):
+            guard claims.sub == env.id else {
+                done(.failure(.invalidPublicToken))
+                return
+            }
+            done(.success(AuthContext(envId: env.id, organizationId: env.organizationId, projectId: env.projectId,
+                                      scopes: ScopeSet(claims.scopes), skipColumnsClaim: claims.skipColumns)))
+        }
+    }
+}

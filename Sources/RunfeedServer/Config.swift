@@ -1,0 +1,65 @@
+import RunfeedCore
+import RunfeedIO
+
+/// Everything a worker needs, resolved from the environment (reference names and fallbacks) and
+/// command-line overrides.
+public struct ServerConfig: Sendable {
+    public var listen: String
+    public var databaseURL: String
+    public var redis: RedisEndpoint
+    public var redisSharded: Bool
+    public var holdMs: Int64
+    public var jitterRatio: Double
+    public var pgPoolSize: Int
+    public var writerThreads: Int
+    public var authCacheTtlMs: Int64
+    public var authCacheMaxEntries: Int
+    public var runCacheTtlMs: Int64
+    public var runCacheMaxEntries: Int
+    public var replayWindowMs: Int64
+    public var replayMaxRuns: Int
+    public var unsubscribeLingerMs: Int64
+    public var clockSkewMs: Int64
+    public var drainTimeoutMs: Int64
+    public var logLevel: LogLevel
+
+    static let prefix = "REALTIME_BACKEND_NATIVE_"
+
+    /// Reads the configuration. Early `REALTIME_NOTIFIER_*` names are accepted as aliases.
+    public static func from(environment dict: [String: String]) throws -> ServerConfig {
+        let env = Environment(dict)
+        func names(_ suffix: String) -> [String] { [prefix + suffix, "REALTIME_NOTIFIER_" + suffix] }
+        guard let db = env.string(["DATABASE_URL"]) else {
+            throw ConfigError("DATABASE_URL is not set")
+        }
+        let rs = RedisSettings.pubsub(from: env)
+        if rs.tlsDisabled == false {
+            throw ConfigError("Redis TLS was requested (…_REDIS_TLS_DISABLED=false), but this build's hiredis (0.14) has no TLS: put a local TLS proxy in front of Redis and set …_REDIS_TLS_DISABLED=true")
+        }
+        return ServerConfig(
+            listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
+            databaseURL: db,
+            redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password),
+            redisSharded: rs.clusterMode && env.bool([prefix + "PUBSUB_REDIS_SHARDED_ENABLED"], default: true),
+            holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),
+            jitterRatio: env.double([prefix + "LIVE_POLL_JITTER_RATIO"], default: 0.15),
+            pgPoolSize: Int(env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)),
+            writerThreads: Int(env.int(["RUNFEED_WRITER_THREADS"], default: 4)),
+            authCacheTtlMs: env.int(["RUNFEED_AUTH_CACHE_TTL_MS"], default: 10_000),
+            authCacheMaxEntries: Int(env.int(["RUNFEED_AUTH_CACHE_MAX_ENTRIES"], default: 10_000)),
+            runCacheTtlMs: env.int(names("RUN_CACHE_TTL_MS"), default: 250),
+            runCacheMaxEntries: Int(env.int(names("RUN_CACHE_MAX_ENTRIES"), default: 5_000)),
+            replayWindowMs: env.int(names("REPLAY_WINDOW_MS"), default: 2_000),
+            replayMaxRuns: Int(env.int(names("REPLAY_MAX_RUNS"), default: 512)),
+            unsubscribeLingerMs: env.int(names("UNSUBSCRIBE_LINGER_MS"), default: 5_000),
+            clockSkewMs: env.int(["RUNFEED_CLOCK_SKEW_MS"], default: 250),
+            drainTimeoutMs: env.int(["RUNFEED_DRAIN_TIMEOUT_MS"], default: 10_000),
+            logLevel: LogLevel(rawValue: (env.string(["RUNFEED_LOG_LEVEL", "LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        )
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

@@ -1,0 +1,30 @@
+import RunfeedCore
+import RunfeedIO
+
+/// The Postgres pool as seen from the event loop: queries run on the pool's threads, completions
+/// come back on the loop thread.
+final class LoopDatabase: @unchecked Sendable {
+    let pool: PostgresPool
+    let loop: EventLoop
+    let log: Logger
+
+    init(pool: PostgresPool, loop: EventLoop, log: Logger) {
+        self.pool = pool
+        self.loop = loop
+        self.log = log
+    }
+
+    func query(_ sql: String, _ params: [String?], _ done: @escaping (Result<PGRows, PGError>) -> Void) {
+        let box = LoopBox(done)
+        pool.query(sql, params) { [loop, log] result in
+            if case .failure(let e) = result { log.error("postgres query failed: \(e.description)") }
+            loop.execute { box.value(result) }
+        }
+    }
+}
+
+/// Carries a loop-confined value through another thread and back. Only touched on the loop.
+final class LoopBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}

@@ -1,0 +1,109 @@
+import RunfeedCore
+import RunfeedIO
+
+/// What the run route needs before streaming: the internal id and the fields the scope check reads.
+struct RunLookup {
+    var id: String
+    var friendlyId: String
+    var taskIdentifier: String
+    var runTags: [String]
+    var batchFriendlyId: String?
+}
+
+/// Reads runs from Postgres on behalf of the loop: route lookups (cached briefly), and row reads that
+/// are single-flighted per run, so one read serves every feed waiting on that run.
+final class RunStore {
+    private let db: LoopDatabase
+    private var lookups: BoundedTTLCache<String, RunLookup>
+    private var rows: BoundedTTLCache<String, CachedRow>
+    private var slots: [String: ReadSlot] = [:]
+    private(set) var rowReads = 0
+
+    struct CachedRow {
+        var row: RunRow?
+        /// Monotonic time the read that produced it started.
+        var startedAt: Int64
+    }
+
+    private final class ReadSlot {
+        var currentStartedAt: Int64?
+        var current: [(Result<RunRow?, PGError>) -> Void] = []
+        var next: [(Result<RunRow?, PGError>) -> Void] = []
+    }
+
+    static let rowColumns = (RunColumn.allCases.map(\.sqlName) + ["\"runtimeEnvironmentId\"", "\"batchId\""])
+        .joined(separator: ", ")
+
+    init(db: LoopDatabase, lookupTtlMs: Int64, rowTtlMs: Int64, maxEntries: Int) {
+        self.db = db
+        lookups = BoundedTTLCache(ttlMs: lookupTtlMs, maxEntries: maxEntries)
+        rows = BoundedTTLCache(ttlMs: rowTtlMs, maxEntries: maxEntries)
+    }
+
+    /// The run with this friendly id in this environment (nil: not there). Misses are never cached:
+    /// a run created a moment ago must be found on the next try.
+    func lookup(envId: String, friendlyId: String, _ done: @escaping (Result<RunLookup?, PGError>) -> Void) {
+        let key = envId + "\u{0}" + friendlyId
+        if let hit = lookups.get(key, nowMs: monotonicMs()) {
+            done(.success(hit))
+            return
+        }
+        let sql = """
+            SELECT r."id", r."friendlyId", r."taskIdentifier", r."runTags", b."friendlyId"
+            FROM "TaskRun" r LEFT JOIN "BatchTaskRun" b ON b."id" = r."batchId"
+            WHERE r."friendlyId" = $1 AND r."runtimeEnvironmentId" = $2 LIMIT 1
+            """
+        db.query(sql, [friendlyId, envId]) { [self] result in
+            done(result.map { rows in
+                guard let r = rows.rows.first, let id = r[0] else { return nil }
+                let found = RunLookup(id: id, friendlyId: r[1] ?? friendlyId, taskIdentifier: r[2] ?? "",
+                                      runTags: r[3].flatMap { PGText.parseArray($0)?.compactMap { $0 } } ?? [],
+                                      batchFriendlyId: r[4])
+                lookups.set(key, found, nowMs: monotonicMs())
+                return found
+            })
+        }
+    }
+
+    /// Reads one run's full row. The answer reflects the database at some moment at or after
+    /// `freshAfter` (monotonic ms): a cached row or an in-flight read that started late enough is
+    /// shared; otherwise a new read starts (after the in-flight one, if any).
+    func readRow(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
+        let key = envId + "\u{0}" + runId
+        if let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= freshAfter {
+            done(.success(c.row))
+            return
+        }
+        let slot = slots[key] ?? ReadSlot()
+        slots[key] = slot
+        if let started = slot.currentStartedAt {
+            if started >= freshAfter { slot.current.append(done) } else { slot.next.append(done) }
+            return
+        }
+        slot.current = [done]
+        start(slot, key: key, envId: envId, runId: runId)
+    }
+
+    private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
+        let startedAt = monotonicMs()
+        slot.currentStartedAt = startedAt
+        rowReads += 1
+        let sql = "SELECT \(Self.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
+        db.query(sql, [runId, envId]) { [self] result in
+            let mapped: Result<RunRow?, PGError> = result.map { rows in rows.rows.first.flatMap { RunRow(raw: $0) } }
+            if case .success(let row) = mapped {
+                rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
+            }
+            let waiters = slot.current
+            slot.current = slot.next
+            slot.next = []
+            slot.currentStartedAt = nil
+            if slot.current.isEmpty {
+                slots.removeValue(forKey: key)
+            } else {
+                start(slot, key: key, envId: envId, runId: runId)
+            }
+            for w in waiters { w(mapped) }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import RunfeedCore
+import RunfeedIO
+import RunfeedServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Runfeed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runfeed",
+        abstract: "trigger.dev's realtime runs feed as FastCGI workers behind nginx.",
+        subcommands: [Serve.self, Publish.self, Token.self]
+    )
+}
+
+/// The process environment as a dictionary.
+func processEnvironment() -> [String: String] {
+    var out: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return out
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run one FastCGI worker.")
+
+    @Option(help: "Unix socket path (/run/runfeed/w1.sock) or TCP address (127.0.0.1:9000).")
+    var listen: String?
+
+    @Option(help: "Live-poll hold in ms (default: REALTIME_BACKEND_NATIVE_LIVE_POLL_TIMEOUT_MS or 20000).")
+    var holdMs: Int64?
+
+    @Option(help: "Log level: trace, debug, info, warning, error (default: RUNFEED_LOG_LEVEL or info).")
+    var logLevel: String?
+
+    func run() throws {
+        // Before any thread exists: SIGTERM/SIGINT/SIGHUP go to the event loop's signalfd.
+        ProcessSignals.blockProcessSignals()
+        var env = processEnvironment()
+        if let listen { env["RUNFEED_LISTEN"] = listen }
+        if let holdMs { env["REALTIME_BACKEND_NATIVE_LIVE_POLL_TIMEOUT_MS"] = String(holdMs) }
+        if let logLevel { env["RUNFEED_LOG_LEVEL"] = logLevel }
+        let config: ServerConfig
+        do {
+            config = try ServerConfig.from(environment: env)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let server = Server(config: config, log: Logger(level: config.logLevel))
+        try server.run()
+    }
+}
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish a run change record on realtime:env:{<env>} (wakes the live polls of that run).")
+
+    @Option(help: "Environment id (RuntimeEnvironment.id).")
+    var env: String
+
+    @Option(name: .customLong("run"), help: "Internal run id (TaskRun.id).")
+    var runId: String
+
+    @Option(help: "The run's tags, comma-separated; given (even empty) makes a full record, omitted a partial one.")
+    var tags: String?
+
+    @Option(help: "Internal batch id.")
+    var batch: String?
+
+    @Option(help: "The run's committed updatedAt in epoch ms.")
+    var updatedAtMs: Int64?
+
+    @Flag(help: "Publish the bare run id instead of a JSON record (the early format).")
+    var bare = false
+
+    func run() throws {
+        let settings = RedisSettings.pubsub(from: Environment(processEnvironment()))
+        let record = ChangeRecord(v: 1, runId: runId, envId: env,
+                                  tags: tags.map { $0.isEmpty ? [] : $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
+                                  batchId: batch, updatedAtMs: updatedAtMs)
+        let client = RedisClient(endpoint: RedisEndpoint(host: settings.host, port: settings.port,
+                                                         username: settings.username, password: settings.password))
+        let verb = settings.clusterMode ? "SPUBLISH" : "PUBLISH"
+        let reply = try client.command([verb, Channels.env(env), bare ? runId : record.json()])
+        switch reply {
+        case .integer(let n):
+            print("published to \(Channels.env(env)): \(n) subscriber(s)")
+        case .error(let e):
+            throw ValidationError("redis: \(e)")
+        default:
+            print("published to \(Channels.env(env))")
+        }
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mint a public access token (HS256 JWT) for an environment, as the SDK's auth.createPublicToken does.")
+
+    @Option(help: "Environment id (the token's sub).")
+    var env: String
+
+    @Option(help: "The environment's secret API key (signing key).")
+    var key: String
+
+    @Option(help: "Scopes, comma-separated (read:runs:run_123,read:tags:user:42).")
+    var scopes: String = "read:runs"
+
+    @Option(help: "Lifetime in seconds.")
+    var ttl: Int64 = 900
+
+    @Option(help: "realtime.skipColumns claim, comma-separated.")
+    var skipColumns: String?
+
+    func run() throws {
+        let now = wallMs() / 1000
+        let scopeList = scopes.split(separator: ",").map { JSONText.quote(String($0)) }.joined(separator: ",")
+        var payload = "{\"sub\":\(JSONText.quote(env)),\"pub\":true,\"scopes\":[\(scopeList)]"
+        if let skipColumns {
+            payload += ",\"realtime\":{\"skipColumns\":\(JSONText.array(skipColumns.split(separator: ",").map(String.init)))}"
+        }
+        payload += ",\"iat\":\(now),\"exp\":\(now + ttl),\"iss\":\"https://id.trigger.dev\",\"aud\":\"https://api.trigger.dev\"}"
+        print(JWT.sign(payloadJSON: payload, key: Array(key.utf8)))
+    }
+}
