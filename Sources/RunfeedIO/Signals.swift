@@ -30,3 +30,17 @@ public enum ProcessSignals {
         }
     }
 }
+
+/// Raises this process's soft open-file limit to its hard limit (each held poll costs one fd) and
+/// returns the new soft limit.
+@discardableResult
+public func raiseOpenFileLimit() -> Int {
+    var lim = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else { return -1 }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+    }
+    return Int(clamping: lim.rlim_cur)
+}

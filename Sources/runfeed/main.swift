@@ -42,6 +42,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         // Before any thread exists: SIGTERM/SIGINT/SIGHUP go to the event loop's signalfd.
         ProcessSignals.blockProcessSignals()
+        raiseOpenFileLimit()
         var env = processEnvironment()
         if let listen { env["RUNFEED_LISTEN"] = listen }
         if let holdMs { env["REALTIME_BACKEND_NATIVE_LIVE_POLL_TIMEOUT_MS"] = String(holdMs) }

@@ -1,0 +1,378 @@
+// Electric shape-protocol requests and responses (§1.2, §1.4, §1.5, §4).
+
+// MARK: Offsets
+
+/// A server-minted offset `<updatedAtMs>_<tail>`.
+public struct Offset: Hashable, Sendable {
+    public var updatedAtMs: Int64
+    public var tail: Int64
+
+    public init(updatedAtMs: Int64, tail: Int64) {
+        self.updatedAtMs = updatedAtMs
+        self.tail = tail
+    }
+
+    public var text: String { "\(updatedAtMs)_\(tail)" }
+
+    /// The offset floor (§4.6): the first segment, with non-positive values counting as 0.
+    public var floorMs: Int64 { max(0, updatedAtMs) }
+
+    /// Accepts `<digits>_<digits>` (1…19 ASCII digits each, fitting in Int64). Signs, spaces and anything
+    /// else are rejected.
+    public static func parse(_ s: String) -> Offset? {
+        let parts = s.utf8.split(separator: UInt8(ascii: "_"), maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 2, let a = parseDigits(parts[0]), let b = parseDigits(parts[1]) else { return nil }
+        return Offset(updatedAtMs: a, tail: b)
+    }
+
+    static func parseDigits(_ bytes: Substring.UTF8View.SubSequence) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 19 else { return nil }
+        var v: Int64 = 0
+        for c in bytes {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (r, o2) = m.addingReportingOverflow(Int64(c - 0x30))
+            guard !o1, !o2 else { return nil }
+            v = r
+        }
+        return v
+    }
+}
+
+extension Offset: CustomStringConvertible {
+    public var description: String { text }
+}
+
+public enum OffsetParam: Equatable, Sendable {
+    /// `-1` or missing: the initial snapshot.
+    case snapshot
+    case at(Offset)
+
+    /// The offset floor in ms (0 for a snapshot).
+    public var floorMs: Int64 {
+        switch self {
+        case .snapshot: return 0
+        case .at(let o): return o.floorMs
+        }
+    }
+}
+
+// MARK: Errors
+
+/// One zod-like validation issue: `{"message":"…","path":["offset"]}`.
+public struct ValidationIssue: Sendable, Equatable {
+    public var message: String
+    public var path: [String]
+
+    public init(_ message: String, path: [String] = []) {
+        self.message = message
+        self.path = path
+    }
+
+    public var json: String { "{\"message\":" + JSONText.quote(message) + ",\"path\":" + JSONText.array(path) + "}" }
+}
+
+/// An error reply: status, JSON body and extra headers (§1.4).
+public struct RequestError: Error, Sendable {
+    public var status: Int
+    public var body: String
+    public var extraHeaders: [(String, String)]
+
+    public init(status: Int, body: String, extraHeaders: [(String, String)] = []) {
+        self.status = status
+        self.body = body
+        self.extraHeaders = extraHeaders
+    }
+
+    /// `{"error":"<message>"}` with the given status.
+    public static func simple(_ status: Int, _ message: String) -> RequestError {
+        RequestError(status: status, body: "{\"error\":" + JSONText.quote(message) + "}")
+    }
+
+    static func validation(_ title: String, _ issues: [ValidationIssue]) -> RequestError {
+        RequestError(status: 400, body: "{\"error\":" + JSONText.quote(title) + ",\"details\":["
+                     + issues.map(\.json).joined(separator: ",") + "]}")
+    }
+
+    /// 400 `{"error":"Query Error","details":[{"message":…,"path":[]},…]}`.
+    public static func queryError(details: [String]) -> RequestError {
+        validation("Query Error", details.map { ValidationIssue($0) })
+    }
+
+    public static func queryError(issues: [ValidationIssue]) -> RequestError { validation("Query Error", issues) }
+
+    /// 400 `{"error":"Params Error","details":[…]}`.
+    public static func paramsError(details: [String]) -> RequestError {
+        validation("Params Error", details.map { ValidationIssue($0) })
+    }
+
+    public static func paramsError(issues: [ValidationIssue]) -> RequestError { validation("Params Error", issues) }
+
+    public static let missingKey = simple(401, "Invalid or Missing API key")
+    public static let invalidKey = simple(401, "Invalid API key")
+    public static let branchRequired = simple(401, "x-trigger-branch header required for preview env")
+    public static let noBranchEnv = simple(401, "No matching branch env")
+    public static let invalidPublicToken = simple(401, "Invalid Public Access Token")
+    public static let publicTokenInvalid = simple(401, "Public Access Token is invalid")
+
+    /// 404 `{"error":"Not found"}` with `x-should-retry`.
+    public static func notFound(shouldRetry: Bool) -> RequestError {
+        RequestError(status: 404, body: #"{"error":"Not found"}"#,
+                     extraHeaders: [("x-should-retry", shouldRetry ? "true" : "false")])
+    }
+
+    /// 403 for a failed scope check.
+    public static let unauthorized = RequestError(
+        status: 403, body: #"{"error":"Unauthorized","code":"unauthorized","param":"access_token","type":"authorization"}"#)
+    /// 403 with a custom message (suspended account, IP block).
+    public static func forbidden(_ message: String) -> RequestError { simple(403, message) }
+    public static let tooMany = simple(429, "Too many concurrent requests")
+    public static let limitLookupFailed = simple(500, "Failed to get concurrency limit")
+    public static let `internal` = simple(500, "Internal Server Error")
+    public static let methodNotAllowed = simple(405, "Method Not Allowed")
+}
+
+// MARK: Requests
+
+/// The Electric query parameters of a feed request (§1.2).
+public struct FeedQuery: Sendable, Equatable {
+    public var offset: OffsetParam
+    /// `handle`, or the legacy `shape_id` (an empty value counts as absent).
+    public var handle: String?
+    public var live: Bool
+    public var skipColumns: String?
+    public var tags: String?
+    public var createdAt: String?
+    public var cursor: String?
+
+    public init(offset: OffsetParam = .snapshot, handle: String? = nil, live: Bool = false, skipColumns: String? = nil,
+                tags: String? = nil, createdAt: String? = nil, cursor: String? = nil) {
+        self.offset = offset; self.handle = handle; self.live = live; self.skipColumns = skipColumns
+        self.tags = tags; self.createdAt = createdAt; self.cursor = cursor
+    }
+
+    public static let maxHandleLength = 200
+
+    /// Parses a raw query string (no leading `?`). The first occurrence of a parameter wins; unknown
+    /// parameters are ignored. Errors are 400 "Query Error" with one issue per invalid parameter.
+    public static func parse(queryString: String) -> Result<FeedQuery, RequestError> {
+        var params: [String: String] = [:]
+        for (name, value) in QueryString.decode(queryString) where params[name] == nil {
+            params[name] = value
+        }
+        var issues: [ValidationIssue] = []
+        var q = FeedQuery()
+
+        switch params["offset"] {
+        case nil, "-1": q.offset = .snapshot
+        case let raw?:
+            if let o = Offset.parse(raw) { q.offset = .at(o) } else { issues.append(ValidationIssue("Invalid offset", path: ["offset"])) }
+        }
+
+        let handle = nonEmpty(params["handle"]) ?? nonEmpty(params["shape_id"])
+        if let handle {
+            if isValidHandle(handle) {
+                q.handle = handle
+            } else {
+                issues.append(ValidationIssue("Invalid handle", path: ["handle"]))
+            }
+        }
+
+        switch params["live"] {
+        case nil, "", "false": q.live = false
+        case "true": q.live = true
+        default: issues.append(ValidationIssue("Invalid live value, expected \"true\" or \"false\"", path: ["live"]))
+        }
+
+        if q.live && issues.isEmpty {
+            if handle == nil { issues.append(ValidationIssue("A live request requires a handle", path: ["handle"])) }
+            if q.offset == .snapshot { issues.append(ValidationIssue("A live request requires an offset", path: ["offset"])) }
+        }
+
+        if !issues.isEmpty { return .failure(.queryError(issues: issues)) }
+        q.skipColumns = params["skipColumns"]
+        q.tags = params["tags"]
+        q.createdAt = params["createdAt"]
+        q.cursor = params["cursor"]
+        return .success(q)
+    }
+
+    /// 1…200 characters of `[A-Za-z0-9_-]`.
+    public static func isValidHandle(_ h: String) -> Bool {
+        let u = h.utf8
+        guard !u.isEmpty, u.count <= maxHandleLength else { return false }
+        for c in u {
+            switch c {
+            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "_"), UInt8(ascii: "-"): continue
+            default: return false
+            }
+        }
+        return true
+    }
+
+    private static func nonEmpty(_ s: String?) -> String? {
+        guard let s, !s.isEmpty else { return nil }
+        return s
+    }
+}
+
+/// `application/x-www-form-urlencoded` query-string decoding (as URLSearchParams does it).
+public enum QueryString {
+    /// Splits on `&`, then on the first `=`; percent-decodes names and values with `+` → space.
+    /// Invalid `%` sequences are kept literally. Empty pieces are skipped.
+    public static func decode(_ query: String) -> [(String, String)] {
+        var out: [(String, String)] = []
+        for piece in query.utf8.split(separator: UInt8(ascii: "&")) {
+            if let eq = piece.firstIndex(of: UInt8(ascii: "=")) {
+                out.append((percentDecode(piece[piece.startIndex..<eq]),
+                            percentDecode(piece[piece.index(after: eq)...])))
+            } else {
+                out.append((percentDecode(piece[...]), ""))
+            }
+        }
+        return out
+    }
+
+    public static func percentDecode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        let b = Array(bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count)
+        var i = 0
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "+") {
+                out.append(0x20); i += 1
+            } else if c == UInt8(ascii: "%"), i + 2 < b.count,
+                      let hi = JSONScanner.hexValue(b[i + 1]), let lo = JSONScanner.hexValue(b[i + 2]) {
+                out.append(UInt8(hi << 4 | lo)); i += 3
+            } else {
+                out.append(c); i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+// MARK: Responses
+
+/// A complete HTTP response for the FastCGI layer.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: String
+
+    public init(status: Int, headers: [(String, String)] = [], body: String = "") {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 204: return "No Content"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 409: return "Conflict"
+        case 429: return "Too Many Requests"
+        case 500: return "Internal Server Error"
+        case 503: return "Service Unavailable"
+        default: return "Unknown"
+        }
+    }
+
+    /// The first value of a header (case-insensitive name).
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.0.lowercased() == lower }?.1
+    }
+
+    /// CGI-style response text: `Status: 200 OK`, the headers, `Content-Length` (UTF-8 bytes, unless already
+    /// present), a blank line, then the body. CR and LF are stripped from header names and values.
+    public func fastCGIText() -> String {
+        var out = "Status: \(status) \(HTTPResponse.reasonPhrase(status))\r\n"
+        var hasLength = false
+        for (name, value) in headers {
+            let n = HTTPResponse.stripLineBreaks(name)
+            let v = HTTPResponse.stripLineBreaks(value)
+            if n.lowercased() == "content-length" { hasLength = true }
+            out += v.isEmpty ? "\(n):\r\n" : "\(n): \(v)\r\n"
+        }
+        if !hasLength { out += "Content-Length: \(body.utf8.count)\r\n" }
+        out += "\r\n"
+        out += body
+        return out
+    }
+
+    static func stripLineBreaks(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A }) else { return s }
+        return String(decoding: s.utf8.filter { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
+    }
+}
+
+public enum ElectricResponse {
+    /// A 200 shape-log response (§4.2, §4.3). Pass `schema` on non-live replies and `cursor` on live ones.
+    public static func feed(handle: String, offset: String, cursor: String?, live: Bool, schema: String?, body: String,
+                            upToDate: Bool, legacyHeaderNames: Bool) -> HTTPResponse {
+        var h: [(String, String)] = [
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "*"),
+            ("electric-handle", handle),
+            ("electric-offset", offset),
+        ]
+        if legacyHeaderNames {
+            h.append(("electric-shape-id", handle))
+            h.append(("electric-chunk-last-offset", offset))
+        }
+        if let schema { h.append(("electric-schema", schema)) }
+        if let cursor { h.append(("electric-cursor", cursor)) }
+        if upToDate { h.append(("electric-up-to-date", "")) }
+        return HTTPResponse(status: 200, headers: h, body: body)
+    }
+
+    /// The CORS headers for errors and preflights (§1.5): the origin echoed with `vary: Origin`, or none.
+    static func corsEcho(_ origin: String?) -> [(String, String)] {
+        guard let origin, !origin.isEmpty else { return [] }
+        return [("access-control-allow-origin", origin), ("vary", "Origin")]
+    }
+
+    /// A JSON error reply with the error's extra headers and echoed CORS (§1.4, §1.5).
+    public static func error(_ e: RequestError, origin: String?) -> HTTPResponse {
+        var h: [(String, String)] = [("content-type", "application/json")]
+        h.append(contentsOf: e.extraHeaders)
+        let cors = corsEcho(origin)
+        if !cors.isEmpty {
+            h.append(contentsOf: cors)
+            h.append(("access-control-expose-headers", "x-trigger-jwt,x-trigger-jwt-claims"))
+        }
+        return HTTPResponse(status: e.status, headers: h, body: e.body)
+    }
+
+    /// The unauthenticated `OPTIONS` preflight reply (§1.5).
+    public static func options(origin: String?, requestHeaders: String?) -> HTTPResponse {
+        var h: [(String, String)] = [("content-type", "application/json")]
+        let cors = corsEcho(origin)
+        if cors.isEmpty {
+            h.append(("access-control-allow-origin", "*"))
+        } else {
+            h.append(contentsOf: cors)
+        }
+        h.append(("access-control-allow-methods", "GET,HEAD,PUT,PATCH,POST,DELETE"))
+        if let requestHeaders, !requestHeaders.isEmpty {
+            h.append(("access-control-allow-headers", requestHeaders))
+        }
+        h.append(("access-control-max-age", "300"))
+        return HTTPResponse(status: 200, headers: h, body: "{}")
+    }
+
+    /// Any non-empty `x-trigger-electric-version` selects the modern header names (§1.3).
+    public static func isModernClient(electricVersionHeader: String?) -> Bool {
+        guard let v = electricVersionHeader else { return false }
+        return !v.isEmpty
+    }
+}

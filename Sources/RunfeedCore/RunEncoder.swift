@@ -1,0 +1,167 @@
+// Row model and the Electric shape-log encoding of TaskRun rows (§4.4, §4.5, §5).
+
+/// One TaskRun row as raw libpq text values.
+public struct RunRow: Sendable, Equatable {
+    /// Index of `runtimeEnvironmentId` in `raw` (after the 26 wire columns).
+    public static let envIdIndex = 26
+    /// Index of `batchId` in `raw`.
+    public static let batchIdIndex = 27
+    /// Number of raw values expected by `init?(raw:)`.
+    public static let rawCount = 28
+
+    /// 28 entries: the 26 columns in `RunColumn` order, then `runtimeEnvironmentId`, then `batchId`.
+    public let raw: [String?]
+    public let id: String
+    public let friendlyId: String
+    /// The run's environment id ("" if the query did not provide it).
+    public let envId: String
+    public let batchId: String?
+    public let status: String
+    public let createdAtMs: Int64
+    public let updatedAtMs: Int64
+    /// The run's tags (NULL or malformed → []; NULL elements dropped).
+    public let runTags: [String]
+
+    /// Nil unless `raw` has 28 entries (26 is also accepted: no env/batch ids) and id, friendlyId, status,
+    /// createdAt and updatedAt are present and well-formed.
+    public init?(raw: [String?]) {
+        guard raw.count == RunRow.rawCount || raw.count == RunColumn.allCases.count else { return nil }
+        var full = raw
+        while full.count < RunRow.rawCount { full.append(nil) }
+        guard let id = full[RunColumn.id.index], !id.isEmpty,
+              let friendlyId = full[RunColumn.friendlyId.index],
+              let status = full[RunColumn.status.index],
+              let created = full[RunColumn.createdAt.index].flatMap(PGText.timestampToEpochMs),
+              let updated = full[RunColumn.updatedAt.index].flatMap(PGText.timestampToEpochMs)
+        else { return nil }
+        let tags = full[RunColumn.runTags.index].flatMap(PGText.parseArray)?.compactMap { $0 } ?? []
+        self.raw = full
+        self.id = id
+        self.friendlyId = friendlyId
+        self.envId = full[RunRow.envIdIndex] ?? ""
+        self.batchId = full[RunRow.batchIdIndex]
+        self.status = status
+        self.createdAtMs = created
+        self.updatedAtMs = updated
+        self.runTags = tags
+    }
+
+    /// The raw text of one column.
+    public subscript(column: RunColumn) -> String? { raw[column.index] }
+
+    public var taskIdentifier: String? { self[.taskIdentifier] }
+    /// Whether `completedAt` is set (the SDK closes single-run streams then).
+    public var isCompleted: Bool { self[.completedAt] != nil }
+}
+
+public enum RunEncoder {
+    /// The one-line `electric-schema` JSON for `cols`, in wire order.
+    public static func schemaHeader(_ cols: ColumnSet) -> String {
+        var out = "{"
+        for (i, c) in cols.columns.enumerated() {
+            if i > 0 { out += "," }
+            out += "\"\(c.rawValue)\":" + c.schemaJSON
+        }
+        return out + "}"
+    }
+
+    /// The encoded wire text of one column value, or nil for a JSON null.
+    public static func wireValue(_ column: RunColumn, _ text: String?) -> String? {
+        guard let text else { return nil }
+        switch column.kind {
+        case .text, .int4, .bool:
+            return text
+        case .timestamp:
+            return PGText.timestampToWire(text) ?? text
+        case .float8:
+            guard let d = parseFloat8(text) else { return text }
+            return JSNumber.format(d)
+        case .jsonb:
+            return PGText.compactJSON(text) ?? text
+        case .textArray:
+            guard let elems = PGText.parseArray(text) else { return text }
+            if elems.isEmpty { return column == .runTags ? nil : "{}" }
+            return PGText.encodeArray(elems)
+        }
+    }
+
+    /// Postgres float8 text (including `NaN`, `Infinity`, `-Infinity`) → Double.
+    static func parseFloat8(_ s: String) -> Double? {
+        switch s {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default: return Double(s)
+        }
+    }
+
+    /// The `value` object: every selected column in wire order, as a JSON string or null.
+    public static func valueJSON(_ row: RunRow, columns: ColumnSet) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + (row[.payload]?.utf8.count ?? 0) + (row[.output]?.utf8.count ?? 0))
+        out.append(UInt8(ascii: "{"))
+        for (i, c) in columns.columns.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(0x22)
+            out.append(contentsOf: c.rawValue.utf8)
+            out.append(0x22)
+            out.append(UInt8(ascii: ":"))
+            if let v = wireValue(c, row[c]) {
+                JSONText.appendQuoted(v, to: &out)
+            } else {
+                out.append(contentsOf: "null".utf8)
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The Electric key of a run: `"public"."TaskRun"/"<id>"` (unquoted; JSON-quote it for the body).
+    public static func key(runId: String) -> String {
+        "\"public\".\"TaskRun\"/\"\(runId)\""
+    }
+
+    /// `{"key":…,"value":<valueJSON>,"headers":{"operation":"<operation>"}}`.
+    public static func changeMessage(runId: String, valueJSON: String, operation: String) -> String {
+        "{\"key\":" + JSONText.quote(key(runId: runId)) + ",\"value\":" + valueJSON
+            + ",\"headers\":{\"operation\":" + JSONText.quote(operation) + "}}"
+    }
+
+    public static let upToDate = "{\"headers\":{\"control\":\"up-to-date\"}}"
+    public static let mustRefetch = "{\"headers\":{\"control\":\"must-refetch\"}}"
+
+    /// `[m1,m2,…]`.
+    public static func body(_ messages: [String]) -> String {
+        "[" + messages.joined(separator: ",") + "]"
+    }
+
+    /// The API version that receives raw `DEQUEUED` statuses.
+    public static let currentApiVersion = "2025-07-16"
+
+    /// Unless `apiVersion` is exactly `2025-07-16`, rewrites every `"status":"DEQUEUED"` to `"status":"EXECUTING"`.
+    public static func rewriteForLegacyApiVersion(_ body: String, apiVersion: String?) -> String {
+        if apiVersion == currentApiVersion { return body }
+        return replaceAll(body, #""status":"DEQUEUED""#, #""status":"EXECUTING""#)
+    }
+
+    static func replaceAll(_ haystack: String, _ needle: String, _ replacement: String) -> String {
+        let h = Array(haystack.utf8)
+        let n = Array(needle.utf8)
+        guard !n.isEmpty, h.count >= n.count else { return haystack }
+        var out: [UInt8] = []
+        var i = 0
+        var changed = false
+        out.reserveCapacity(h.count)
+        let first = n[0]
+        while i < h.count {
+            if h[i] == first && i + n.count <= h.count && h[i..<(i + n.count)].elementsEqual(n) {
+                out.append(contentsOf: replacement.utf8)
+                i += n.count
+                changed = true
+            } else {
+                out.append(h[i]); i += 1
+            }
+        }
+        return changed ? String(decoding: out, as: UTF8.self) : haystack
+    }
+}

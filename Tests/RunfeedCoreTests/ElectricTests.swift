@@ -1,0 +1,255 @@
+import XCTest
+@testable import RunfeedCore
+
+final class OffsetTests: XCTestCase {
+    func testParseValid() {
+        XCTAssertEqual(Offset.parse("0_0"), Offset(updatedAtMs: 0, tail: 0))
+        XCTAssertEqual(Offset.parse("1760000000123_42"), Offset(updatedAtMs: 1_760_000_000_123, tail: 42))
+        XCTAssertEqual(Offset.parse("9223372036854775807_1")?.updatedAtMs, Int64.max)
+        XCTAssertEqual(Offset.parse("007_1")?.text, "7_1")
+    }
+
+    func testParseInvalid() {
+        for bad in ["", "-1", "_", "1_", "_1", "1_2_3", "-5_0", "5_-1", "+5_0", "a_1", "1_b", " 1_1", "1_1 ",
+                    "9223372036854775808_0", "12345678901234567890_0", "0_inf", "1.5_0", "１_1"] {
+            XCTAssertNil(Offset.parse(bad), bad)
+        }
+    }
+
+    func testTextAndFloor() {
+        let o = Offset(updatedAtMs: 123, tail: 9)
+        XCTAssertEqual(o.text, "123_9")
+        XCTAssertEqual(o.floorMs, 123)
+        XCTAssertEqual(Offset(updatedAtMs: -4, tail: 0).floorMs, 0)
+        XCTAssertEqual(OffsetParam.snapshot.floorMs, 0)
+        XCTAssertEqual(OffsetParam.at(o).floorMs, 123)
+    }
+}
+
+final class FeedQueryTests: XCTestCase {
+    private func parse(_ q: String) -> FeedQuery? { try? FeedQuery.parse(queryString: q).get() }
+    private func error(_ q: String) -> RequestError? {
+        if case .failure(let e) = FeedQuery.parse(queryString: q) { return e }
+        return nil
+    }
+
+    func testInitialRequest() {
+        let q = parse("log=full&offset=-1")!
+        XCTAssertEqual(q.offset, .snapshot)
+        XCTAssertNil(q.handle)
+        XCTAssertFalse(q.live)
+        XCTAssertEqual(parse("")!.offset, .snapshot)
+    }
+
+    func testLiveRequest() {
+        let q = parse("cursor=17&handle=run-cm1&live=true&log=full&offset=1760000000123_5&skipColumns=payload%2Coutput")!
+        XCTAssertTrue(q.live)
+        XCTAssertEqual(q.handle, "run-cm1")
+        XCTAssertEqual(q.offset, .at(Offset(updatedAtMs: 1_760_000_000_123, tail: 5)))
+        XCTAssertEqual(q.cursor, "17")
+        XCTAssertEqual(q.skipColumns, "payload,output")
+    }
+
+    func testLegacyShapeId() {
+        XCTAssertEqual(parse("shape_id=abc&offset=1_1")!.handle, "abc")
+        XCTAssertEqual(parse("handle=h1&shape_id=abc&offset=1_1")!.handle, "h1")
+        XCTAssertEqual(parse("handle=&shape_id=abc&offset=1_1")!.handle, "abc")
+    }
+
+    func testPercentDecodingAndPlus() {
+        let q = parse("tags=user%3A42,a+b&createdAt=1h&offset=-1")!
+        XCTAssertEqual(q.tags, "user:42,a b")
+        XCTAssertEqual(q.createdAt, "1h")
+        XCTAssertEqual(parse("tags=%zz%4")!.tags, "%zz%4")
+        XCTAssertEqual(parse("ta%67s=%C3%A9")!.tags, "é")
+    }
+
+    func testLiveValues() {
+        XCTAssertFalse(parse("live=false")!.live)
+        XCTAssertFalse(parse("live=")!.live)
+        XCTAssertFalse(parse("live")!.live)
+        XCTAssertEqual(error("live=1")?.status, 400)
+        XCTAssertEqual(error("live=TRUE")?.status, 400)
+    }
+
+    func testInvalidOffset() {
+        let e = error("offset=abc")!
+        XCTAssertEqual(e.status, 400)
+        XCTAssertEqual(e.body, #"{"error":"Query Error","details":[{"message":"Invalid offset","path":["offset"]}]}"#)
+    }
+
+    func testInvalidHandle() {
+        XCTAssertEqual(error("offset=1_1&handle=a%20b")?.status, 400)
+        XCTAssertEqual(error("offset=1_1&handle=" + String(repeating: "a", count: 201))?.status, 400)
+        XCTAssertNotNil(parse("offset=1_1&handle=" + String(repeating: "a", count: 200)))
+        XCTAssertNotNil(parse("offset=1_1&handle=runs_1_2_ab12cd34-next"))
+    }
+
+    func testLiveRequiresHandleAndOffset() {
+        XCTAssertEqual(error("live=true&offset=1_1")?.status, 400)
+        XCTAssertEqual(error("live=true&handle=h")?.status, 400)
+        XCTAssertEqual(error("live=true&offset=-1&handle=h")?.status, 400)
+    }
+
+    func testMultipleIssuesReported() {
+        let e = error("offset=x&live=maybe&handle=!")!
+        let details = JSONValue.parse(e.body)!.objectValue!["details"]!.arrayValue!
+        XCTAssertEqual(details.count, 3)
+    }
+
+    func testUnknownParamsIgnored() {
+        let q = parse("offset=-1&table=secrets&where=1%3D1&expired_handle=x&columns=a&replica=full")
+        XCTAssertNotNil(q)
+    }
+
+    func testFirstOccurrenceWins() {
+        XCTAssertEqual(parse("offset=1_1&offset=bad")!.offset, .at(Offset(updatedAtMs: 1, tail: 1)))
+    }
+
+    func testQueryStringDecode() {
+        let pairs = QueryString.decode("a=1&&b&c=x=y")
+        XCTAssertEqual(pairs.map(\.0), ["a", "b", "c"])
+        XCTAssertEqual(pairs.map(\.1), ["1", "", "x=y"])
+    }
+}
+
+final class RequestErrorTests: XCTestCase {
+    func testBodies() {
+        XCTAssertEqual(RequestError.missingKey.body, #"{"error":"Invalid or Missing API key"}"#)
+        XCTAssertEqual(RequestError.invalidKey.body, #"{"error":"Invalid API key"}"#)
+        XCTAssertEqual(RequestError.branchRequired.body, #"{"error":"x-trigger-branch header required for preview env"}"#)
+        XCTAssertEqual(RequestError.noBranchEnv.body, #"{"error":"No matching branch env"}"#)
+        XCTAssertEqual(RequestError.invalidPublicToken.body, #"{"error":"Invalid Public Access Token"}"#)
+        XCTAssertEqual(RequestError.publicTokenInvalid.body, #"{"error":"Public Access Token is invalid"}"#)
+        XCTAssertEqual(RequestError.notFound(shouldRetry: false).body, #"{"error":"Not found"}"#)
+        XCTAssertEqual(RequestError.unauthorized.body, #"{"error":"Unauthorized","code":"unauthorized","param":"access_token","type":"authorization"}"#)
+        XCTAssertEqual(RequestError.tooMany.body, #"{"error":"Too many concurrent requests"}"#)
+        XCTAssertEqual(RequestError.internal.body, #"{"error":"Internal Server Error"}"#)
+        XCTAssertEqual(RequestError.limitLookupFailed.body, #"{"error":"Failed to get concurrency limit"}"#)
+    }
+
+    func testStatuses() {
+        XCTAssertEqual([RequestError.missingKey, .invalidKey, .branchRequired, .noBranchEnv, .invalidPublicToken,
+                        .publicTokenInvalid].map(\.status), [401, 401, 401, 401, 401, 401])
+        XCTAssertEqual(RequestError.notFound(shouldRetry: true).status, 404)
+        XCTAssertEqual(RequestError.unauthorized.status, 403)
+        XCTAssertEqual(RequestError.tooMany.status, 429)
+        XCTAssertEqual(RequestError.internal.status, 500)
+        XCTAssertEqual(RequestError.queryError(details: []).status, 400)
+    }
+
+    func testNotFoundRetryHeader() {
+        XCTAssertEqual(RequestError.notFound(shouldRetry: false).extraHeaders.map { "\($0.0)=\($0.1)" }, ["x-should-retry=false"])
+        XCTAssertEqual(RequestError.notFound(shouldRetry: true).extraHeaders.map { "\($0.0)=\($0.1)" }, ["x-should-retry=true"])
+        XCTAssertTrue(RequestError.missingKey.extraHeaders.isEmpty)
+    }
+
+    func testValidationBodies() {
+        XCTAssertEqual(RequestError.queryError(details: [#"Invalid tag: "a\"b""#]).body,
+                       #"{"error":"Query Error","details":[{"message":"Invalid tag: \"a\\\"b\"","path":[]}]}"#)
+        XCTAssertEqual(RequestError.paramsError(details: ["bad"]).body, #"{"error":"Params Error","details":[{"message":"bad","path":[]}]}"#)
+        XCTAssertEqual(RequestError.queryError(issues: [ValidationIssue("x", path: ["tags"])]).body,
+                       #"{"error":"Query Error","details":[{"message":"x","path":["tags"]}]}"#)
+    }
+}
+
+final class HTTPResponseTests: XCTestCase {
+    func testFastCGIText() {
+        let r = HTTPResponse(status: 200, headers: [("content-type", "application/json"), ("electric-up-to-date", "")], body: "[é]")
+        XCTAssertEqual(r.fastCGIText(), "Status: 200 OK\r\ncontent-type: application/json\r\nelectric-up-to-date:\r\nContent-Length: 4\r\n\r\n[é]")
+    }
+
+    func testNoDuplicateContentLengthAndLineBreakStripping() {
+        let r = HTTPResponse(status: 404, headers: [("Content-Length", "0"), ("x-a", "evil\r\nset-cookie: y")], body: "")
+        XCTAssertEqual(r.fastCGIText(), "Status: 404 Not Found\r\nContent-Length: 0\r\nx-a: evilset-cookie: y\r\n\r\n")
+    }
+
+    func testReasonPhrases() {
+        let expected = [200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                        404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests",
+                        500: "Internal Server Error", 503: "Service Unavailable"]
+        for (code, phrase) in expected { XCTAssertEqual(HTTPResponse.reasonPhrase(code), phrase) }
+    }
+
+    func testHeaderLookup() {
+        let r = HTTPResponse(status: 200, headers: [("Electric-Handle", "h")])
+        XCTAssertEqual(r.header("electric-handle"), "h")
+        XCTAssertNil(r.header("electric-offset"))
+    }
+}
+
+final class ElectricResponseTests: XCTestCase {
+    private func names(_ r: HTTPResponse) -> [String] { r.headers.map(\.0) }
+
+    func testSnapshotResponse() {
+        let r = ElectricResponse.feed(handle: "run-cm1", offset: "5_1", cursor: nil, live: false,
+                                      schema: RunEncoder.schemaHeader(.all), body: "[]", upToDate: true, legacyHeaderNames: false)
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(names(r), ["content-type", "cache-control", "access-control-allow-origin", "access-control-expose-headers",
+                                  "electric-handle", "electric-offset", "electric-schema", "electric-up-to-date"])
+        XCTAssertEqual(r.header("access-control-allow-origin"), "*")
+        XCTAssertEqual(r.header("access-control-expose-headers"), "*")
+        XCTAssertEqual(r.header("cache-control"), "no-store")
+        XCTAssertEqual(r.header("electric-up-to-date"), "")
+        XCTAssertEqual(r.body, "[]")
+    }
+
+    func testLiveResponse() {
+        let r = ElectricResponse.feed(handle: "h", offset: "5_1", cursor: "9", live: true, schema: nil, body: "[]",
+                                      upToDate: false, legacyHeaderNames: false)
+        XCTAssertEqual(r.header("electric-cursor"), "9")
+        XCTAssertNil(r.header("electric-schema"))
+        XCTAssertNil(r.header("electric-up-to-date"))
+    }
+
+    func testLegacyNames() {
+        let r = ElectricResponse.feed(handle: "h", offset: "5_1", cursor: nil, live: false, schema: "{}", body: "[]",
+                                      upToDate: true, legacyHeaderNames: true)
+        XCTAssertEqual(r.header("electric-shape-id"), "h")
+        XCTAssertEqual(r.header("electric-chunk-last-offset"), "5_1")
+        XCTAssertEqual(r.header("electric-handle"), "h")
+        XCTAssertEqual(r.header("electric-offset"), "5_1")
+    }
+
+    func testErrorWithOrigin() {
+        let r = ElectricResponse.error(.notFound(shouldRetry: false), origin: "https://app.example")
+        XCTAssertEqual(r.status, 404)
+        XCTAssertEqual(r.body, #"{"error":"Not found"}"#)
+        XCTAssertEqual(r.header("content-type"), "application/json")
+        XCTAssertEqual(r.header("x-should-retry"), "false")
+        XCTAssertEqual(r.header("access-control-allow-origin"), "https://app.example")
+        XCTAssertEqual(r.header("vary"), "Origin")
+        XCTAssertEqual(r.header("access-control-expose-headers"), "x-trigger-jwt,x-trigger-jwt-claims")
+    }
+
+    func testErrorWithoutOrigin() {
+        let r = ElectricResponse.error(.missingKey, origin: nil)
+        XCTAssertEqual(r.status, 401)
+        XCTAssertEqual(names(r), ["content-type"])
+    }
+
+    func testOptions() {
+        let r = ElectricResponse.options(origin: "https://a.b", requestHeaders: "authorization,x-trigger-branch")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, "{}")
+        XCTAssertEqual(r.header("access-control-allow-methods"), "GET,HEAD,PUT,PATCH,POST,DELETE")
+        XCTAssertEqual(r.header("access-control-allow-headers"), "authorization,x-trigger-branch")
+        XCTAssertEqual(r.header("access-control-max-age"), "300")
+        XCTAssertEqual(r.header("access-control-allow-origin"), "https://a.b")
+        XCTAssertEqual(r.header("vary"), "Origin")
+    }
+
+    func testOptionsWithoutOrigin() {
+        let r = ElectricResponse.options(origin: nil, requestHeaders: nil)
+        XCTAssertEqual(r.header("access-control-allow-origin"), "*")
+        XCTAssertNil(r.header("vary"))
+        XCTAssertNil(r.header("access-control-allow-headers"))
+    }
+
+    func testModernClientDetection() {
+        XCTAssertTrue(ElectricResponse.isModernClient(electricVersionHeader: "1.0.0-beta.1"))
+        XCTAssertTrue(ElectricResponse.isModernClient(electricVersionHeader: "0.8.1"))
+        XCTAssertFalse(ElectricResponse.isModernClient(electricVersionHeader: ""))
+        XCTAssertFalse(ElectricResponse.isModernClient(electricVersionHeader: nil))
+    }
+}

@@ -1,0 +1,78 @@
+import XCTest
+@testable import RunfeedCore
+
+final class RouteTests: XCTestCase {
+    func testMatchesTheThreeRoutes() {
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/run_123"), .run(friendlyId: "run_123"))
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/run_123/"), .run(friendlyId: "run_123"))
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs"), .runs)
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/"), .runs)
+        XCTAssertEqual(Route.match(path: "/realtime/v1/batches/batch_9"), .batch(friendlyId: "batch_9"))
+    }
+
+    func testRejectsOtherPaths() {
+        XCTAssertNil(Route.match(path: "/realtime/v1/batches"))
+        XCTAssertNil(Route.match(path: "/realtime/v1/runs/a/b"))
+        XCTAssertNil(Route.match(path: "/realtime/v2/runs/run_1"))
+        XCTAssertNil(Route.match(path: "/api/v1/runs/run_1"))
+        XCTAssertNil(Route.match(path: ""))
+        XCTAssertNil(Route.match(path: "/realtime/v1/runs/has space"))
+        XCTAssertNil(Route.match(path: "/realtime/v1/runs/quote\"d"))
+        XCTAssertNil(Route.match(path: "/realtime/v1/runs/" + String(repeating: "x", count: 129)))
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/" + String(repeating: "x", count: 128)),
+                       .run(friendlyId: String(repeating: "x", count: 128)))
+    }
+}
+
+final class ReplayBufferTests: XCTestCase {
+    func testRemembersLatestArrivalPerRun() {
+        var b = ReplayBuffer(windowMs: 2000, maxRuns: 10)
+        b.record(runId: "a", atMs: 1000)
+        b.record(runId: "a", atMs: 1500)
+        XCTAssertTrue(b.changed(runId: "a", sinceMs: 1500))
+        XCTAssertFalse(b.changed(runId: "a", sinceMs: 1501))
+        XCTAssertFalse(b.changed(runId: "b", sinceMs: 0))
+        XCTAssertEqual(b.count, 1)
+    }
+
+    func testForgetsArrivalsOlderThanTheWindow() {
+        var b = ReplayBuffer(windowMs: 2000, maxRuns: 10)
+        b.record(runId: "a", atMs: 1000)
+        b.record(runId: "b", atMs: 2500)
+        XCTAssertTrue(b.changed(runId: "a", sinceMs: 0))
+        b.record(runId: "c", atMs: 3001)
+        XCTAssertFalse(b.changed(runId: "a", sinceMs: 0))
+        XCTAssertTrue(b.changed(runId: "b", sinceMs: 0))
+        XCTAssertEqual(Set(b.runs(sinceMs: 0)), ["b", "c"])
+    }
+
+    func testSupersededArrivalDoesNotEvictTheNewerOne() {
+        var b = ReplayBuffer(windowMs: 1000, maxRuns: 10)
+        b.record(runId: "a", atMs: 0)
+        b.record(runId: "a", atMs: 900)
+        b.prune(nowMs: 1500)
+        XCTAssertTrue(b.changed(runId: "a", sinceMs: 900))
+    }
+
+    func testCapsTheNumberOfRuns() {
+        var b = ReplayBuffer(windowMs: 10_000, maxRuns: 3)
+        for (i, r) in ["a", "b", "c", "d"].enumerated() { b.record(runId: r, atMs: Int64(i)) }
+        XCTAssertEqual(b.count, 3)
+        XCTAssertFalse(b.changed(runId: "a", sinceMs: 0))
+        XCTAssertTrue(b.changed(runId: "d", sinceMs: 0))
+    }
+
+    func testGapCoveredNeedsAnEarlierSubscriptionAndARecentGap() {
+        // Subscribed before the client's last response, which was 500 ms ago: covered.
+        XCTAssertTrue(gapCovered(subscribedAtMs: 1000, sinceMs: 9500, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+        // Not subscribed at all.
+        XCTAssertFalse(gapCovered(subscribedAtMs: nil, sinceMs: 9500, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+        // Subscribed only after the response was sent (cold worker, or a hop from another one).
+        XCTAssertFalse(gapCovered(subscribedAtMs: 9400, sinceMs: 9500, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+        // The gap is older than the replay window.
+        XCTAssertFalse(gapCovered(subscribedAtMs: 1000, sinceMs: 7000, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+        // A zero or crafted future offset tail never counts as covered.
+        XCTAssertFalse(gapCovered(subscribedAtMs: 1000, sinceMs: 0, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+        XCTAssertFalse(gapCovered(subscribedAtMs: 1000, sinceMs: 60_000, nowMs: 10_000, windowMs: 2000, skewMs: 250))
+    }
+}
