@@ -40,7 +40,7 @@ public struct ServerConfig: Sendable {
             listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
             databaseURL: db,
             redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password),
-            redisSharded: rs.clusterMode && env.bool([prefix + "PUBSUB_REDIS_SHARDED_ENABLED"], default: true),
+            redisSharded: rs.useShardedPubSub,
             holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),
             jitterRatio: env.double([prefix + "LIVE_POLL_JITTER_RATIO"], default: 0.15),
             pgPoolSize: Int(env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)),

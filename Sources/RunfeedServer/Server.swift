@@ -75,7 +75,7 @@ public final class Server: @unchecked Sendable {
             return
         }
         guard info.method == "GET" || info.method == "HEAD" else {
-            respond(conn, ElectricResponse.error(RequestError(status: 405, body: "{\"error\":\"Method Not Allowed\"}"), origin: origin))
+            respond(conn, ElectricResponse.error(.methodNotAllowed, origin: origin))
             return
         }
         guard let route = Route.match(path: info.path) else {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages runfeed needs to build, run and test — only
+# those that are missing. Never starts, stops or reconfigures system services:
+# the local stack (scripts/stack.sh) runs its own PostgreSQL, Redis and nginx
+# on its own ports and data directories.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PACKAGES=(
+    # services used by the local stack (binaries only; we run our own instances)
+    postgresql-15 redis-server nginx
+    # C libraries behind the Swift system-library targets
+    libfcgi-dev libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev pkg-config
+    # stack scripts and integration tests
+    make openssl curl ca-certificates python3 python3-pytest python3-requests
+    # what the Swift toolchain in /opt/swift needs to fetch packages, compile and
+    # link on Debian 12 (already present wherever `swift build` works)
+    git binutils libc6-dev libgcc-12-dev libstdc++-12-dev zlib1g-dev
+    libedit2 libsqlite3-0 libncurses6 libxml2 libpython3.11 tzdata
+)
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    log "installing missing packages: ${missing[*]}"
+    SUDO=()
+    if ! is_root; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]}"
+        SUDO=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt_opts=(-y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 --no-install-recommends)
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300 update
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}"
+    for p in "${missing[@]}"; do
+        installed "$p" || die "package $p did not install"
+    done
+else
+    log "system packages: all present"
+fi
+
+[[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl && -x $PG_BIN/psql ]] \
+    || die "PostgreSQL 15 binaries not found in $PG_BIN"
+getent passwd postgres >/dev/null || die "system user 'postgres' is missing (postgresql-common should create it)"
+
+if ! command -v swift >/dev/null 2>&1; then
+    die "swift not found: install the Swift toolchain under /opt/swift (bin in /opt/swift/usr/bin) or put it on PATH"
+fi
+log "swift: $(command -v swift)"
