@@ -1,8 +1,5 @@
 #ifndef RUNFEED_CLINUX_SHIM_H
 #define RUNFEED_CLINUX_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -33,6 +30,9 @@ static const uint32_t RUNFEED_EPOLLOUT = EPOLLOUT;
 static const uint32_t RUNFEED_EPOLLRDHUP = EPOLLRDHUP;
 static const uint32_t RUNFEED_EPOLLHUP = EPOLLHUP;
 static const uint32_t RUNFEED_EPOLLERR = EPOLLERR;
+/* glibc declares this only under _GNU_SOURCE, which would change other system headers' structs. */
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
 /* Names the calling thread (shows in /proc/<pid>/task/<tid>/comm). */
 static inline void runfeed_name_this_thread(const char *name) { pthread_setname_np(pthread_self(), name); }
 #endif

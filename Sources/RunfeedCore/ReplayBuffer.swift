@@ -4,6 +4,9 @@ public struct ReplayBuffer: Sendable {
     public let windowMs: Int64
     public let maxRuns: Int
     private var latest: [String: Int64] = [:]
+    /// The latest change record per run (present for every run in `latest`; synthesized as a partial record
+    /// when the run was recorded by id only).
+    private var recordByRun: [String: ChangeRecord] = [:]
     /// Arrivals in time order; stale entries (superseded by a later arrival) are skipped on pruning.
     private var order: [(runId: String, atMs: Int64)] = []
     private var head = 0
@@ -15,8 +18,40 @@ public struct ReplayBuffer: Sendable {
 
     public var count: Int { latest.count }
 
-    /// Records that a change for `runId` arrived at `atMs` (wall clock).
+    /// Records that a change for `runId` arrived at `atMs` (wall clock). Without a change record the run's
+    /// buffered record becomes partial (tag feeds must hydrate it).
     public mutating func record(runId: String, atMs: Int64) {
+        var r = recordByRun[runId] ?? ChangeRecord(v: 0, runId: runId, envId: "")
+        r.tags = nil
+        store(r, atMs: atMs)
+    }
+
+    /// Records that `r` arrived at `atMs` (wall clock) and keeps it as the run's latest record. A missing
+    /// `batchId`, `updatedAtMs` or `envId` keeps what an earlier record of the run said (`updatedAtMs`: the max).
+    public mutating func record(_ r: ChangeRecord, atMs: Int64) {
+        store(recordByRun[r.runId].map { $0.folding(r, partialWins: false) } ?? r, atMs: atMs)
+    }
+
+    /// The latest record of every run whose latest arrival is at or after `sinceMs` and still in the window,
+    /// oldest arrival first.
+    public func records(sinceMs: Int64) -> [ChangeRecord] {
+        var out: [ChangeRecord] = []
+        var seen = Set<String>()
+        for i in head..<order.count {
+            let e = order[i]
+            guard e.atMs >= sinceMs, latest[e.runId] == e.atMs, let r = recordByRun[e.runId],
+                  seen.insert(e.runId).inserted else { continue }
+            out.append(r)
+        }
+        return out
+    }
+
+    /// The latest record of one run, if it is still buffered.
+    public func latestRecord(runId: String) -> ChangeRecord? { recordByRun[runId] }
+
+    private mutating func store(_ r: ChangeRecord, atMs: Int64) {
+        let runId = r.runId
+        recordByRun[runId] = r
         latest[runId] = max(atMs, latest[runId] ?? Int64.min)
         order.append((runId, atMs))
         prune(nowMs: atMs)
@@ -49,7 +84,10 @@ public struct ReplayBuffer: Sendable {
     private mutating func dropHead() {
         let e = order[head]
         head += 1
-        if latest[e.runId] == e.atMs { latest.removeValue(forKey: e.runId) }
+        if latest[e.runId] == e.atMs {
+            latest.removeValue(forKey: e.runId)
+            recordByRun.removeValue(forKey: e.runId)
+        }
     }
 }
 

@@ -86,7 +86,7 @@ final class Authenticator {
         db.query(sql, [key]) { [self] result in
             switch result {
             case .failure:
-                done(.failure(.internal))
+                done(.failure(.unavailable))
             case .success(let rows):
                 var record: EnvRecord?
                 if let r = rows.rows.first {
@@ -129,7 +129,7 @@ final class Authenticator {
         db.query(sql, [env.id, branch]) { [self] result in
             switch result {
             case .failure:
-                done(.failure(.internal))
+                done(.failure(.unavailable))
             case .success(let rows):
                 let child = rows.rows.first?[0] ?? nil
                 branches.set(cacheKey, child, nowMs: monotonicMs() - (child == nil ? ttlMs - negativeTtlMs : 0))
@@ -169,7 +169,7 @@ final class Authenticator {
         db.query(sql, [sub]) { [self] result in
             switch result {
             case .failure:
-                done(.failure(.internal))
+                done(.failure(.unavailable))
             case .success(let rows):
                 var record: EnvRecord?
                 if let r = rows.rows.first {

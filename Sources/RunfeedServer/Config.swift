@@ -22,6 +22,22 @@ public struct ServerConfig: Sendable {
     public var clockSkewMs: Int64
     public var drainTimeoutMs: Int64
     public var logLevel: LogLevel
+    public var maxListResults: Int
+    public var createdAtMaxAgeMs: Int64
+    public var createdAtBucketMs: Int64
+    public var runsetCacheTtlMs: Int64
+    public var runsetCacheMaxEntries: Int
+    public var resolveAdmissionLimit: Int
+    public var workingSetTtlMs: Int64
+    public var workingSetMaxEntries: Int
+    public var coalesceWindowMs: Int64
+    /// nil: no ClickHouse; list feeds resolve membership in Postgres.
+    public var clickhouseURL: String?
+    public var clickhouseMaxConnections: Int
+    public var clickhouseTimeoutMs: Int
+    public var clickhouseKeepAlive: Bool
+    /// host:port of this worker's own metrics/health HTTP listener (nil: none).
+    public var metricsListen: String?
 
     static let prefix = "REALTIME_BACKEND_NATIVE_"
 
@@ -54,7 +70,21 @@ public struct ServerConfig: Sendable {
             unsubscribeLingerMs: env.int(names("UNSUBSCRIBE_LINGER_MS"), default: 5_000),
             clockSkewMs: env.int(["RUNFEED_CLOCK_SKEW_MS"], default: 250),
             drainTimeoutMs: env.int(["RUNFEED_DRAIN_TIMEOUT_MS"], default: 10_000),
-            logLevel: LogLevel(rawValue: (env.string(["RUNFEED_LOG_LEVEL", "LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+            logLevel: LogLevel(rawValue: (env.string(["RUNFEED_LOG_LEVEL", "LOG_LEVEL"]) ?? "info").lowercased()) ?? .info,
+            maxListResults: Int(max(1, env.int(names("MAX_LIST_RESULTS"), default: 1_000))),
+            createdAtMaxAgeMs: max(1, env.int(["REALTIME_MAXIMUM_CREATED_AT_FILTER_AGE_IN_MS"], default: 86_400_000)),
+            createdAtBucketMs: max(0, env.int(names("RUNSET_CREATED_AT_BUCKET_MS"), default: 60_000)),
+            runsetCacheTtlMs: max(0, env.int(names("RUNSET_CACHE_TTL_MS"), default: 1_000)),
+            runsetCacheMaxEntries: Int(max(1, env.int(names("RUNSET_CACHE_MAX_ENTRIES"), default: 5_000))),
+            resolveAdmissionLimit: Int(max(0, env.int(names("RESOLVE_ADMISSION_LIMIT"), default: 16))),
+            workingSetTtlMs: max(1, env.int(names("WORKING_SET_TTL_MS"), default: 300_000)),
+            workingSetMaxEntries: Int(max(1, env.int(names("WORKING_SET_MAX_ENTRIES"), default: 10_000))),
+            coalesceWindowMs: max(0, env.int(names("ENV_WAKE_COALESCE_WINDOW_MS"), default: 250)),
+            clickhouseURL: env.string([prefix + "CLICKHOUSE_URL", "CLICKHOUSE_URL"]),
+            clickhouseMaxConnections: Int(max(1, env.int([prefix + "CLICKHOUSE_MAX_OPEN_CONNECTIONS"], default: 10))),
+            clickhouseTimeoutMs: Int(max(100, env.int(["RUNFEED_CLICKHOUSE_TIMEOUT_MS"], default: 5_000))),
+            clickhouseKeepAlive: env.bool([prefix + "CLICKHOUSE_KEEP_ALIVE_ENABLED"], default: true),
+            metricsListen: env.string(["RUNFEED_METRICS_LISTEN"])
         )
     }
 }

@@ -18,44 +18,33 @@ final class LiveRunFeed {
     }
 }
 
-/// The worker's held live polls, indexed by environment and run, and the per-environment Redis
-/// channel subscriptions they need (reference-counted, with a short linger after the last feed leaves).
-/// A change record wakes only the feeds of its run; the row read is shared by all of them.
+/// The worker's held live polls of single runs, indexed by environment and run. A change record wakes
+/// only the feeds of its run; the row read is shared by all of them (the run store single-flights it).
 final class RunFeedRegistry {
     private let loop: EventLoop
-    private let subscriber: RedisSubscriber
+    private let channels: EnvChannels
     private let config: ServerConfig
     weak var server: Server?
 
     private var feeds: [UInt64: LiveRunFeed] = [:]
     private var byRun: [String: Set<UInt64>] = [:]
     private var byEnv: [String: Set<UInt64>] = [:]
-    private var lingers: [String: EventLoop.TimerID] = [:]
-    private var replay: [String: ReplayBuffer] = [:]
-    private var subscribedAt: [String: Int64] = [:]
-    private var everConfirmed: Set<String> = []
     private var nextId: UInt64 = 1
-    private var seq: UInt64 = 0
 
     private(set) var wakes = 0
     private(set) var backstops = 0
     private(set) var backstopDeliveries = 0
     private(set) var aborts = 0
-    private(set) var recordsReceived = 0
 
-    init(loop: EventLoop, subscriber: RedisSubscriber, config: ServerConfig) {
+    init(loop: EventLoop, channels: EnvChannels, config: ServerConfig) {
         self.loop = loop
-        self.subscriber = subscriber
+        self.channels = channels
         self.config = config
+        channels.onRecord.append { [weak self] env, record in self?.received(env: env, record: record) }
+        channels.onResubscribed.append { [weak self] env in self?.wakeAll(env: env) }
     }
 
     var count: Int { feeds.count }
-
-    /// A fresh `electric-cursor` value: a per-process counter wrapping below 2^53.
-    func nextCursor() -> UInt64 {
-        seq = seq >= (1 << 53) - 1 ? 1 : seq + 1
-        return seq
-    }
 
     private static func runKey(_ envId: String, _ runId: String) -> String { envId + "\u{0}" + runId }
 
@@ -64,11 +53,9 @@ final class RunFeedRegistry {
     func startLive(_ request: RunFeedRequest, offset: Offset) {
         let floor = max(0, offset.updatedAtMs)
         let env = request.envId
-        let now = wallMs()
-        retain(env: env)
-        let covered = gapCovered(subscribedAtMs: subscribedAt[env], sinceMs: offset.tail, nowMs: now,
-                                 windowMs: config.replayWindowMs, skewMs: config.clockSkewMs)
-        let missed = covered && (replay[env]?.changed(runId: request.runId, sinceMs: offset.tail - config.clockSkewMs) ?? false)
+        channels.retain(env)
+        let covered = channels.covers(env, sinceMs: offset.tail)
+        let missed = covered && channels.replayed(env, sinceMs: offset.tail).contains { $0.runId == request.runId }
         let feed = LiveRunFeed(id: nextId, request: request, floorMs: floor,
                                machine: RunFeedPoll(floorMs: floor, needsGapRead: !covered || missed))
         nextId += 1
@@ -142,7 +129,7 @@ final class RunFeedRegistry {
         if byRun[key]?.isEmpty == true { byRun.removeValue(forKey: key) }
         byEnv[env]?.remove(feed.id)
         if byEnv[env]?.isEmpty == true { byEnv.removeValue(forKey: env) }
-        release(env: env)
+        channels.release(env)
     }
 
     /// Answers every held poll with `up-to-date` now (drain).
@@ -150,65 +137,15 @@ final class RunFeedRegistry {
         for feed in Array(feeds.values) { finish(feed, row: nil) }
     }
 
-    // MARK: channels
-
-    private var envRefs: [String: Int] = [:]
-
-    private func retain(env: String) {
-        envRefs[env, default: 0] += 1
-        if let t = lingers.removeValue(forKey: env) { loop.cancel(t) }
-        if envRefs[env] == 1 { subscriber.subscribe(Channels.env(env)) }
-    }
-
-    private func release(env: String) {
-        guard let n = envRefs[env] else { return }
-        if n > 1 {
-            envRefs[env] = n - 1
-            return
-        }
-        envRefs.removeValue(forKey: env)
-        // Linger, so a feed that re-arms right away finds the subscription (and its replay) in place.
-        lingers[env] = loop.schedule(afterMs: config.unsubscribeLingerMs) { [weak self] in
-            guard let self else { return }
-            self.lingers.removeValue(forKey: env)
-            guard self.envRefs[env] == nil else { return }
-            self.subscriber.unsubscribe(Channels.env(env))
-            self.replay.removeValue(forKey: env)
-            self.subscribedAt.removeValue(forKey: env)
-        }
-    }
-
-    func subscriptionChanged(channel: String, at: Int64?) {
-        guard let env = Channels.envId(fromChannel: channel) else { return }
-        if let at {
-            subscribedAt[env] = at
-            // Subscribed again after a loss: records may have been missed meanwhile, so re-read
-            // every run this worker holds for the environment instead of waiting for the backstop.
-            if !everConfirmed.insert(env).inserted {
-                wakeAll(env: env)
-            }
-        } else {
-            subscribedAt.removeValue(forKey: env)
-            if envRefs[env] == nil { everConfirmed.remove(env) }
-        }
-    }
-
+    /// Subscribed again after a loss: records may have been missed meanwhile, so every run this
+    /// worker holds for the environment is re-read now instead of at the backstop.
     private func wakeAll(env: String) {
         for id in byEnv[env] ?? [] {
             if let feed = feeds[id] { event(feed, .notified) }
         }
     }
 
-    // MARK: change records
-
-    func received(channel: String, payload: String) {
-        guard let env = Channels.envId(fromChannel: channel), let record = ChangeRecord.parse(payload) else { return }
-        recordsReceived += 1
-        let now = wallMs()
-        var buffer = replay[env] ?? ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)
-        buffer.record(runId: record.runId, atMs: now)
-        replay[env] = buffer
-        // The channel names the environment: a record cannot reach another environment's feeds.
+    private func received(env: String, record: ChangeRecord) {
         guard let ids = byRun[Self.runKey(env, record.runId)] else { return }
         for id in ids {
             if let feed = feeds[id] { event(feed, .notified) }

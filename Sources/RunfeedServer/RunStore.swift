@@ -65,6 +65,24 @@ final class RunStore {
         }
     }
 
+    /// The internal id of the batch with this friendly id in this environment (nil: not there).
+    func lookupBatch(envId: String, friendlyId: String, _ done: @escaping (Result<String?, PGError>) -> Void) {
+        let key = "batch\u{0}" + envId + "\u{0}" + friendlyId
+        if let hit = lookups.get(key, nowMs: monotonicMs()) {
+            done(.success(hit.id))
+            return
+        }
+        let sql = "SELECT \"id\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
+        db.query(sql, [friendlyId, envId]) { [self] result in
+            done(result.map { rows in
+                guard let id = rows.rows.first?.first ?? nil else { return nil }
+                lookups.set(key, RunLookup(id: id, friendlyId: friendlyId, taskIdentifier: "", runTags: [], batchFriendlyId: nil),
+                            nowMs: monotonicMs())
+                return id
+            })
+        }
+    }
+
     /// Reads one run's full row. The answer reflects the database at some moment at or after
     /// `freshAfter` (monotonic ms): a cached row or an in-flight read that started late enough is
     /// shared; otherwise a new read starts (after the in-flight one, if any).

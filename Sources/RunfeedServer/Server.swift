@@ -15,8 +15,14 @@ public final class Server: @unchecked Sendable {
     let subscriber: RedisSubscriber
     let auth: Authenticator
     let store: RunStore
+    let channels: EnvChannels
     let feeds: RunFeedRegistry
+    let lists: ListFeedRegistry
+    let runsets: RunsetService
+    let clickhouse: ClickHousePool?
+    private var seq: UInt64 = 0
     private var listener: FastCGIListener?
+    private var status: StatusHTTPServer?
     private var inFlight = 0
     private var draining = false
     private var encoded: BoundedTTLCache<String, String>
@@ -33,8 +39,30 @@ public final class Server: @unchecked Sendable {
         store = RunStore(db: db, lookupTtlMs: config.authCacheTtlMs, rowTtlMs: config.runCacheTtlMs,
                          maxEntries: config.runCacheMaxEntries)
         encoded = BoundedTTLCache(ttlMs: 2_000, maxEntries: config.runCacheMaxEntries)
-        feeds = RunFeedRegistry(loop: loop, subscriber: subscriber, config: config)
+        channels = EnvChannels(loop: loop, subscriber: subscriber, config: config)
+        feeds = RunFeedRegistry(loop: loop, channels: channels, config: config)
+        let resolver: MembershipResolver
+        if let url = config.clickhouseURL {
+            let ch = ClickHousePool(url: url, size: config.clickhouseMaxConnections,
+                                    timeoutMs: config.clickhouseTimeoutMs, keepAlive: config.clickhouseKeepAlive)
+            clickhouse = ch
+            resolver = ClickHouseResolver(pool: ch, loop: loop, log: log)
+        } else {
+            clickhouse = nil
+            resolver = PostgresResolver(db: db)
+        }
+        runsets = RunsetService(resolver: resolver, db: db, log: log, limit: config.maxListResults,
+                                ttlMs: config.runsetCacheTtlMs, maxEntries: config.runsetCacheMaxEntries,
+                                admissionLimit: config.resolveAdmissionLimit)
+        lists = ListFeedRegistry(loop: loop, channels: channels, runsets: runsets, config: config)
         feeds.server = self
+        lists.server = self
+    }
+
+    /// A fresh `electric-cursor` value: a per-process counter wrapping below 2^53.
+    func nextCursor() -> UInt64 {
+        seq = seq >= (1 << 53) - 1 ? 1 : seq + 1
+        return seq
     }
 
     /// Opens the listener and runs the event loop on the calling thread until SIGTERM drains it.
@@ -53,14 +81,30 @@ public final class Server: @unchecked Sendable {
 
     private func runLoop(with l: FastCGIListener) throws {
         subscriber.log = { [log] in log.info($0) }
-        subscriber.onMessage = { [weak self] channel, payload in self?.feeds.received(channel: channel, payload: payload) }
-        subscriber.onSubscriptionChange = { [weak self] channel, at in self?.feeds.subscriptionChanged(channel: channel, at: at) }
+        subscriber.onMessage = { [weak self] channel, payload in self?.channels.received(channel: channel, payload: payload) }
+        subscriber.onSubscriptionChange = { [weak self] channel, at in self?.channels.subscriptionChanged(channel: channel, at: at) }
         subscriber.start()
         ProcessSignals.watch(on: loop) { [weak self] sig in self?.signalled(sig) }
+        if let address = config.metricsListen {
+            let s = try StatusHTTPServer(loop: loop, address: address) { [weak self] _, path, respond in
+                guard let self else { return }
+                switch path {
+                case "/metrics":
+                    respond(200, "text/plain; version=0.0.4", self.metricsText())
+                case "/healthz":
+                    self.health { ok, body in respond(ok ? 200 : 503, "application/json", body) }
+                default:
+                    respond(404, "text/plain", "not found\n")
+                }
+            }
+            s.start()
+            status = s
+            log.info("metrics and health on http://\(address)/metrics and /healthz")
+        }
         l.startAccepting { [loop, self] conn in
             loop.execute { self.handle(conn) }
         }
-        log.info("runfeed worker listening on \(l.address) (hold \(config.holdMs) ms ±\(Int(config.jitterRatio * 100))%, redis \(config.redis.host):\(config.redis.port))")
+        log.info("runfeed worker listening on \(l.address) (hold \(config.holdMs) ms ±\(Int(config.jitterRatio * 100))%, redis \(config.redis.host):\(config.redis.port), list membership via \(runsets.resolverName))")
         loop.run()
     }
 
@@ -101,15 +145,17 @@ public final class Server: @unchecked Sendable {
         switch route {
         case .run(let friendlyId):
             serveRun(conn, ctx: ctx, query: query, friendlyId: friendlyId)
-        case .runs, .batch:
-            respond(conn, ElectricResponse.error(RequestError(status: 501, body: "{\"error\":\"Not implemented: tag and batch feeds are not served by this version\"}"), origin: conn.info.headers["origin"]))
+        case .runs:
+            serveTags(conn, ctx: ctx, query: query)
+        case .batch(let friendlyId):
+            serveBatch(conn, ctx: ctx, query: query, friendlyId: friendlyId)
         }
     }
 
     private func serveRun(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String) {
         store.lookup(envId: ctx.envId, friendlyId: friendlyId) { [self] result in
             guard case .success(let found) = result else {
-                fail(conn, .internal)
+                fail(conn, .unavailable)
                 return
             }
             guard let run = found else {
@@ -145,7 +191,7 @@ public final class Server: @unchecked Sendable {
         if case .at(let o) = query.offset, query.handle == feed.handle { floor = max(0, o.updatedAtMs) }
         store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: monotonicMs() - config.runCacheTtlMs) { [self] result in
             guard case .success(let row) = result else {
-                fail(feed.conn, .internal)
+                fail(feed.conn, .unavailable)
                 return
             }
             var messages: [String] = []
@@ -176,7 +222,7 @@ public final class Server: @unchecked Sendable {
         let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: feed.apiVersion)
         respond(feed.conn, ElectricResponse.feed(
             handle: feed.handle, offset: Offset(updatedAtMs: offsetMs, tail: wallMs()).text,
-            cursor: String(feeds.nextCursor()), live: true, schema: nil, body: body, upToDate: true,
+            cursor: String(nextCursor()), live: true, schema: nil, body: body, upToDate: true,
             legacyHeaderNames: feed.legacyHeaderNames))
     }
 
@@ -203,6 +249,104 @@ public final class Server: @unchecked Sendable {
         }
     }
 
+    // MARK: list feeds
+
+    private func serveTags(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery) {
+        let tags: [String]
+        switch TagFilter.parse(query.tags) {
+        case .failure(let e):
+            fail(conn, e)
+            return
+        case .success(let t):
+            tags = t
+        }
+        if let scopes = ctx.scopes, !scopes.authorizes(any: RouteResources.runsList(tags: tags)) {
+            fail(conn, .unauthorized)
+            return
+        }
+        let now = wallMs()
+        var handle: String
+        var floor: Int64
+        var extra: [(String, String)] = []
+        if case .at = query.offset, let h = query.handle, case .runs(let pinned, _, _)? = ListHandle.parse(h) {
+            // The window is pinned in the handle; re-clamp it so a stale or crafted handle cannot widen it.
+            floor = CreatedAtWindow.repin(floorMs: pinned, nowMs: now, maxAgeMs: config.createdAtMaxAgeMs,
+                                          bucketMs: config.createdAtBucketMs)
+            handle = floor == pinned ? h : ListHandle.mintRuns(floorMs: floor, seq: nextCursor(), nonce: ListHandle.randomNonce()).text
+        } else {
+            let w = CreatedAtWindow.floor(createdAt: query.createdAt, nowMs: now, maxAgeMs: config.createdAtMaxAgeMs,
+                                          bucketMs: config.createdAtBucketMs)
+            floor = w.floorMs
+            if w.clamped { extra.append(("x-runfeed-created-at-clamped", String(config.createdAtMaxAgeMs))) }
+            handle = ListHandle.mintRuns(floorMs: floor, seq: nextCursor(), nonce: ListHandle.randomNonce()).text
+        }
+        extra.append(("x-runfeed-created-at-floor", String(floor)))
+        let request = makeListRequest(conn, ctx: ctx, query: query, filter: ListFilter(kind: .tags(tags), floorMs: floor),
+                                      handle: handle, extra: extra)
+        startList(request, query: query)
+    }
+
+    private func serveBatch(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String) {
+        store.lookupBatch(envId: ctx.envId, friendlyId: friendlyId) { [self] result in
+            guard case .success(let found) = result else {
+                fail(conn, .unavailable)
+                return
+            }
+            guard let batchId = found else {
+                fail(conn, .notFound(shouldRetry: true))
+                return
+            }
+            if let scopes = ctx.scopes, !scopes.authorizes(any: RouteResources.batch(friendlyId: friendlyId)) {
+                fail(conn, .unauthorized)
+                return
+            }
+            var handle = ListHandle.mintBatch(batchId: batchId, seq: nextCursor(), nonce: ListHandle.randomNonce()).text
+            if case .at = query.offset, let h = query.handle, case .batch(let b, _, _)? = ListHandle.parse(h), b == batchId {
+                handle = h
+            }
+            let request = makeListRequest(conn, ctx: ctx, query: query, filter: ListFilter(kind: .batch(batchId: batchId), floorMs: 0),
+                                          handle: handle, extra: [])
+            startList(request, query: query)
+        }
+    }
+
+    private func makeListRequest(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, filter: ListFilter,
+                                 handle: String, extra: [(String, String)]) -> ListFeedRequest {
+        ListFeedRequest(conn: conn, ctx: ctx, filter: filter, handle: handle,
+                        columns: SkipColumns.resolve(jwtClaim: ctx.skipColumnsClaim, query: query.skipColumns),
+                        legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers["x-trigger-electric-version"]),
+                        apiVersion: conn.info.headers["x-trigger-api-version"], extraHeaders: extra)
+    }
+
+    private func startList(_ request: ListFeedRequest, query: FeedQuery) {
+        if query.live, case .at(let offset) = query.offset, query.handle == request.handle {
+            if draining {
+                answerList(request, rows: [], offsetMs: max(0, offset.updatedAtMs), live: true)
+            } else {
+                lists.startLive(request, offset: offset)
+            }
+        } else {
+            // A live request whose handle had to be replaced (a new window) starts over with a snapshot.
+            lists.snapshot(request, offset: query.handle == request.handle ? query.offset : .snapshot)
+        }
+    }
+
+    /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
+    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) {
+        var messages = rows.map { row, op in
+            RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, request.columns), operation: op)
+        }
+        messages.append(RunEncoder.upToDate)
+        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: request.apiVersion)
+        var response = ElectricResponse.feed(
+            handle: request.handle, offset: Offset(updatedAtMs: offsetMs, tail: wallMs()).text,
+            cursor: live ? String(nextCursor()) : nil, live: live,
+            schema: live ? nil : RunEncoder.schemaHeader(request.columns), body: body, upToDate: true,
+            legacyHeaderNames: request.legacyHeaderNames)
+        response.headers.append(contentsOf: request.extraHeaders)
+        respond(request.conn, response)
+    }
+
     // MARK: shutdown
 
     private func signalled(_ sig: Int32) {
@@ -222,6 +366,7 @@ public final class Server: @unchecked Sendable {
         log.info("draining: \(feeds.count) held polls, \(inFlight) requests in flight")
         listener?.stopAccepting()
         feeds.answerAll()
+        lists.answerAll()
         subscriber.shutdown()
         let deadline = monotonicMs() + config.drainTimeoutMs
         func check() {
@@ -233,6 +378,12 @@ public final class Server: @unchecked Sendable {
         }
         check()
     }
+}
+
+extension RequestError {
+    /// A dependency (Postgres, ClickHouse) is down: retryable for the client, never a fatal 4xx.
+    static let unavailable = RequestError(status: 503, body: "{\"error\":\"Service Unavailable\"}",
+                                          extraHeaders: [("retry-after", "1")])
 }
 
 /// One run-feed request after auth and lookup: everything needed to answer it.

@@ -39,14 +39,19 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, warning, error (default: RUNFEED_LOG_LEVEL or info).")
     var logLevel: String?
 
+    @Option(help: "host:port for this worker's /metrics and /healthz (default: RUNFEED_METRICS_LISTEN; none).")
+    var metricsListen: String?
+
     func run() throws {
         // Before any thread exists: SIGTERM/SIGINT/SIGHUP go to the event loop's signalfd.
         ProcessSignals.blockProcessSignals()
         raiseOpenFileLimit()
+        initializeCurl()
         var env = processEnvironment()
         if let listen { env["RUNFEED_LISTEN"] = listen }
         if let holdMs { env["REALTIME_BACKEND_NATIVE_LIVE_POLL_TIMEOUT_MS"] = String(holdMs) }
         if let logLevel { env["RUNFEED_LOG_LEVEL"] = logLevel }
+        if let metricsListen { env["RUNFEED_METRICS_LISTEN"] = metricsListen }
         let config: ServerConfig
         do {
             config = try ServerConfig.from(environment: env)

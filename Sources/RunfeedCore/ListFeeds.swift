@@ -1,0 +1,409 @@
+// Tag-list and batch feeds: tag parameter, handles, filters and the working-set diff (§1.1–1.2, §4.6, §9).
+//
+// Tags are compared byte-wise (UTF-8), like Postgres `@>` and ClickHouse `hasAll` do. Swift's `String` equality
+// is canonical equivalence (NFC "é" == NFD "é"), which would merge tags the database keeps apart, so tag
+// sets, sorting, hashing and cache keys here never rely on it.
+
+// MARK: Byte-wise tag sets
+
+enum TagBytes {
+    static func less(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+    static func equal(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+
+    /// Sorted byte-wise, exact duplicates removed.
+    static func normalize(_ tags: [String]) -> [String] {
+        let sorted = tags.sorted(by: less)
+        var out: [String] = []
+        out.reserveCapacity(sorted.count)
+        for t in sorted where out.last.map({ !equal($0, t) }) ?? true { out.append(t) }
+        return out
+    }
+
+    /// Whether every element of `needles` occurs (byte-exactly) in `haystack`.
+    static func isSubset(_ needles: [String], of haystack: [String]) -> Bool {
+        if needles.isEmpty { return true }
+        if haystack.count <= 8 {
+            return needles.allSatisfy { n in haystack.contains { equal($0, n) } }
+        }
+        let set = Set(haystack.map { Array($0.utf8) })
+        return needles.allSatisfy { set.contains(Array($0.utf8)) }
+    }
+}
+
+// MARK: Tags parameter
+
+public enum TagFilter {
+    public static let maxTags = 100
+    /// Per tag, in Unicode scalars.
+    public static let maxTagLength = 500
+
+    /// Parses the `tags` query parameter (§1.2, HEAD validation §1.1): split on `,` with no trimming; nil or
+    /// empty means no filter (`[]`). An empty element, or one containing 0x00–0x1f, 0x7f, `\` or `"`, is a 400
+    /// "Query Error" with the issue `Invalid tag: "<t>"` (the tag JSON-quoted). More than 100 elements, or an
+    /// element longer than 500 characters, is also a 400. The result is sorted byte-wise and deduplicated.
+    public static func parse(_ raw: String?) -> Result<[String], RequestError> {
+        guard let raw, !raw.isEmpty else { return .success([]) }
+        let parts = raw.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
+        if parts.count > maxTags {
+            return .failure(.queryError(issues: [ValidationIssue("Too many tags: at most \(maxTags) are allowed",
+                                                                 path: ["tags"])]))
+        }
+        var issues: [ValidationIssue] = []
+        var tags: [String] = []
+        tags.reserveCapacity(parts.count)
+        for part in parts {
+            let tag = String(decoding: part, as: UTF8.self)
+            let issue: ValidationIssue?
+            if !isValid(tag) {
+                issue = ValidationIssue("Invalid tag: " + JSONText.quote(tag), path: ["tags"])
+            } else if tag.unicodeScalars.count > maxTagLength {
+                issue = ValidationIssue("Tag too long: at most \(maxTagLength) characters are allowed", path: ["tags"])
+            } else {
+                issue = nil
+            }
+            if let issue {
+                if !issues.contains(issue) { issues.append(issue) }
+            } else {
+                tags.append(tag)
+            }
+        }
+        if !issues.isEmpty { return .failure(.queryError(issues: issues)) }
+        return .success(TagBytes.normalize(tags))
+    }
+
+    /// Non-empty and free of 0x00–0x1f, 0x7f, `\` and `"` (single quotes are allowed).
+    public static func isValid(_ tag: String) -> Bool {
+        guard !tag.utf8.isEmpty else { return false }
+        for c in tag.utf8 {
+            if c < 0x20 || c == 0x7F || c == UInt8(ascii: "\\") || c == UInt8(ascii: "\"") { return false }
+        }
+        return true
+    }
+}
+
+// MARK: Handles
+
+/// A list-feed handle (§4.6): `runs_<floorMs>_<seq>_<nonce>` pins the tag feed's window;
+/// `batch_<batchId>_<seq>_<nonce>` names one batch connection. The nonce is 8 lowercase hex digits.
+public enum ListHandle: Equatable, Sendable {
+    case runs(floorMs: Int64, seq: UInt64, nonce: String)
+    case batch(batchId: String, seq: UInt64, nonce: String)
+
+    public var text: String {
+        switch self {
+        case .runs(let f, let s, let n): return "runs_\(f)_\(s)_\(n)"
+        case .batch(let b, let s, let n): return "batch_\(b)_\(s)_\(n)"
+        }
+    }
+
+    public var seq: UInt64 {
+        switch self {
+        case .runs(_, let s, _), .batch(_, let s, _): return s
+        }
+    }
+
+    public var nonce: String {
+        switch self {
+        case .runs(_, _, let n), .batch(_, _, let n): return n
+        }
+    }
+
+    /// A `runs_` handle. A negative floor is stored as 0 and an invalid nonce is replaced by a random one, so
+    /// the text always parses back.
+    public static func mintRuns(floorMs: Int64, seq: UInt64, nonce: String = randomNonce()) -> ListHandle {
+        .runs(floorMs: max(0, floorMs), seq: seq, nonce: isValidNonce(nonce) ? nonce : randomNonce())
+    }
+
+    /// A `batch_` handle (`batchId` is the internal id). An invalid nonce is replaced by a random one.
+    public static func mintBatch(batchId: String, seq: UInt64, nonce: String = randomNonce()) -> ListHandle {
+        .batch(batchId: batchId, seq: seq, nonce: isValidNonce(nonce) ? nonce : randomNonce())
+    }
+
+    /// 8 lowercase hex digits from the system CSPRNG.
+    public static func randomNonce() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return hex8(rng.next() as UInt32)
+    }
+
+    static func hex8(_ v: UInt32) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0, count: 8)
+        for i in 0..<8 { out[7 - i] = digits[Int((v >> (4 * UInt32(i))) & 0xF)] }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func isValidNonce(_ s: String) -> Bool {
+        s.utf8.count == 8 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// Parses a handle from the right: the last `_` segment is the nonce, the one before it the seq; the rest
+    /// after the `runs_`/`batch_` prefix is the floor (digits only, fits Int64) or the batch id (non-empty; may
+    /// contain `_`). Anything else (signs, overflow, a wrong nonce) gives nil.
+    public static func parse(_ s: String) -> ListHandle? {
+        let u = Array(s.utf8)
+        guard let lastSep = u.lastIndex(of: UInt8(ascii: "_")), lastSep > 0 else { return nil }
+        let nonceBytes = u[(lastSep + 1)...]
+        guard let seqSep = u[..<lastSep].lastIndex(of: UInt8(ascii: "_")) else { return nil }
+        let seqBytes = u[(seqSep + 1)..<lastSep]
+        let head = u[..<seqSep]
+        let nonce = String(decoding: nonceBytes, as: UTF8.self)
+        guard isValidNonce(nonce), let seq = parseUInt64(seqBytes) else { return nil }
+        let runsPrefix = Array("runs_".utf8), batchPrefix = Array("batch_".utf8)
+        if head.starts(with: runsPrefix) {
+            guard let floor = parseUInt64(head.dropFirst(runsPrefix.count)), floor <= UInt64(Int64.max) else { return nil }
+            return .runs(floorMs: Int64(floor), seq: seq, nonce: nonce)
+        }
+        if head.starts(with: batchPrefix) {
+            let id = head.dropFirst(batchPrefix.count)
+            guard !id.isEmpty else { return nil }
+            return .batch(batchId: String(decoding: id, as: UTF8.self), seq: seq, nonce: nonce)
+        }
+        return nil
+    }
+
+    /// 1…20 ASCII digits fitting in UInt64.
+    static func parseUInt64(_ bytes: ArraySlice<UInt8>) -> UInt64? {
+        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+        var v: UInt64 = 0
+        for c in bytes {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (r, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
+            guard !o1, !o2 else { return nil }
+            v = r
+        }
+        return v
+    }
+}
+
+// MARK: Diff
+
+/// One resolved run: its internal id and `updatedAt` in ms.
+public struct RunVersion: Sendable, Equatable {
+    public var runId: String
+    public var updatedAtMs: Int64
+
+    public init(runId: String, updatedAtMs: Int64) {
+        self.runId = runId
+        self.updatedAtMs = updatedAtMs
+    }
+}
+
+/// One row to send: its index in the rows given to `ListDiff.diff` and the Electric operation.
+public struct ListEmit: Sendable, Equatable {
+    public static let insert = "insert"
+    public static let update = "update"
+
+    public var index: Int
+    /// `"insert"` or `"update"`.
+    public var operation: String
+
+    public init(index: Int, operation: String) {
+        self.index = index
+        self.operation = operation
+    }
+}
+
+public struct ListDiffResult: Sendable, Equatable {
+    /// In the order of the rows given.
+    public var emits: [ListEmit]
+    /// The next offset's first segment: `max(floor, max updatedAt of all rows)`.
+    public var offsetMs: Int64
+
+    public init(emits: [ListEmit], offsetMs: Int64) {
+        self.emits = emits
+        self.offsetMs = offsetMs
+    }
+}
+
+public enum ListDiff {
+    /// The diff rules of §9. With a working set (runId → last emitted `updatedAt`): a run not in it is an
+    /// insert, one with `u > prev` an update, anything else is skipped. Without one: `u > floorMs` is an
+    /// update (the client's offset floor; the SDK upserts). A run listed more than once is judged once, by its
+    /// newest occurrence (the first of equal ones). Rows with the same ms as what was sent are not re-sent.
+    public static func diff(_ rows: [RunVersion], workingSet: [String: Int64]?, floorMs: Int64) -> ListDiffResult {
+        var offset = floorMs
+        var best: [String: Int] = [:]  // runId → index of its newest occurrence
+        best.reserveCapacity(rows.count)
+        for (i, r) in rows.enumerated() {
+            offset = max(offset, r.updatedAtMs)
+            if let j = best[r.runId] {
+                if r.updatedAtMs > rows[j].updatedAtMs { best[r.runId] = i }
+            } else {
+                best[r.runId] = i
+            }
+        }
+        var emits: [ListEmit] = []
+        for (i, r) in rows.enumerated() where best[r.runId] == i {
+            if let ws = workingSet {
+                if let prev = ws[r.runId] {
+                    if r.updatedAtMs > prev { emits.append(ListEmit(index: i, operation: ListEmit.update)) }
+                } else {
+                    emits.append(ListEmit(index: i, operation: ListEmit.insert))
+                }
+            } else if r.updatedAtMs > floorMs {
+                emits.append(ListEmit(index: i, operation: ListEmit.update))
+            }
+        }
+        return ListDiffResult(emits: emits, offsetMs: offset)
+    }
+
+    /// Adds `rows` to a working set, keeping the larger `updatedAt` per run (notification fast path).
+    public static func merge(_ ws: inout [String: Int64], _ rows: [RunVersion]) {
+        for r in rows {
+            if let prev = ws[r.runId], prev >= r.updatedAtMs { continue }
+            ws[r.runId] = r.updatedAtMs
+        }
+    }
+
+    /// A working set made of exactly `rows` (snapshot, cold resolve and backstop); max `updatedAt` per run.
+    public static func replace(_ rows: [RunVersion]) -> [String: Int64] {
+        var ws: [String: Int64] = [:]
+        ws.reserveCapacity(rows.count)
+        merge(&ws, rows)
+        return ws
+    }
+
+    /// Replaces the membership with exactly `rows`, but never lowers a version the connection has
+    /// already been sent: a resolve served from a cache a moment old must not make the next diff
+    /// emit a row again.
+    public static func replace(_ rows: [RunVersion], previous: [String: Int64]?) -> [String: Int64] {
+        var ws = replace(rows)
+        if let previous {
+            for (id, u) in ws { if let p = previous[id], p > u { ws[id] = p } }
+        }
+        return ws
+    }
+}
+
+// MARK: Filters
+
+/// What a list feed selects (§1.1, §8.4).
+public struct ListFilter: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        /// Runs carrying all of these tags (sorted byte-wise, deduplicated; `[]` = every run of the env).
+        case tags([String])
+        /// Runs whose `batchId` is this internal batch id.
+        case batch(batchId: String)
+
+        public static func == (a: Kind, b: Kind) -> Bool {
+            switch (a, b) {
+            case (.tags(let x), .tags(let y)):
+                return x.count == y.count && zip(x, y).allSatisfy { TagBytes.equal($0, $1) }
+            case (.batch(let x), .batch(let y)):
+                return TagBytes.equal(x, y)
+            default:
+                return false
+            }
+        }
+
+        public func hash(into h: inout Hasher) {
+            switch self {
+            case .tags(let t):
+                h.combine(0)
+                h.combine(t.count)
+                for s in t { h.combine(s.utf8.count); for c in s.utf8 { h.combine(c) } }
+            case .batch(let id):
+                h.combine(1)
+                for c in id.utf8 { h.combine(c) }
+            }
+        }
+    }
+
+    public let kind: Kind
+    /// The created-at floor in ms (tag feeds); always 0 for batch feeds.
+    public let floorMs: Int64
+
+    /// Normalizes: tag lists are sorted and deduplicated; a batch filter's floor is 0.
+    public init(kind: Kind, floorMs: Int64) {
+        switch kind {
+        case .tags(let t):
+            self.kind = .tags(TagBytes.normalize(t))
+            self.floorMs = floorMs
+        case .batch:
+            self.kind = kind
+            self.floorMs = 0
+        }
+    }
+
+    public static func tags(_ tags: [String], floorMs: Int64) -> ListFilter {
+        ListFilter(kind: .tags(tags), floorMs: floorMs)
+    }
+
+    public static func batch(_ batchId: String) -> ListFilter {
+        ListFilter(kind: .batch(batchId: batchId), floorMs: 0)
+    }
+
+    /// The filter's tags ([] for batch filters).
+    public var tags: [String] {
+        if case .tags(let t) = kind { return t }
+        return []
+    }
+
+    /// The batch id, or nil for tag filters.
+    public var batchId: String? {
+        if case .batch(let b) = kind { return b }
+        return nil
+    }
+
+    /// Pre-hydration test: false only when the record proves the run cannot match. Tags: a full record must
+    /// carry every filter tag (it may carry more); a partial record may match. Batch: a full record with a
+    /// batch id must name this batch; a partial record or one without a batch id may match (the row decides).
+    public func mayMatch(_ r: ChangeRecord) -> Bool {
+        switch kind {
+        case .tags(let t):
+            guard let recordTags = r.tags else { return true }
+            return TagBytes.isSubset(t, of: recordTags)
+        case .batch(let b):
+            // A full record states the run's batch (null: none); only a partial record leaves it open.
+            guard r.isFull else { return true }
+            guard let rb = r.batchId else { return false }
+            return TagBytes.equal(rb, b)
+        }
+    }
+
+    /// Authoritative test on a hydrated row. Tags: `createdAt ≥ floor` and every filter tag present.
+    /// Batch: the row's `batchId` is this batch.
+    public func contains(_ row: RunRow) -> Bool {
+        switch kind {
+        case .tags(let t):
+            return row.createdAtMs >= floorMs && TagBytes.isSubset(t, of: row.runTags)
+        case .batch(let b):
+            guard let rb = row.batchId else { return false }
+            return TagBytes.equal(rb, b)
+        }
+    }
+
+    /// The runset cache key (§9): `<envId>|<sorted tags JSON>|<batchId or "">|<floorMs>|<limit>|<skip signature>`.
+    /// Non-ASCII characters in the tags JSON are `\uXXXX`-escaped so that the key is pure ASCII and therefore
+    /// compares byte-exactly even as a Swift `String`.
+    public func cacheKey(envId: String, limit: Int, columns: ColumnSet) -> String {
+        envId + "|" + ListFilter.asciiJSONArray(tags) + "|" + (batchId ?? "") + "|" + String(floorMs)
+            + "|" + String(limit) + "|" + columns.signature
+    }
+
+    /// `JSONText.array` with every non-ASCII scalar written as `\uXXXX` (surrogate pairs above U+FFFF).
+    static func asciiJSONArray(_ items: [String]) -> String {
+        let json = JSONText.array(items)
+        guard !json.utf8.allSatisfy({ $0 < 0x80 }) else { return json }
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        func u4(_ v: UInt32) {
+            out.append(contentsOf: [0x5C, UInt8(ascii: "u")])
+            for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int((v >> UInt32(shift)) & 0xF)]) }
+        }
+        for s in json.unicodeScalars {
+            let v = s.value
+            if v < 0x80 {
+                out.append(UInt8(v))
+            } else if v <= 0xFFFF {
+                u4(v)
+            } else {
+                let w = v - 0x10000
+                u4(0xD800 + (w >> 10))
+                u4(0xDC00 + (w & 0x3FF))
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

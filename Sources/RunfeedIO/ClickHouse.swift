@@ -1,0 +1,126 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ClickHouseError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    /// HTTP status from ClickHouse (0: no answer — connection refused, timeout…).
+    public var status: Int
+}
+
+/// Call once, before any thread starts (libcurl's global init is not thread-safe).
+public func initializeCurl() {
+    curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+}
+
+private final class ResponseBuffer {
+    var bytes: [UInt8] = []
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
+}
+
+/// One keep-alive HTTP connection to ClickHouse (a libcurl easy handle), used by one thread at a time.
+/// Queries are POSTed as the request body; ClickHouse reports errors as HTTP 4xx/5xx with a text body.
+public final class ClickHouseConnection {
+    private let handle: UnsafeMutableRawPointer
+    private let url: String
+    private let timeoutMs: Int
+    private let maxResponseBytes: Int
+
+    public init(url: String, timeoutMs: Int, keepAlive: Bool = true, maxResponseBytes: Int = 64 << 20) {
+        handle = curl_easy_init()
+        self.url = url
+        self.timeoutMs = timeoutMs
+        self.maxResponseBytes = maxResponseBytes
+        runfeed_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        runfeed_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, keepAlive ? 1 : 0)
+        runfeed_curl_setopt_long(handle, CURLOPT_FORBID_REUSE, keepAlive ? 0 : 1)
+        runfeed_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(2000, timeoutMs))
+        runfeed_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
+        runfeed_curl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, "")
+        runfeed_curl_setopt_writefn(handle) { ptr, size, count, userdata in
+            let buffer = Unmanaged<ResponseBuffer>.fromOpaque(userdata!).takeUnretainedValue()
+            let n = size * count
+            if buffer.bytes.count + n > buffer.limit { return 0 }  // aborts the transfer
+            if let ptr {
+                buffer.bytes.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: n))
+            }
+            return n
+        }
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    /// Runs `sql` and returns the response body. Throws on transport errors and non-200 answers.
+    public func query(_ sql: String) throws -> String {
+        let buffer = ResponseBuffer(limit: maxResponseBytes)
+        let box = Unmanaged.passRetained(buffer)
+        defer { box.release() }
+        runfeed_curl_setopt_str(handle, CURLOPT_URL, url)
+        runfeed_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, box.toOpaque())
+        var body = Array(sql.utf8)
+        let code: CURLcode = body.withUnsafeMutableBufferPointer { buf in
+            runfeed_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, buf.count)
+            runfeed_curl_setopt_ptr(handle, CURLOPT_POSTFIELDS, buf.baseAddress)
+            let rc = curl_easy_perform(handle)
+            runfeed_curl_setopt_ptr(handle, CURLOPT_POSTFIELDS, nil)
+            return rc
+        }
+        body.removeAll()
+        let text = String(decoding: buffer.bytes, as: UTF8.self)
+        guard code == CURLE_OK else {
+            throw ClickHouseError(description: "clickhouse: " + String(cString: curl_easy_strerror(code)), status: 0)
+        }
+        var status = 0
+        runfeed_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        guard status == 200 else {
+            let firstLine = text.split(separator: "\n").first.map(String.init) ?? ""
+            throw ClickHouseError(description: "clickhouse HTTP \(status): \(firstLine.prefix(300))", status: status)
+        }
+        return text
+    }
+}
+
+/// A few ClickHouse connections on their own threads; completions arrive on the pool thread.
+public final class ClickHousePool: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<String, ClickHouseError>) -> Void
+    private struct Job: Sendable {
+        let sql: String
+        let done: Completion
+    }
+    private let queue = JobQueue<Job>()
+    private let counters = Mutex()
+    private var _queries = 0
+    private var _errors = 0
+
+    public init(url: String, size: Int, timeoutMs: Int, keepAlive: Bool) {
+        for i in 0..<max(1, size) {
+            startThread(name: "ch-\(i)") { [queue, self] in
+                let conn = ClickHouseConnection(url: url, timeoutMs: timeoutMs, keepAlive: keepAlive)
+                while let job = queue.pop() {
+                    let result: Result<String, ClickHouseError>
+                    do {
+                        result = .success(try conn.query(job.sql))
+                    } catch let e as ClickHouseError {
+                        result = .failure(e)
+                    } catch {
+                        result = .failure(ClickHouseError(description: "\(error)", status: 0))
+                    }
+                    self.counters.withLock {
+                        self._queries += 1
+                        if case .failure = result { self._errors += 1 }
+                    }
+                    job.done(result)
+                }
+            }
+        }
+    }
+
+    public func query(_ sql: String, _ done: @escaping Completion) {
+        queue.push(Job(sql: sql, done: done))
+    }
+
+    public var queryCount: Int { counters.withLock { _queries } }
+    public var errorCount: Int { counters.withLock { _errors } }
+}

@@ -1,0 +1,94 @@
+import RunfeedCore
+import RunfeedIO
+
+/// The worker's per-environment Redis channels: reference-counted SUBSCRIBE/UNSUBSCRIBE with a linger
+/// after the last feed leaves, the confirmation time of each subscription, and the replay buffer of
+/// recent change records. Every record is parsed once here and handed to the feed registries.
+final class EnvChannels {
+    private let loop: EventLoop
+    private let subscriber: RedisSubscriber
+    private let config: ServerConfig
+    private var refs: [String: Int] = [:]
+    private var lingers: [String: EventLoop.TimerID] = [:]
+    private var replays: [String: ReplayBuffer] = [:]
+    private var subscribedAt: [String: Int64] = [:]
+    private var everConfirmed: Set<String> = []
+
+    /// Called for each change record, with the environment named by its channel.
+    var onRecord: [(String, ChangeRecord) -> Void] = []
+    /// Called when an environment's channel is subscribed again after a loss: records may be lost.
+    var onResubscribed: [(String) -> Void] = []
+    private(set) var recordsReceived = 0
+    private(set) var recordsRejected = 0
+
+    init(loop: EventLoop, subscriber: RedisSubscriber, config: ServerConfig) {
+        self.loop = loop
+        self.subscriber = subscriber
+        self.config = config
+    }
+
+    var subscribedCount: Int { subscribedAt.count }
+
+    func retain(_ env: String) {
+        refs[env, default: 0] += 1
+        if let t = lingers.removeValue(forKey: env) { loop.cancel(t) }
+        if refs[env] == 1 { subscriber.subscribe(Channels.env(env)) }
+    }
+
+    func release(_ env: String) {
+        guard let n = refs[env] else { return }
+        if n > 1 {
+            refs[env] = n - 1
+            return
+        }
+        refs.removeValue(forKey: env)
+        // Linger, so a feed that re-arms right away finds the subscription (and its replay) in place.
+        lingers[env] = loop.schedule(afterMs: config.unsubscribeLingerMs) { [weak self] in
+            guard let self else { return }
+            self.lingers.removeValue(forKey: env)
+            guard self.refs[env] == nil else { return }
+            self.subscriber.unsubscribe(Channels.env(env))
+            self.replays.removeValue(forKey: env)
+            self.subscribedAt.removeValue(forKey: env)
+            self.everConfirmed.remove(env)
+        }
+    }
+
+    /// Whether this worker heard every record of `env` since `sinceMs` (a client's previous response).
+    func covers(_ env: String, sinceMs: Int64) -> Bool {
+        gapCovered(subscribedAtMs: subscribedAt[env], sinceMs: sinceMs, nowMs: wallMs(),
+                   windowMs: config.replayWindowMs, skewMs: config.clockSkewMs)
+    }
+
+    /// Records of `env` that arrived since `sinceMs` (allowing for clock skew), latest per run.
+    func replayed(_ env: String, sinceMs: Int64) -> [ChangeRecord] {
+        replays[env]?.records(sinceMs: sinceMs - config.clockSkewMs) ?? []
+    }
+
+    func subscriptionChanged(channel: String, at: Int64?) {
+        guard let env = Channels.envId(fromChannel: channel) else { return }
+        if let at {
+            subscribedAt[env] = at
+            if !everConfirmed.insert(env).inserted {
+                for h in onResubscribed { h(env) }
+            }
+        } else {
+            subscribedAt.removeValue(forKey: env)
+        }
+    }
+
+    func received(channel: String, payload: String) {
+        guard let env = Channels.envId(fromChannel: channel), refs[env] != nil || lingers[env] != nil else { return }
+        guard payload.utf8.count <= 16_384, let record = ChangeRecord.parse(payload) else {
+            recordsRejected += 1
+            return
+        }
+        recordsReceived += 1
+        var buffer = replays[env] ?? ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)
+        buffer.record(record, atMs: wallMs())
+        replays[env] = buffer
+        // The channel names the environment: a record never reaches another environment's feeds,
+        // whatever envId it claims.
+        for h in onRecord { h(env, record) }
+    }
+}

@@ -1,0 +1,311 @@
+import RunfeedCore
+import RunfeedIO
+
+/// One tag-list or batch request after auth, validation and lookup.
+final class ListFeedRequest {
+    let conn: FastCGIConnection
+    let ctx: AuthContext
+    let filter: ListFilter
+    let handle: String
+    let columns: ColumnSet
+    let legacyHeaderNames: Bool
+    let apiVersion: String?
+    let extraHeaders: [(String, String)]
+
+    init(conn: FastCGIConnection, ctx: AuthContext, filter: ListFilter, handle: String, columns: ColumnSet,
+         legacyHeaderNames: Bool, apiVersion: String?, extraHeaders: [(String, String)]) {
+        self.conn = conn
+        self.ctx = ctx
+        self.filter = filter
+        self.handle = handle
+        self.columns = columns
+        self.legacyHeaderNames = legacyHeaderNames
+        self.apiVersion = apiVersion
+        self.extraHeaders = extraHeaders
+    }
+
+    var envId: String { ctx.envId }
+    /// Working sets are per environment and per connection handle.
+    var workingSetKey: String { ctx.envId + "\u{0}" + handle }
+}
+
+/// A parked live poll of a list feed.
+final class LiveListFeed {
+    let id: UInt64
+    let request: ListFeedRequest
+    let floorMs: Int64
+    var deadline: EventLoop.TimerID?
+    var deadlinePassed = false
+    /// A resolve or hydrate for this feed is in flight; notifications wait in `pendingRuns`.
+    var busy = false
+    var pendingRuns: Set<String> = []
+
+    init(id: UInt64, request: ListFeedRequest, floorMs: Int64) {
+        self.id = id
+        self.request = request
+        self.floorMs = floorMs
+    }
+}
+
+/// Held list feeds of this worker, the wake index over them, per-connection working sets and the
+/// per-environment leading-edge coalescing of change records.
+///
+/// For each delivered batch of records the registry finds the feeds a record can match (by batch, by
+/// tag, or every tag feed for a partial record), hydrates the union of their runs from Postgres once,
+/// re-checks each row against each feed's filter (tags and createdAt from the authoritative row) and
+/// diffs it against the feed's working set. A feed with nothing new keeps holding; at its deadline it
+/// re-resolves in full (the backstop) and replaces its working set.
+final class ListFeedRegistry {
+    private let loop: EventLoop
+    private let channels: EnvChannels
+    private let runsets: RunsetService
+    private let config: ServerConfig
+    weak var server: Server?
+
+    private var feeds: [UInt64: LiveListFeed] = [:]
+    private var index = WakeIndex<UInt64>()
+    private var workingSets: BoundedTTLCache<String, [String: Int64]>
+    private var coalescers: [String: LeadingEdgeCoalescer] = [:]
+    private var coalesceTimers: [String: EventLoop.TimerID] = [:]
+    private var nextId: UInt64 = 1
+
+    private(set) var wakes = 0
+    private(set) var backstops = 0
+    private(set) var backstopDeliveries = 0
+    private(set) var coldResolves = 0
+    private(set) var aborts = 0
+
+    init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, config: ServerConfig) {
+        self.loop = loop
+        self.channels = channels
+        self.runsets = runsets
+        self.config = config
+        workingSets = BoundedTTLCache(ttlMs: config.workingSetTtlMs, maxEntries: config.workingSetMaxEntries)
+        channels.onRecord.append { [weak self] env, record in self?.offer(env: env, record: record) }
+        channels.onResubscribed.append { [weak self] env in self?.resubscribed(env: env) }
+    }
+
+    var count: Int { feeds.count }
+
+    // MARK: non-live
+
+    /// Snapshot (`offset=-1`): every row as an insert. Catch-up (an offset with a known handle): the
+    /// diff against the connection's working set. Either way the working set is replaced.
+    func snapshot(_ request: ListFeedRequest, offset: OffsetParam) {
+        runsets.runset(request.ctx, request.filter) { [self] result in
+            switch result {
+            case .failure:
+                server?.fail(request.conn, .unavailable)
+            case .success(let rows):
+                let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
+                var emits: [(RunRow, String)]
+                var offsetMs: Int64
+                switch offset {
+                case .snapshot:
+                    emits = rows.map { ($0, "insert") }
+                    offsetMs = rows.map(\.updatedAtMs).max() ?? 0
+                case .at(let o):
+                    let d = ListDiff.diff(versions, workingSet: workingSets.get(request.workingSetKey, nowMs: monotonicMs()),
+                                          floorMs: max(0, o.updatedAtMs))
+                    emits = d.emits.map { (rows[$0.index], $0.operation) }
+                    offsetMs = d.offsetMs
+                }
+                let previous = workingSets.get(request.workingSetKey, nowMs: monotonicMs())
+                workingSets.set(request.workingSetKey, ListDiff.replace(versions, previous: previous), nowMs: monotonicMs())
+                server?.answerList(request, rows: emits, offsetMs: offsetMs, live: false)
+            }
+        }
+    }
+
+    // MARK: live
+
+    func startLive(_ request: ListFeedRequest, offset: Offset) {
+        let env = request.envId
+        channels.retain(env)
+        let feed = LiveListFeed(id: nextId, request: request, floorMs: max(0, offset.updatedAtMs))
+        nextId += 1
+        feeds[feed.id] = feed
+        index.add(feed.id, envId: env, filter: request.filter)
+        let hold = HoldTiming.holdMs(baseMs: config.holdMs, jitterRatio: config.jitterRatio, unit: Double.random(in: 0..<1))
+        feed.deadline = loop.schedule(afterMs: hold) { [weak self] in
+            feed.deadline = nil
+            self?.deadline(feed)
+        }
+        loop.watch(fd: request.conn.fd, events: EV_IN | EV_RDHUP) { [weak self] _ in
+            guard let self, self.feeds[feed.id] != nil else { return }
+            self.aborts += 1
+            self.finish(feed, rows: [], offsetMs: feed.floorMs)
+        }
+        if !channels.covers(env, sinceMs: offset.tail) {
+            // This worker was not listening during the client's gap (cold start, or the previous poll
+            // was answered by another worker or host): resolve once before holding.
+            coldResolves += 1
+            fullResolve(feed, endsPoll: false)
+            return
+        }
+        let missed = channels.replayed(env, sinceMs: offset.tail).filter { request.filter.mayMatch($0) }
+        if !missed.isEmpty {
+            hydrateAndDeliver([feed.id: Set(missed.map(\.runId))], env: env)
+        }
+    }
+
+    private func deadline(_ feed: LiveListFeed) {
+        guard feeds[feed.id] != nil else { return }
+        feed.deadlinePassed = true
+        if !feed.busy { backstop(feed) }
+    }
+
+    private func backstop(_ feed: LiveListFeed) {
+        backstops += 1
+        fullResolve(feed, endsPoll: true)
+    }
+
+    /// Resolves the whole set, diffs it against the working set and replaces the working set.
+    private func fullResolve(_ feed: LiveListFeed, endsPoll: Bool) {
+        feed.busy = true
+        let r = feed.request
+        runsets.runset(r.ctx, r.filter) { [self] result in
+            feed.busy = false
+            guard feeds[feed.id] != nil else { return }
+            guard case .success(let rows) = result else {
+                // Keep the working set; the client re-polls and the next backstop retries.
+                if endsPoll { finish(feed, rows: [], offsetMs: feed.floorMs) } else { settle(feed) }
+                return
+            }
+            let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
+            let previous = workingSets.get(r.workingSetKey, nowMs: monotonicMs())
+            let d = ListDiff.diff(versions, workingSet: previous, floorMs: feed.floorMs)
+            workingSets.set(r.workingSetKey, ListDiff.replace(versions, previous: previous), nowMs: monotonicMs())
+            if !d.emits.isEmpty {
+                if endsPoll { backstopDeliveries += 1 }
+                finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: d.offsetMs)
+            } else if endsPoll {
+                finish(feed, rows: [], offsetMs: d.offsetMs)
+            } else {
+                settle(feed)
+            }
+        }
+    }
+
+    /// After a resolve or hydrate that emitted nothing: run what arrived meanwhile, or hold.
+    private func settle(_ feed: LiveListFeed) {
+        guard feeds[feed.id] != nil, !feed.busy else { return }
+        if feed.deadlinePassed {
+            backstop(feed)
+        } else if !feed.pendingRuns.isEmpty {
+            let runs = feed.pendingRuns
+            feed.pendingRuns = []
+            hydrateAndDeliver([feed.id: runs], env: feed.request.envId)
+        }
+    }
+
+    /// Hydrates the union of the runs once and hands each feed its rows.
+    private func hydrateAndDeliver(_ wanted: [UInt64: Set<String>], env: String) {
+        var targets: [UInt64: Set<String>] = [:]
+        for (id, runs) in wanted {
+            guard let feed = feeds[id] else { continue }
+            if feed.busy {
+                feed.pendingRuns.formUnion(runs)
+            } else {
+                feed.busy = true
+                targets[id] = runs
+            }
+        }
+        guard !targets.isEmpty else { return }
+        let ids = Array(targets.values.reduce(into: Set<String>()) { $0.formUnion($1) }).sorted()
+        runsets.hydrate(envId: env, ids: ids) { [self] result in
+            let byId: [String: RunRow]
+            switch result {
+            case .success(let rows): byId = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            case .failure: byId = [:]  // fall through to the backstop
+            }
+            for (id, runs) in targets {
+                guard let feed = feeds[id] else { continue }
+                feed.busy = false
+                let rows = runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) }
+                    .sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+                if !deliver(feed, rows) { settle(feed) }
+            }
+        }
+    }
+
+    /// The notify fast path: diff the rows against the working set and merge; emit if anything is new.
+    private func deliver(_ feed: LiveListFeed, _ rows: [RunRow]) -> Bool {
+        guard !rows.isEmpty else { return false }
+        let key = feed.request.workingSetKey
+        let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
+        let existing = workingSets.get(key, nowMs: monotonicMs())
+        let d = ListDiff.diff(versions, workingSet: existing, floorMs: feed.floorMs)
+        guard !d.emits.isEmpty else { return false }
+        if var ws = existing {
+            ListDiff.merge(&ws, versions)
+            workingSets.set(key, ws, nowMs: monotonicMs())
+        } else {
+            workingSets.set(key, ListDiff.replace(versions), nowMs: monotonicMs())
+        }
+        wakes += 1
+        finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: max(d.offsetMs, feed.floorMs))
+        return true
+    }
+
+    private func finish(_ feed: LiveListFeed, rows: [(RunRow, String)], offsetMs: Int64) {
+        guard feeds.removeValue(forKey: feed.id) != nil else { return }
+        if let t = feed.deadline { loop.cancel(t) }
+        feed.deadline = nil
+        loop.unwatch(fd: feed.request.conn.fd)
+        index.remove(feed.id)
+        channels.release(feed.request.envId)
+        server?.answerList(feed.request, rows: rows, offsetMs: offsetMs, live: true)
+    }
+
+    /// Answers every held poll with `up-to-date` now (drain).
+    func answerAll() {
+        for feed in Array(feeds.values) { finish(feed, rows: [], offsetMs: feed.floorMs) }
+    }
+
+    // MARK: change records
+
+    private func offer(env: String, record: ChangeRecord) {
+        guard index.count(envId: env) > 0 else { return }
+        var c = coalescers[env] ?? LeadingEdgeCoalescer(windowMs: config.coalesceWindowMs)
+        let step = c.offer(record, nowMs: monotonicMs())
+        coalescers[env] = c
+        if case .deliverNow(let records, let endsAt) = step {
+            route(env: env, records: records)
+            armWindow(env: env, endsAt: endsAt)
+        }
+    }
+
+    private func armWindow(env: String, endsAt: Int64) {
+        guard coalesceTimers[env] == nil, config.coalesceWindowMs > 0 else { return }
+        coalesceTimers[env] = loop.schedule(afterMs: endsAt - monotonicMs()) { [weak self] in
+            guard let self else { return }
+            self.coalesceTimers.removeValue(forKey: env)
+            guard var c = self.coalescers[env] else { return }
+            let (records, next) = c.windowEnded(nowMs: monotonicMs())
+            if next == nil && records.isEmpty {
+                self.coalescers.removeValue(forKey: env)
+            } else {
+                self.coalescers[env] = c
+            }
+            if !records.isEmpty { self.route(env: env, records: records) }
+            if let next { self.armWindow(env: env, endsAt: next) }
+        }
+    }
+
+    private func route(env: String, records: [ChangeRecord]) {
+        var wanted: [UInt64: Set<String>] = [:]
+        for r in records {
+            for id in index.candidates(envId: env, record: r) { wanted[id, default: []].insert(r.runId) }
+        }
+        if !wanted.isEmpty { hydrateAndDeliver(wanted, env: env) }
+    }
+
+    /// Records published while the subscription was down are lost: re-resolve every held feed of the env.
+    private func resubscribed(env: String) {
+        for feed in feeds.values where feed.request.envId == env && !feed.busy {
+            coldResolves += 1
+            fullResolve(feed, endsPoll: false)
+        }
+    }
+}

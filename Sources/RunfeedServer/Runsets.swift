@@ -1,0 +1,194 @@
+import RunfeedCore
+import RunfeedIO
+
+/// Why a list feed could not be resolved. Both are retryable for the client (5xx).
+enum RunsetFailure: Error {
+    case resolver(String)
+    case database(String)
+}
+
+/// Finds the ids of the runs a list feed covers, newest first.
+protocol MembershipResolver: AnyObject {
+    var name: String { get }
+    var queries: Int { get }
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void)
+}
+
+/// Resolves membership in ClickHouse's `task_runs_v2` (filled by trigger.dev's replication).
+final class ClickHouseResolver: MembershipResolver {
+    let name = "clickhouse"
+    private let pool: ClickHousePool
+    private let loop: EventLoop
+    private let log: Logger
+    private(set) var queries = 0
+
+    init(pool: ClickHousePool, loop: EventLoop, log: Logger) {
+        self.pool = pool
+        self.loop = loop
+        self.log = log
+    }
+
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
+        let tags: [String]
+        let batchId: String?
+        let fromMs: Int64?
+        switch filter.kind {
+        case .tags(let t):
+            tags = t
+            batchId = nil
+            fromMs = filter.floorMs
+        case .batch(let b):
+            tags = []
+            batchId = b
+            fromMs = nil
+        }
+        let sql = ClickHouseSQL.runIdsQuery(organizationId: ctx.organizationId, projectId: ctx.projectId,
+                                            environmentId: ctx.envId, tags: tags, fromMs: fromMs,
+                                            batchId: batchId, limit: limit)
+        queries += 1
+        let box = LoopBox(done)
+        pool.query(sql) { [loop, log] result in
+            if case .failure(let e) = result { log.error("clickhouse resolve failed: \(e.description)") }
+            loop.execute {
+                box.value(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
+                    .mapError { RunsetFailure.resolver($0.description) })
+            }
+        }
+    }
+}
+
+/// Resolves membership in Postgres with the indexes trigger.dev already has (`"runTags"` GIN,
+/// `("runtimeEnvironmentId","batchId")`), for deployments without ClickHouse.
+final class PostgresResolver: MembershipResolver {
+    let name = "postgres"
+    private let db: LoopDatabase
+    private(set) var queries = 0
+
+    init(db: LoopDatabase) { self.db = db }
+
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
+        let q: (sql: String, params: [String?])
+        switch filter.kind {
+        case .tags(let tags):
+            q = PostgresListSQL.tags(envId: ctx.envId, tags: tags, fromMs: filter.floorMs, limit: limit)
+        case .batch(let batchId):
+            q = PostgresListSQL.batch(envId: ctx.envId, batchId: batchId, limit: limit)
+        }
+        queries += 1
+        db.query(q.sql, q.params) { result in
+            done(result.map { $0.rows.compactMap { $0.first ?? nil } }.mapError { RunsetFailure.database($0.description) })
+        }
+    }
+}
+
+/// Resolve + hydrate, cached for a second and single-flighted per filter, behind an admission gate, so a
+/// burst of identical subscriptions costs one membership query and one hydrate.
+final class RunsetService {
+    private let resolver: MembershipResolver
+    private let db: LoopDatabase
+    private let log: Logger
+    private let limit: Int
+    private var cache: BoundedTTLCache<String, [RunRow]>
+    private var inflight: [String: [(Result<[RunRow], RunsetFailure>) -> Void]] = [:]
+    private var gate: AdmissionGate
+    private var waiting: [UInt64: () -> Void] = [:]
+    private var nextTicket: UInt64 = 1
+
+    private(set) var hits = 0
+    private(set) var misses = 0
+    private(set) var coalesced = 0
+    private(set) var hydrates = 0
+    private(set) var truncated = 0
+
+    var resolverName: String { resolver.name }
+    var resolverQueries: Int { resolver.queries }
+
+    init(resolver: MembershipResolver, db: LoopDatabase, log: Logger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {
+        self.resolver = resolver
+        self.db = db
+        self.log = log
+        self.limit = limit
+        cache = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+        gate = AdmissionGate(limit: admissionLimit)
+    }
+
+    /// The rows of the runs `filter` covers in `ctx`'s environment, newest first, each re-checked
+    /// against the authoritative Postgres row.
+    func runset(_ ctx: AuthContext, _ filter: ListFilter, _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {
+        // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
+        let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
+        if let rows = cache.get(key, nowMs: monotonicMs()) {
+            hits += 1
+            done(.success(rows))
+            return
+        }
+        if inflight[key] != nil {
+            coalesced += 1
+            inflight[key]!.append(done)
+            return
+        }
+        misses += 1
+        inflight[key] = [done]
+        admit { [self] in
+            resolver.resolve(ctx, filter, limit: limit) { [self] result in
+                switch result {
+                case .failure(let e):
+                    finish(key, .failure(e))
+                case .success(var ids):
+                    if ids.count > limit {
+                        truncated += 1
+                        log.warning("list feed matched more than \(limit) runs; serving the newest \(limit) env=\(ctx.envId)")
+                        ids.removeLast(ids.count - limit)
+                    }
+                    hydrate(envId: ctx.envId, ids: ids) { [self] hydrated in
+                        finish(key, hydrated.map { rows in rows.filter { filter.contains($0) } })
+                    }
+                }
+            }
+        }
+    }
+
+    private func finish(_ key: String, _ result: Result<[RunRow], RunsetFailure>) {
+        if case .success(let rows) = result { cache.set(key, rows, nowMs: monotonicMs()) }
+        let waiters = inflight.removeValue(forKey: key) ?? []
+        if let next = gate.release(), let run = waiting.removeValue(forKey: next) { run() }
+        for w in waiters { w(result) }
+    }
+
+    private func admit(_ work: @escaping () -> Void) {
+        let ticket = nextTicket
+        nextTicket += 1
+        if gate.acquire(ticket) {
+            work()
+        } else {
+            waiting[ticket] = work
+        }
+    }
+
+    /// Reads full rows by id (one query per 1,000 ids), keeping the order of `ids`.
+    func hydrate(envId: String, ids: [String], _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {
+        guard !ids.isEmpty else {
+            done(.success([]))
+            return
+        }
+        let chunks = stride(from: 0, to: ids.count, by: 1000).map { Array(ids[$0..<min($0 + 1000, ids.count)]) }
+        var byId: [String: RunRow] = [:]
+        var remaining = chunks.count
+        var failed: RunsetFailure?
+        for chunk in chunks {
+            hydrates += 1
+            let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
+            db.query(q.sql, q.params) { result in
+                switch result {
+                case .failure(let e): failed = .database(e.description)
+                case .success(let rows):
+                    for raw in rows.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                }
+                remaining -= 1
+                if remaining == 0 {
+                    if let failed { done(.failure(failed)) } else { done(.success(ids.compactMap { byId[$0] })) }
+                }
+            }
+        }
+    }
+}
