@@ -22,8 +22,10 @@ TEST_PG_PORT    ?= 55433
 TEST_REDIS_PORT ?= 56380
 TEST_HTTPS_PORT ?= 8444
 TEST_HTTP_PORT  ?= 8081
+TEST_CH_HTTP_PORT ?= 58124
+TEST_CH_TCP_PORT  ?= 59001
 TEST_WORKERS    ?= 2
-TEST_SERVE_ARGS ?= --hold-ms 4000
+TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
@@ -55,8 +57,8 @@ status:
 logs:
 	@bash scripts/stack.sh logs
 
-# Unit tests first; then a fresh stack (debug binary, short holds) for
-# tests/integration. The test stack is always stopped afterwards; its logs stay
+# Unit tests first; then a fresh stack (debug binary, short holds, ClickHouse
+# unless RUNFEED_CLICKHOUSE=0) for tests/integration. The test stack is always stopped afterwards; its logs stay
 # in $(TEST_STATE)/log and are printed when a test fails.
 test: deps
 	$(SWIFT) build
@@ -66,6 +68,8 @@ test: deps
 	        RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
 	        RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" \
 	        RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
+	        RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" \
+	        RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
 	        RUNFEED_WORKERS="$(TEST_WORKERS)" \
 	        RUNFEED_BIN="$(TEST_BIN)" \
 	        RUNFEED_SERVE_ARGS="$(TEST_SERVE_ARGS)"; \
@@ -85,6 +89,7 @@ test: deps
 clean:
 	-RUNFEED_STATE="$(TEST_STATE)" RUNFEED_PG_PORT="$(TEST_PG_PORT)" RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
 	    RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
+	    RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
 	    bash scripts/stack.sh clean
 	-bash scripts/stack.sh clean
 	rm -rf .build

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages runfeed needs to build, run and test — only
 # those that are missing. Never starts, stops or reconfigures system services:
-# the local stack (scripts/stack.sh) runs its own PostgreSQL, Redis and nginx
-# on its own ports and data directories.
+# the local stack (scripts/stack.sh) runs its own PostgreSQL, Redis, ClickHouse
+# and nginx on its own ports and data directories.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +20,12 @@ PACKAGES=(
     libedit2 libsqlite3-0 libncurses6 libxml2 libpython3.11 tzdata
 )
 
+# ClickHouse (Debian 12: 18.16) for tag/batch membership. Its postinst would
+# start the packaged server on 8123/9000 where services may be started, so it is
+# installed with services held back (see install_without_services). Where the
+# distribution has no such package, the stack runs without ClickHouse.
+CH_PACKAGES=(clickhouse-server clickhouse-client)
+
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
 }
@@ -29,22 +35,65 @@ for p in "${PACKAGES[@]}"; do
     installed "$p" || missing+=("$p")
 done
 
+ch_missing=()
+for p in "${CH_PACKAGES[@]}"; do
+    installed "$p" || ch_missing+=("$p")
+done
+
+SUDO=()
+if ((${#missing[@]} + ${#ch_missing[@]})) && ! is_root; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]} ${ch_missing[*]}"
+    SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 --no-install-recommends)
+apt_updated=0
+apt_update() {
+    ((apt_updated)) && return 0
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300 update
+    apt_updated=1
+}
+
+# install_without_services PACKAGE... — apt-get install with invoke-rc.d told
+# not to start anything (a temporary policy-rc.d answering 101, only when the
+# machine has none of its own; container images usually ship one already).
+install_without_services() {
+    local policy=/usr/sbin/policy-rc.d rc=0
+    if [[ ! -e $policy ]]; then
+        trap '"${SUDO[@]}" rm -f '"$policy" EXIT
+        printf '#!/bin/sh\n# temporary, written by runfeed scripts/deps.sh\nexit 101\n' \
+            | "${SUDO[@]}" tee "$policy" >/dev/null
+        "${SUDO[@]}" chmod 0755 "$policy"
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "$@" || rc=$?
+    return $rc
+}
+
 if ((${#missing[@]})); then
     log "installing missing packages: ${missing[*]}"
-    SUDO=()
-    if ! is_root; then
-        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]}"
-        SUDO=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt_opts=(-y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 --no-install-recommends)
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300 update
+    apt_update
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}"
     for p in "${missing[@]}"; do
         installed "$p" || die "package $p did not install"
     done
 else
     log "system packages: all present"
+fi
+
+if ((${#ch_missing[@]})); then
+    apt_update
+    if apt-cache show "${ch_missing[@]}" >/dev/null 2>&1; then
+        log "installing missing ClickHouse packages: ${ch_missing[*]}"
+        install_without_services "${ch_missing[@]}" || die "installing ${ch_missing[*]} failed"
+        for p in "${ch_missing[@]}"; do
+            installed "$p" || die "package $p did not install"
+        done
+    else
+        warn "no ${ch_missing[*]} package here: the local stack runs without ClickHouse (PostgreSQL membership)"
+    fi
+fi
+if command -v clickhouse-server >/dev/null 2>&1; then
+    log "clickhouse: $(clickhouse-client --version 2>/dev/null | head -n1 || echo installed)"
 fi
 
 [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl && -x $PG_BIN/psql ]] \

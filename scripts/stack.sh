@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Local runfeed stack: PostgreSQL 15 + Redis + N runfeed FastCGI workers + nginx,
-# all on 127.0.0.1, all state under one directory.
+# Local runfeed stack: PostgreSQL 15 + Redis + ClickHouse + N runfeed FastCGI
+# workers + nginx, all on 127.0.0.1, all state under one directory.
 #
 #   scripts/stack.sh start [--seed] [--no-workers]
 #   scripts/stack.sh stop
@@ -16,6 +16,10 @@
 #   RUNFEED_REDIS_PORT  Redis TCP port                [56379]
 #   RUNFEED_HTTPS_PORT  nginx TLS port                [8443]
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
+#   RUNFEED_CLICKHOUSE  1 = run ClickHouse, 0 = don't: workers then resolve tag
+#                       and batch membership in PostgreSQL   [1 when installed]
+#   RUNFEED_CH_HTTP_PORT ClickHouse HTTP port        [58123]
+#   RUNFEED_CH_TCP_PORT  ClickHouse native TCP port  [59000]
 #   RUNFEED_WORKERS     number of workers             [2]
 #   RUNFEED_BIN         runfeed binary                [<repo>/.build/release/runfeed]
 #   RUNFEED_SERVE_ARGS  extra `runfeed serve` args    []   e.g. "--hold-ms 3000"
@@ -35,6 +39,8 @@ REDIS_PORT=${RUNFEED_REDIS_PORT:-56379}
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
 WORKERS=${RUNFEED_WORKERS:-2}
+CH_HTTP_PORT=${RUNFEED_CH_HTTP_PORT:-58123}
+CH_TCP_PORT=${RUNFEED_CH_TCP_PORT:-59000}
 RUNFEED_BIN=$(abs_path "${RUNFEED_BIN:-$RUNFEED_ROOT/.build/release/runfeed}")
 SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
@@ -43,6 +49,9 @@ require_port RUNFEED_PG_PORT "$PG_PORT"
 require_port RUNFEED_REDIS_PORT "$REDIS_PORT"
 require_port RUNFEED_HTTPS_PORT "$HTTPS_PORT"
 require_port RUNFEED_HTTP_PORT "$HTTP_PORT"
+require_port RUNFEED_CH_HTTP_PORT "$CH_HTTP_PORT"
+require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
+[[ $CH_HTTP_PORT != "$CH_TCP_PORT" ]] || die "RUNFEED_CH_HTTP_PORT and RUNFEED_CH_TCP_PORT must differ"
 [[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) \
     || die "RUNFEED_WORKERS must be 1..64 (got '$WORKERS')"
 case "$STATE" in
@@ -57,7 +66,27 @@ NGINX_CONF=$NGINX_DIR/nginx.conf
 NGINX_PID=$NGINX_DIR/nginx.pid
 NGINX_ERR=$NGINX_DIR/error.log
 REDIS_PID=$REDIS_DIR/redis.pid
+CH_DIR=$STATE/clickhouse
+CH_CONF=$CH_DIR/config.xml
+CH_PID=$CH_DIR/clickhouse.pid
+CH_URL="http://127.0.0.1:$CH_HTTP_PORT"
+CH_DDL=$RUNFEED_ROOT/db/clickhouse/compat-18.16/task_runs_v2.sql
 DEMO_ENV=$STATE/demo.env
+
+# ClickHouse runs unless RUNFEED_CLICKHOUSE=0. Left unset, it is skipped with a
+# warning when clickhouse-server is not installed; RUNFEED_CLICKHOUSE=1 makes
+# that an error.
+CH_SERVER_BIN=$(command -v clickhouse-server 2>/dev/null || true)
+CH_CLIENT_BIN=$(command -v clickhouse-client 2>/dev/null || true)
+case "${RUNFEED_CLICKHOUSE:-auto}" in
+    0|no|false|off) CH_ENABLED=0 ;;
+    1|yes|true|on) CH_ENABLED=1 ;;
+    auto)
+        CH_ENABLED=1
+        [[ -n $CH_SERVER_BIN && -n $CH_CLIENT_BIN ]] || CH_ENABLED=missing
+        ;;
+    *) die "RUNFEED_CLICKHOUSE must be 0 or 1 (got '$RUNFEED_CLICKHOUSE')" ;;
+esac
 
 # AF_UNIX paths are limited to 107 bytes.
 SUN_PATH_MAX=107
@@ -74,6 +103,9 @@ SEED_PROD_ENV=cmdemoenv0000000000000002
 SEED_PREVIEW_ENV=cmdemoenv0000000000000003
 SEED_RUN=run_demo0001
 SEED_BATCH=batch_demo0001
+SEED_OLD_BATCH=batch_demo0002
+SEED_TAG=demo-set
+SEED_TAG2=customer:acme
 
 # --- directory placement -----------------------------------------------------------
 
@@ -288,6 +320,164 @@ redis_stop() {
     rm -f "$REDIS_PID"
 }
 
+# --- ClickHouse --------------------------------------------------------------------------
+
+# Debian 12 ships clickhouse-server 18.16. It runs as root without complaint
+# (it only refuses to start while another server holds <path>/status), so it
+# runs as the invoking user with a config of its own: 127.0.0.1 only, no
+# interserver port, small caches, UTC, data under $STATE/clickhouse, logs in
+# $STATE/log. Only the pid in $CH_PID, checked against the config path on its
+# command line, is ever signalled.
+
+ch_alive() { pid_alive "$CH_PID" "$CH_CONF"; }
+
+# `start` records whether this stack runs ClickHouse; the other commands follow
+# that record unless RUNFEED_CLICKHOUSE is set.
+CH_MODE_FILE=$STATE/clickhouse.mode
+ch_record_mode() { mkdir -p "$STATE"; printf '%s\n' "$1" >"$CH_MODE_FILE"; }
+ch_use_recorded_mode() {
+    [[ -z ${RUNFEED_CLICKHOUSE:-} && -s $CH_MODE_FILE ]] || return 0
+    [[ $(head -n1 "$CH_MODE_FILE") == 1 ]] || CH_ENABLED=0
+}
+
+ch_ping() { [[ $(curl -s --max-time 2 "$CH_URL/ping" 2>/dev/null) == Ok.* ]]; }
+
+ch_write_conf() {
+    mkdir -p "$CH_DIR/data" "$CH_DIR/tmp" "$CH_DIR/user_files" "$CH_DIR/format_schemas" "$LOG_DIR"
+    cat >"$CH_CONF.new" <<XML
+<?xml version="1.0"?>
+<!-- Written by scripts/stack.sh on every start. -->
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$LOG_DIR/clickhouse.log</log>
+        <errorlog>$LOG_DIR/clickhouse.err.log</errorlog>
+        <size>20M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>$CH_HTTP_PORT</http_port>
+    <tcp_port>$CH_TCP_PORT</tcp_port>
+    <!-- no interserver_http_port: no replicas, so nothing else listens -->
+    <path>$CH_DIR/data/</path>
+    <tmp_path>$CH_DIR/tmp/</tmp_path>
+    <user_files_path>$CH_DIR/user_files/</user_files_path>
+    <format_schema_path>$CH_DIR/format_schemas/</format_schema_path>
+    <users_config>users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>67108864</mark_cache_size>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <max_concurrent_queries>64</max_concurrent_queries>
+    <max_connections>1024</max_connections>
+    <keep_alive_timeout>10</keep_alive_timeout>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+XML
+    cat >"$CH_DIR/users.xml.new" <<'XML'
+<?xml version="1.0"?>
+<!-- Written by scripts/stack.sh on every start. User `default`, no password,
+     loopback only. -->
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>1000000000</max_memory_usage>
+            <max_threads>2</max_threads>
+            <background_pool_size>4</background_pool_size>
+            <use_uncompressed_cache>0</use_uncompressed_cache>
+            <log_queries>0</log_queries>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+XML
+    mv -f "$CH_CONF.new" "$CH_CONF"
+    mv -f "$CH_DIR/users.xml.new" "$CH_DIR/users.xml"
+}
+
+ch_start() {
+    [[ -n $CH_SERVER_BIN ]] || die "clickhouse-server not found (run scripts/deps.sh, or set RUNFEED_CLICKHOUSE=0)"
+    [[ -n $CH_CLIENT_BIN ]] || die "clickhouse-client not found (run scripts/deps.sh, or set RUNFEED_CLICKHOUSE=0)"
+    mkdir -p "$STATE" "$LOG_DIR"
+    if ch_alive && ! { grep -qF "<http_port>$CH_HTTP_PORT</http_port>" "$CH_CONF" \
+                       && grep -qF "<tcp_port>$CH_TCP_PORT</tcp_port>" "$CH_CONF"; }; then
+        log "clickhouse: ports changed; restarting"
+        ch_stop
+    fi
+    if ch_alive; then
+        log "clickhouse: already running (pid $(pid_from "$CH_PID"))"
+    else
+        rm -f "$CH_PID"
+        port_busy "$CH_HTTP_PORT" && die "port $CH_HTTP_PORT is already in use by another process (set RUNFEED_CH_HTTP_PORT)"
+        port_busy "$CH_TCP_PORT" && die "port $CH_TCP_PORT is already in use by another process (set RUNFEED_CH_TCP_PORT)"
+        ch_write_conf
+        log "clickhouse: starting on http://127.0.0.1:$CH_HTTP_PORT (native 127.0.0.1:$CH_TCP_PORT)"
+        printf '\n=== %s: %s --config-file=%s\n' "$(date -u +%FT%TZ)" "$CH_SERVER_BIN" "$CH_CONF" \
+            >>"$LOG_DIR/clickhouse.stdout.log"
+        # In the foreground (no --daemon), so the pid is $! and a failed start
+        # shows at once. cwd = $CH_DIR: relative paths stay inside it.
+        (cd "$CH_DIR" && exec nohup "$CH_SERVER_BIN" --config-file="$CH_CONF" \
+            >>"$LOG_DIR/clickhouse.stdout.log" 2>&1 </dev/null) &
+        printf '%s\n' "$!" >"$CH_PID"
+    fi
+    local deadline=$((SECONDS + 60))
+    until ch_ping; do
+        if ! ch_alive; then
+            show_log "$LOG_DIR/clickhouse.stdout.log" 20
+            show_log "$LOG_DIR/clickhouse.err.log"
+            die "clickhouse-server exited during startup (logs: $LOG_DIR/clickhouse*.log)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$LOG_DIR/clickhouse.err.log"
+            die "clickhouse is not answering $CH_URL/ping after 60s"
+        fi
+        sleep 0.2
+    done
+    log "clickhouse: schema db/clickhouse/compat-18.16/task_runs_v2.sql"
+    "$CH_CLIENT_BIN" --host 127.0.0.1 --port "$CH_TCP_PORT" --user default --multiquery \
+        <"$CH_DDL" >"$CH_DIR/ddl.log" 2>&1 \
+        || { show_log "$CH_DIR/ddl.log"; die "applying $CH_DDL failed"; }
+}
+
+# Copy every TaskRun into trigger_dev.task_runs_v2 (production: replication).
+ch_sync() {
+    log "clickhouse: sync TaskRun → trigger_dev.task_runs_v2"
+    DATABASE_URL="$DATABASE_URL" RUNFEED_CLICKHOUSE_URL="$CH_URL" RUNFEED_STATE="$STATE" \
+        bash "$RUNFEED_ROOT/scripts/clickhouse-sync.sh" \
+        || die "scripts/clickhouse-sync.sh failed"
+}
+
+ch_stop() {
+    if ch_alive; then
+        log "clickhouse: stopping (pid $(pid_from "$CH_PID"))"
+        stop_pid "$(pid_from "$CH_PID")" 30
+    fi
+    rm -f "$CH_PID"
+}
+
 # --- TLS --------------------------------------------------------------------------------
 
 tls_ensure() {
@@ -367,6 +557,16 @@ workers_start() {
     else ulimit -n "$hard" 2>/dev/null || true
     fi
 
+    # Tag and batch feeds resolve membership in ClickHouse when the stack runs
+    # it, else in PostgreSQL. A ClickHouse URL in the caller's environment is
+    # never passed on.
+    local ch_env=(-u REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL -u CLICKHOUSE_URL)
+    if [[ $CH_ENABLED == 1 ]] && ch_alive; then
+        ch_env+=(REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL="$CH_URL")
+    elif [[ $CH_ENABLED == 1 ]]; then
+        warn "clickhouse is not running: workers start without a ClickHouse URL (PostgreSQL membership)"
+    fi
+
     local n sock pidf logf pid
     for ((n = 1; n <= WORKERS; n++)); do
         sock=$(worker_sock "$n")
@@ -375,7 +575,7 @@ workers_start() {
         rm -f "$sock"
         printf '\n=== %s: %s serve --listen %s %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$sock" \
             "${SERVE_ARGS[*]:-}" >>"$logf"
-        nohup env \
+        nohup env "${ch_env[@]}" \
             DATABASE_URL="$DATABASE_URL" \
             REDIS_HOST=127.0.0.1 \
             REDIS_PORT="$REDIS_PORT" \
@@ -479,7 +679,7 @@ nginx_stop() {
 # --- demo.env -----------------------------------------------------------------------------------
 
 write_demo_env() {
-    local q api_key env_id other_key run_id run_env preview_key batch
+    local q api_key env_id other_key run_id run_env preview_key batch old_batch tag ch_url=''
     q() { psql_app -tA -c "$1" 2>/dev/null | head -n1; }
     api_key=$(q "SELECT \"apiKey\" FROM \"RuntimeEnvironment\" WHERE id = '$SEED_DEV_ENV'")
     env_id=$(q "SELECT id FROM \"RuntimeEnvironment\" WHERE id = '$SEED_DEV_ENV'")
@@ -488,6 +688,9 @@ write_demo_env() {
     run_id=$(q "SELECT id FROM \"TaskRun\" WHERE \"friendlyId\" = '$SEED_RUN'")
     run_env=$(q "SELECT \"runtimeEnvironmentId\" FROM \"TaskRun\" WHERE \"friendlyId\" = '$SEED_RUN'")
     batch=$(q "SELECT \"friendlyId\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = '$SEED_BATCH'")
+    old_batch=$(q "SELECT \"friendlyId\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = '$SEED_OLD_BATCH'")
+    tag=$(q "SELECT '$SEED_TAG' FROM \"TaskRun\" WHERE \"runTags\" @> ARRAY['$SEED_TAG'] LIMIT 1")
+    [[ $CH_ENABLED == 1 ]] && ch_alive && ch_url=$CH_URL
     [[ -n $run_id && $run_env != "$env_id" ]] && warn "demo run $SEED_RUN is not in env $env_id"
 
     {
@@ -504,6 +707,9 @@ write_demo_env() {
         echo "RUNFEED_DEMO_RUN=$([[ -n $run_id ]] && echo "$SEED_RUN")"
         echo "RUNFEED_DEMO_RUN_ID=$run_id"
         echo "RUNFEED_DEMO_BATCH=$batch"
+        echo "RUNFEED_OLD_BATCH=$old_batch"
+        echo "RUNFEED_DEMO_TAG=$tag"
+        echo "RUNFEED_DEMO_TAG2=$([[ -n $tag ]] && echo "$SEED_TAG2")"
         echo "RUNFEED_OTHER_API_KEY=$other_key"
         echo "RUNFEED_OTHER_ENV_ID=$([[ -n $other_key ]] && echo "$SEED_PROD_ENV")"
         echo "RUNFEED_PREVIEW_API_KEY=$preview_key"
@@ -512,6 +718,10 @@ write_demo_env() {
         echo "RUNFEED_REDIS_PORT=$REDIS_PORT"
         echo "RUNFEED_HTTPS_PORT=$HTTPS_PORT"
         echo "RUNFEED_HTTP_PORT=$HTTP_PORT"
+        echo "RUNFEED_CLICKHOUSE=$([[ -n $ch_url ]] && echo 1 || echo 0)"
+        echo "RUNFEED_CLICKHOUSE_URL=$ch_url"
+        echo "RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT"
+        echo "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT"
         echo "DATABASE_URL=$DATABASE_URL"
         echo "REDIS_HOST=127.0.0.1"
         echo "REDIS_PORT=$REDIS_PORT"
@@ -539,6 +749,21 @@ cmd_start() {
     pg_bootstrap
     ((seed)) && pg_seed
     redis_start
+    ch_record_mode "$([[ $CH_ENABLED == 1 ]] && echo 1 || echo 0)"
+    case "$CH_ENABLED" in
+        1)
+            ch_start
+            ((seed)) && ch_sync
+            ;;
+        missing)
+            warn "clickhouse-server/clickhouse-client not installed: running without ClickHouse (scripts/deps.sh installs them)"
+            ch_stop
+            ;;
+        *)
+            log "clickhouse: disabled (RUNFEED_CLICKHOUSE=0); workers resolve membership in PostgreSQL"
+            ch_stop
+            ;;
+    esac
     tls_ensure
     set_run_dir
     if ((with_workers)); then
@@ -558,6 +783,7 @@ cmd_stop() {
     fi
     nginx_stop
     workers_stop_all
+    ch_stop
     redis_stop
     pg_stop
     log "stack stopped ($STATE)"
@@ -575,6 +801,13 @@ cmd_status() {
         echo "redis     running   127.0.0.1:$REDIS_PORT  pid=$(pid_from "$REDIS_PID")"
     else
         echo "redis     stopped"; ok=1
+    fi
+    if ch_alive && ch_ping; then
+        echo "clickhouse running   $CH_URL  native=127.0.0.1:$CH_TCP_PORT  pid=$(pid_from "$CH_PID")"
+    elif [[ $CH_ENABLED == 1 ]]; then
+        echo "clickhouse stopped"; ok=1
+    else
+        echo "clickhouse disabled"
     fi
     if [[ -d $STATE/run ]]; then
         RUN_DIR=$(run_dir)
@@ -600,7 +833,7 @@ cmd_status() {
 
 cmd_logs() {
     local f
-    for f in "$LOG_DIR"/*.log; do
+    for f in "$LOG_DIR"/*.log "$CH_DIR/ddl.log"; do
         [[ -e $f ]] || continue
         show_log "$f" "${LOG_LINES:-60}" 2>&1
     done
@@ -624,6 +857,13 @@ cmd_examples() {
     set -a; . "$DEMO_ENV"; set +a
     [[ -n ${RUNFEED_API_KEY:-} ]] || die "no demo data in the database: run \`scripts/stack.sh start --seed\`"
     local bin=${RUNFEED_BIN#"$RUNFEED_ROOT"/}
+    local ch_note
+    if [[ -n ${RUNFEED_CLICKHOUSE_URL:-} ]]; then
+        ch_note="Membership comes from ClickHouse ($RUNFEED_CLICKHOUSE_URL, trigger_dev.task_runs_v2).
+   Runs you add to PostgreSQL reach it with: bash scripts/clickhouse-sync.sh"
+    else
+        ch_note="ClickHouse is off (RUNFEED_CLICKHOUSE=0): membership is read from PostgreSQL."
+    fi
     cat <<EOF
 
 runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
@@ -654,10 +894,38 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
    (or with redis-cli:)
    redis-cli -p $REDIS_PORT PUBLISH 'realtime:env:{$RUNFEED_ENV_ID}' '{"v":1,"runId":"$RUNFEED_DEMO_RUN_ID","envId":"$RUNFEED_ENV_ID","tags":["demo","user:42"],"batchId":null}'
 
-4) Tag feed and batch feed:
+4) Tag feed snapshot: runs tagged $RUNFEED_DEMO_TAG created in the last hour (six of
+   them also carry $RUNFEED_DEMO_TAG2; add ",$RUNFEED_DEMO_TAG2" to tags= to require both):
 
-   curl -sk "$RUNFEED_URL/realtime/v1/runs?tags=user:42" -H "Authorization: Bearer $RUNFEED_API_KEY" -H "x-trigger-electric-version: 1.0.0-beta.1"
-   curl -sk "$RUNFEED_URL/realtime/v1/batches/$RUNFEED_DEMO_BATCH" -H "Authorization: Bearer $RUNFEED_API_KEY" -H "x-trigger-electric-version: 1.0.0-beta.1"
+   curl -sk "$RUNFEED_URL/realtime/v1/runs?tags=$RUNFEED_DEMO_TAG&createdAt=1h" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY" \\
+     -H "x-trigger-electric-version: 1.0.0-beta.1" -D -
+
+   $ch_note
+
+5) Live tag poll: the snapshot's electric-handle header (runs_<floorMs>_<seq>_<id>)
+   pins the createdAt window, and its electric-offset header (<updatedAtMs>_<seq>)
+   is the newest change it sent. Pass both back; the poll is held until a run
+   with the tag changes (or ~20 s):
+
+   curl -sk "$RUNFEED_URL/realtime/v1/runs?tags=$RUNFEED_DEMO_TAG&createdAt=1h&live=true&handle=<electric-handle>&offset=<electric-offset>" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY" \\
+     -H "x-trigger-electric-version: 1.0.0-beta.1" -D -
+
+   Wake it by changing a member (run_demo0012, internal id cmdemorun0000000000000012):
+
+   $PG_BIN/psql "$DATABASE_URL" -c "UPDATE \"TaskRun\" SET status='EXECUTING', \"updatedAt\"=now() at time zone 'utc' WHERE id='cmdemorun0000000000000012'"
+   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT $bin publish --env $RUNFEED_ENV_ID --run cmdemorun0000000000000012 --tags $RUNFEED_DEMO_TAG,$RUNFEED_DEMO_TAG2
+
+6) Batch feeds: $RUNFEED_DEMO_BATCH (2 runs, 15 minutes old) and $RUNFEED_OLD_BATCH (2 runs,
+   30 days old: upstream's ClickHouse path, with its implicit 7-day window, shows it empty):
+
+   curl -sk "$RUNFEED_URL/realtime/v1/batches/$RUNFEED_DEMO_BATCH" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY" \\
+     -H "x-trigger-electric-version: 1.0.0-beta.1" -D -
+   curl -sk "$RUNFEED_URL/realtime/v1/batches/$RUNFEED_OLD_BATCH" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY" \\
+     -H "x-trigger-electric-version: 1.0.0-beta.1"
 
    The production key $RUNFEED_OTHER_API_KEY sees none of these runs (404 / empty).
 
@@ -668,6 +936,7 @@ EOF
 main() {
     local cmd=${1:-}
     shift || true
+    [[ $cmd == start ]] || ch_use_recorded_mode
     case "$cmd" in
         start) cmd_start "$@" ;;
         stop) cmd_stop ;;
@@ -682,6 +951,7 @@ main() {
         examples) cmd_examples ;;
         *)
             echo "usage: $0 {start [--seed] [--no-workers]|stop|status|restart-workers|logs|examples|clean}" >&2
+            echo "       (scripts/clickhouse-sync.sh [--env ENV_ID] copies TaskRun rows into ClickHouse)" >&2
             exit 2
             ;;
     esac

@@ -25,8 +25,24 @@
 --     tr_dev_RvkExpirKey012345678  grace period over
 --
 --   BatchTaskRun cmdemobatch00000000000001 / batch_demo0001 (demo env), runs 0007 and 0008
+--   BatchTaskRun cmdemobatch00000000000002 / batch_demo0002 (demo env), created 30 days ago
+--                (outside upstream's implicit 7-day ClickHouse batch window), runs 0021 and 0022
 --
 --   TaskRun (demo env unless noted), friendly id run_demoNNNN, internal id cmdemorun000000000000NNNN
+--
+--   Tag-feed set (RUNFEED_DEMO_TAG=demo-set; runs 0012-0020, 0102). Its tags are
+--   used nowhere else, so feeds on the older tags are unchanged (a feed with no
+--   tags lists every run of the env, these included):
+--     0012-0017  {demo-set, customer:acme}, created 3-55 minutes ago, various statuses;
+--                0014 also has  owner:o'neil  (a single quote: valid in ?tags=);
+--                0016 also has  it's, a \ "tag"  (quotes, comma, backslash: a tag
+--                the list route rejects in ?tags=, but a run may carry it)
+--     0018       {demo-set} only          0019  {customer:acme} only
+--     0020       {demo-set, customer:acme}, created 30 hours ago (outside the 24 h window)
+--     0102       {demo-set, customer:acme} in the PRODUCTION env (must not leak)
+--
+-- ClickHouse (trigger_dev.task_runs_v2) is filled from these rows by
+-- scripts/clickhouse-sync.sh; `scripts/stack.sh start --seed` runs it.
 
 SET client_min_messages = warning;
 
@@ -90,7 +106,9 @@ ON CONFLICT DO NOTHING;
 
 INSERT INTO "BatchTaskRun" ("id", "friendlyId", "runtimeEnvironmentId", "createdAt")
 VALUES ('cmdemobatch00000000000001', 'batch_demo0001', 'cmdemoenv0000000000000001',
-        (now() AT TIME ZONE 'utc') - interval '15 minutes')
+        (now() AT TIME ZONE 'utc') - interval '15 minutes'),
+       ('cmdemobatch00000000000002', 'batch_demo0002', 'cmdemoenv0000000000000001',
+        (now() AT TIME ZONE 'utc') - interval '30 days')
 ON CONFLICT DO NOTHING;
 
 -- TaskRuns. Columns not listed take their defaults (number 0, isTest false,
@@ -229,6 +247,133 @@ VALUES
      ARRAY['demo'], NULL, '{}',
      0, 0, 0,
      'cmdemoenv0000000000000004', 'cmdemoproj000000000000001', NULL)
+ON CONFLICT DO NOTHING;
+
+-- Tag-feed set and the old batch's runs (see the header). A separate statement so
+-- the rows above stay exactly as they were.
+INSERT INTO "TaskRun"
+    ("id", "friendlyId", "taskIdentifier", "status", "number", "isTest",
+     "createdAt", "updatedAt", "queuedAt", "startedAt", "completedAt", "delayUntil", "expiredAt",
+     "ttl", "payload", "payloadType", "metadata", "output",
+     "runTags", "error", "realtimeStreams",
+     "usageDurationMs", "costInCents", "baseCostInCents",
+     "runtimeEnvironmentId", "projectId", "batchId")
+VALUES
+    -- 0012: queued 3 minutes ago.
+    ('cmdemorun0000000000000012', 'run_demo0012', 'sync-customer', 'PENDING', 1, false,
+     (now() AT TIME ZONE 'utc') - interval '3 minutes', (now() AT TIME ZONE 'utc') - interval '3 minutes',
+     (now() AT TIME ZONE 'utc') - interval '3 minutes', NULL, NULL, NULL, NULL,
+     NULL, '{"customer":"acme","step":1}', 'application/json', NULL, NULL,
+     ARRAY['demo-set', 'customer:acme'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0013: executing, with metadata.
+    ('cmdemorun0000000000000013', 'run_demo0013', 'sync-customer', 'EXECUTING', 2, false,
+     (now() AT TIME ZONE 'utc') - interval '8 minutes', (now() AT TIME ZONE 'utc') - interval '1 minute',
+     (now() AT TIME ZONE 'utc') - interval '8 minutes', (now() AT TIME ZONE 'utc') - interval '7 minutes', NULL, NULL, NULL,
+     NULL, '{"customer":"acme","step":2}', 'application/json', '{"progress":0.25}', NULL,
+     ARRAY['demo-set', 'customer:acme'], NULL, '{}',
+     4200, 0.3, 0.0025,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0014: completed successfully; a tag with a single quote.
+    ('cmdemorun0000000000000014', 'run_demo0014', 'sync-customer', 'COMPLETED_SUCCESSFULLY', 3, false,
+     (now() AT TIME ZONE 'utc') - interval '15 minutes', (now() AT TIME ZONE 'utc') - interval '13 minutes',
+     (now() AT TIME ZONE 'utc') - interval '15 minutes', (now() AT TIME ZONE 'utc') - interval '14 minutes',
+     (now() AT TIME ZONE 'utc') - interval '13 minutes', NULL, NULL,
+     NULL, '{"customer":"acme","step":3}', 'application/json', NULL, '{"synced":42}',
+     ARRAY['demo-set', 'customer:acme', 'owner:o''neil'], NULL, '{}',
+     61000, 0.55, 0.0025,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0015: failed.
+    ('cmdemorun0000000000000015', 'run_demo0015', 'sync-customer', 'COMPLETED_WITH_ERRORS', 4, false,
+     (now() AT TIME ZONE 'utc') - interval '25 minutes', (now() AT TIME ZONE 'utc') - interval '24 minutes',
+     (now() AT TIME ZONE 'utc') - interval '25 minutes', (now() AT TIME ZONE 'utc') - interval '25 minutes',
+     (now() AT TIME ZONE 'utc') - interval '24 minutes', NULL, NULL,
+     NULL, '{"customer":"acme","step":4}', 'application/json', NULL, NULL,
+     ARRAY['demo-set', 'customer:acme'],
+     '{"type":"BUILT_IN_ERROR","name":"Error","message":"upstream 503","stackTrace":"Error: upstream 503"}'::jsonb,
+     '{}',
+     1500, 0.02, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0016: waiting; a third tag with a single quote, a comma, a backslash and double quotes.
+    ('cmdemorun0000000000000016', 'run_demo0016', 'sync-customer', 'WAITING_TO_RESUME', 5, false,
+     (now() AT TIME ZONE 'utc') - interval '40 minutes', (now() AT TIME ZONE 'utc') - interval '35 minutes',
+     (now() AT TIME ZONE 'utc') - interval '40 minutes', (now() AT TIME ZONE 'utc') - interval '39 minutes', NULL, NULL, NULL,
+     NULL, '{"customer":"acme","step":5}', 'application/json', NULL, NULL,
+     ARRAY['demo-set', 'customer:acme', 'it''s, a \ "tag"'], NULL, '{}',
+     800, 0.01, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0017: canceled.
+    ('cmdemorun0000000000000017', 'run_demo0017', 'sync-customer', 'CANCELED', 6, false,
+     (now() AT TIME ZONE 'utc') - interval '55 minutes', (now() AT TIME ZONE 'utc') - interval '54 minutes',
+     (now() AT TIME ZONE 'utc') - interval '55 minutes', NULL,
+     (now() AT TIME ZONE 'utc') - interval '54 minutes', NULL, NULL,
+     NULL, '{"customer":"acme","step":6}', 'application/json', NULL, NULL,
+     ARRAY['demo-set', 'customer:acme'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0018: only demo-set.
+    ('cmdemorun0000000000000018', 'run_demo0018', 'sync-customer', 'EXECUTING', 7, false,
+     (now() AT TIME ZONE 'utc') - interval '10 minutes', (now() AT TIME ZONE 'utc') - interval '9 minutes',
+     (now() AT TIME ZONE 'utc') - interval '10 minutes', (now() AT TIME ZONE 'utc') - interval '9 minutes', NULL, NULL, NULL,
+     NULL, '{"customer":"globex"}', 'application/json', NULL, NULL,
+     ARRAY['demo-set'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0019: only customer:acme.
+    ('cmdemorun0000000000000019', 'run_demo0019', 'bill-customer', 'PENDING', 1, false,
+     (now() AT TIME ZONE 'utc') - interval '12 minutes', (now() AT TIME ZONE 'utc') - interval '12 minutes',
+     (now() AT TIME ZONE 'utc') - interval '12 minutes', NULL, NULL, NULL, NULL,
+     NULL, '{"customer":"acme"}', 'application/json', NULL, NULL,
+     ARRAY['customer:acme'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0020: both tags, created 30 hours ago: outside any createdAt window (max 24 h).
+    ('cmdemorun0000000000000020', 'run_demo0020', 'sync-customer', 'COMPLETED_SUCCESSFULLY', 8, false,
+     (now() AT TIME ZONE 'utc') - interval '30 hours', (now() AT TIME ZONE 'utc') - interval '30 hours',
+     (now() AT TIME ZONE 'utc') - interval '30 hours', (now() AT TIME ZONE 'utc') - interval '30 hours',
+     (now() AT TIME ZONE 'utc') - interval '30 hours', NULL, NULL,
+     NULL, '{"customer":"acme","step":0}', 'application/json', NULL, '{"synced":1}',
+     ARRAY['demo-set', 'customer:acme'], NULL, '{}',
+     900, 0.02, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
+
+    -- 0021 / 0022: members of the old batch batch_demo0002 (30 days old).
+    ('cmdemorun0000000000000021', 'run_demo0021', 'batch-child', 'COMPLETED_SUCCESSFULLY', 3, false,
+     (now() AT TIME ZONE 'utc') - interval '30 days', (now() AT TIME ZONE 'utc') - interval '30 days' + interval '1 minute',
+     (now() AT TIME ZONE 'utc') - interval '30 days', (now() AT TIME ZONE 'utc') - interval '30 days',
+     (now() AT TIME ZONE 'utc') - interval '30 days' + interval '1 minute', NULL, NULL,
+     NULL, '{"item":1}', 'application/json', NULL, '{"ok":true}',
+     ARRAY['old-batch'], NULL, '{}',
+     700, 0.01, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', 'cmdemobatch00000000000002'),
+    ('cmdemorun0000000000000022', 'run_demo0022', 'batch-child', 'COMPLETED_WITH_ERRORS', 4, false,
+     (now() AT TIME ZONE 'utc') - interval '30 days', (now() AT TIME ZONE 'utc') - interval '30 days' + interval '2 minutes',
+     (now() AT TIME ZONE 'utc') - interval '30 days', (now() AT TIME ZONE 'utc') - interval '30 days',
+     (now() AT TIME ZONE 'utc') - interval '30 days' + interval '2 minutes', NULL, NULL,
+     NULL, '{"item":2}', 'application/json', NULL, NULL,
+     ARRAY['old-batch'],
+     '{"type":"STRING_ERROR","raw":"item 2 failed"}'::jsonb, '{}',
+     300, 0.01, 0,
+     'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', 'cmdemobatch00000000000002'),
+
+    -- PRODUCTION env: the tag-feed tags again; must never show in the DEV tag feed.
+    ('cmdemorun0000000000000102', 'run_demoprod002', 'sync-customer', 'EXECUTING', 1, false,
+     (now() AT TIME ZONE 'utc') - interval '6 minutes', (now() AT TIME ZONE 'utc') - interval '5 minutes',
+     (now() AT TIME ZONE 'utc') - interval '6 minutes', (now() AT TIME ZONE 'utc') - interval '5 minutes',
+     NULL, NULL, NULL,
+     NULL, '{"customer":"acme"}', 'application/json', NULL, NULL,
+     ARRAY['demo-set', 'customer:acme'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000002', 'cmdemoproj000000000000001', NULL)
 ON CONFLICT DO NOTHING;
 
 COMMIT;
