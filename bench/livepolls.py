@@ -107,6 +107,9 @@ async def main():
     ap.add_argument("--duration", type=float, default=120, help="hard stop, seconds")
     ap.add_argument("--worker-pid", type=int, action="append", default=[], help="worker pid(s) to sample")
     ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--publisher", choices=["resp", "cli"], default="resp",
+                    help="resp: PUBLISH the record over a socket; cli: run `runfeed publish` (adds process start-up)")
+    ap.add_argument("--runfeed-bin", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "runfeed"))
     a = ap.parse_args()
     if not (a.key and a.env and a.database_url):
         raise SystemExit("need --key, --env and --database-url (or source .runfeed/demo.env)")
@@ -171,6 +174,7 @@ async def main():
         finally:
             conn.close()
 
+    baseline = {pid: proc_stats(pid) for pid in a.worker_pid}
     tasks = []
     for i in range(a.polls):
         tasks.append(asyncio.create_task(subscriber(i)))
@@ -190,8 +194,14 @@ async def main():
         ts = psql(a.database_url, f'UPDATE "TaskRun" SET "updatedAt" = now() at time zone \'utc\' WHERE id = \'{rid}\' '
                                   'RETURNING to_char("updatedAt", \'YYYY-MM-DD"T"HH24:MI:SS.MS\')')
         published[rid] = (time.monotonic(), ts)
-        redis_publish(a.redis_host, a.redis_port, f"realtime:env:{{{a.env}}}",
-                      json.dumps({"v": 1, "runId": rid, "envId": a.env, "tags": ["bench"], "batchId": None}))
+        if a.publisher == "cli":
+            await (await asyncio.create_subprocess_exec(
+                a.runfeed_bin, "publish", "--env", a.env, "--run", rid, "--tags", "bench",
+                env={**os.environ, "REDIS_HOST": a.redis_host, "REDIS_PORT": str(a.redis_port)},
+                stdout=subprocess.DEVNULL)).wait()
+        else:
+            redis_publish(a.redis_host, a.redis_port, f"realtime:env:{{{a.env}}}",
+                          json.dumps({"v": 1, "runId": rid, "envId": a.env, "tags": ["bench"], "batchId": None}))
         await asyncio.sleep(a.interval_ms / 1000)
     await asyncio.sleep(1)
     stop.set()
@@ -209,6 +219,8 @@ async def main():
             "max": round(lat[-1], 2) if lat else None,
         },
         "workers": samples,
+        "workers_before": baseline,
+        "publisher": a.publisher,
     }
     print(json.dumps(result, indent=2))
     if a.json:

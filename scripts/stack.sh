@@ -18,8 +18,8 @@
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
 #   RUNFEED_CLICKHOUSE  1 = run ClickHouse, 0 = don't: workers then resolve tag
 #                       and batch membership in PostgreSQL   [1 when installed]
-#   RUNFEED_CH_HTTP_PORT ClickHouse HTTP port        [58123]
-#   RUNFEED_CH_TCP_PORT  ClickHouse native TCP port  [59000]
+#   RUNFEED_CH_HTTP_PORT ClickHouse HTTP port        [18123]
+#   RUNFEED_CH_TCP_PORT  ClickHouse native TCP port  [19000]
 #   RUNFEED_WORKERS     number of workers             [2]
 #   RUNFEED_BIN         runfeed binary                [<repo>/.build/release/runfeed]
 #   RUNFEED_SERVE_ARGS  extra `runfeed serve` args    []   e.g. "--hold-ms 3000"
@@ -39,8 +39,10 @@ REDIS_PORT=${RUNFEED_REDIS_PORT:-56379}
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
 WORKERS=${RUNFEED_WORKERS:-2}
-CH_HTTP_PORT=${RUNFEED_CH_HTTP_PORT:-58123}
-CH_TCP_PORT=${RUNFEED_CH_TCP_PORT:-59000}
+# Below the kernel's ephemeral range (32768+): clickhouse-server 18.16 cannot bind a port that an
+# outgoing connection still holds in TIME-WAIT.
+CH_HTTP_PORT=${RUNFEED_CH_HTTP_PORT:-18123}
+CH_TCP_PORT=${RUNFEED_CH_TCP_PORT:-19000}
 RUNFEED_BIN=$(abs_path "${RUNFEED_BIN:-$RUNFEED_ROOT/.build/release/runfeed}")
 SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
