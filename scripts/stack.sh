@@ -23,6 +23,7 @@
 #   RUNFEED_WORKERS     number of workers             [2]
 #   RUNFEED_BIN         runfeed binary                [<repo>/.build/release/runfeed]
 #   RUNFEED_SERVE_ARGS  extra `runfeed serve` args    []   e.g. "--hold-ms 3000"
+#   RUNFEED_METRICS_PORT_BASE  worker N's /metrics and /healthz on 127.0.0.1:(base+N) [19100]
 #
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
@@ -44,6 +45,8 @@ WORKERS=${RUNFEED_WORKERS:-2}
 CH_HTTP_PORT=${RUNFEED_CH_HTTP_PORT:-18123}
 CH_TCP_PORT=${RUNFEED_CH_TCP_PORT:-19000}
 RUNFEED_BIN=$(abs_path "${RUNFEED_BIN:-$RUNFEED_ROOT/.build/release/runfeed}")
+# Worker N serves /metrics and /healthz on 127.0.0.1:(METRICS_BASE + N).
+METRICS_BASE=${RUNFEED_METRICS_PORT_BASE:-19100}
 SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
 
@@ -582,7 +585,8 @@ workers_start() {
             REDIS_HOST=127.0.0.1 \
             REDIS_PORT="$REDIS_PORT" \
             PGTZ=UTC \
-            "$RUNFEED_BIN" serve --listen "$sock" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} \
+            "$RUNFEED_BIN" serve --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
+            ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} \
             >>"$logf" 2>&1 </dev/null &
         pid=$!
         printf '%s\n' "$pid" >"$pidf"
@@ -704,6 +708,11 @@ write_demo_env() {
         echo "RUNFEED_HTTP_URL=http://127.0.0.1:$HTTP_PORT"
         echo "RUNFEED_CA_CERT=$TLS_DIR/cert.pem"
         echo "RUNFEED_WORKERS=$WORKERS"
+        echo "RUNFEED_METRICS_URL=http://127.0.0.1:$((METRICS_BASE + 1))/metrics"
+        echo "RUNFEED_HEALTH_URL=http://127.0.0.1:$((METRICS_BASE + 1))/healthz"
+        local urls='' n
+        for ((n = 1; n <= WORKERS; n++)); do urls+="${urls:+ }http://127.0.0.1:$((METRICS_BASE + n))/metrics"; done
+        echo "RUNFEED_METRICS_URLS=\"$urls\""
         echo "RUNFEED_API_KEY=$api_key"
         echo "RUNFEED_ENV_ID=$env_id"
         echo "RUNFEED_DEMO_RUN=$([[ -n $run_id ]] && echo "$SEED_RUN")"

@@ -357,11 +357,9 @@ public enum ElectricResponse {
     public static func options(origin: String?, requestHeaders: String?) -> HTTPResponse {
         var h: [(String, String)] = [("content-type", "application/json")]
         let cors = corsEcho(origin)
-        if cors.isEmpty {
-            h.append(("access-control-allow-origin", "*"))
-        } else {
-            h.append(contentsOf: cors)
-        }
+        // Like remix-utils' cors (§1.5): without an Origin there is no CORS to answer.
+        guard !cors.isEmpty else { return HTTPResponse(status: 200, headers: h, body: "{}") }
+        h.append(contentsOf: cors)
         h.append(("access-control-allow-methods", "GET,HEAD,PUT,PATCH,POST,DELETE"))
         if let requestHeaders, !requestHeaders.isEmpty {
             h.append(("access-control-allow-headers", requestHeaders))

@@ -189,7 +189,9 @@ public final class Server: @unchecked Sendable {
     private func snapshot(_ feed: RunFeedRequest, query: FeedQuery) {
         var floor: Int64?
         if case .at(let o) = query.offset, query.handle == feed.handle { floor = max(0, o.updatedAtMs) }
-        store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: monotonicMs() - config.runCacheTtlMs) { [self] result in
+        // A catch-up reads afresh (read-your-writes); a snapshot may share a row read ≤ 250 ms old.
+        let freshAfter = floor == nil ? monotonicMs() - config.runCacheTtlMs : monotonicMs()
+        store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: freshAfter) { [self] result in
             guard case .success(let row) = result else {
                 fail(feed.conn, .unavailable)
                 return

@@ -240,8 +240,11 @@ final class ElectricResponseTests: XCTestCase {
     }
 
     func testOptionsWithoutOrigin() {
-        let r = ElectricResponse.options(origin: nil, requestHeaders: nil)
-        XCTAssertEqual(r.header("access-control-allow-origin"), "*")
+        let r = ElectricResponse.options(origin: nil, requestHeaders: "authorization")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, "{}")
+        XCTAssertNil(r.header("access-control-allow-origin"))
+        XCTAssertNil(r.header("access-control-allow-methods"))
         XCTAssertNil(r.header("vary"))
         XCTAssertNil(r.header("access-control-allow-headers"))
     }
