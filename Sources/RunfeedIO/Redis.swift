@@ -158,6 +158,13 @@ public final class RedisSubscriber {
     private var shuttingDown = false
 
     private var desired: Set<String> = []
+    /// UNSUBSCRIBEs sent and not yet confirmed. hiredis 0.14 drops a channel's callback when its
+    /// unsubscribe reply arrives, so a SUBSCRIBE for that channel must wait for the reply.
+    private var unsubscribing: Set<String> = []
+    /// A channel of this connection alone, subscribed for its whole life: the subscription count never
+    /// drops to 0, so hiredis 0.14 never leaves subscribed mode while another SUBSCRIBE is in flight
+    /// (which would make it treat that reply as a regular one and abort).
+    private let anchorChannel = "runfeed:anchor:\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
     /// Channels whose SUBSCRIBE was confirmed, with the wall-clock time of the confirmation.
     public private(set) var confirmed: [String: Int64] = [:]
     public private(set) var state: State = .disconnected
@@ -169,6 +176,8 @@ public final class RedisSubscriber {
     /// Called on the loop thread when a channel's subscription is confirmed or lost (nil time).
     public var onSubscriptionChange: ((String, Int64?) -> Void)?
     public var log: ((String) -> Void)?
+    /// Every (un)subscribe sent and confirmed, for debugging.
+    public var trace: ((String) -> Void)?
 
     public init(loop: EventLoop, endpoint: RedisEndpoint, sharded: Bool = false) {
         self.loop = loop
@@ -180,12 +189,14 @@ public final class RedisSubscriber {
 
     public func subscribe(_ channel: String) {
         guard desired.insert(channel).inserted else { return }
-        if state == .ready { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]) }
+        // While an UNSUBSCRIBE is in flight, its reply re-subscribes (see `received`).
+        if state == .ready, !unsubscribing.contains(channel) { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]) }
     }
 
     public func unsubscribe(_ channel: String) {
         guard desired.remove(channel) != nil else { return }
-        if state == .ready, confirmed[channel] != nil {
+        if state == .ready, confirmed[channel] != nil, !unsubscribing.contains(channel) {
+            unsubscribing.insert(channel)
             send([sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", channel])
         }
     }
@@ -254,12 +265,14 @@ public final class RedisSubscriber {
         if let auth = endpoint.authArgs { send(auth, callback: false) }
         state = .ready
         log?("redis subscriber connected to \(endpoint.host):\(endpoint.port)")
+        send(["SUBSCRIBE", anchorChannel])
         for ch in desired { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", ch]) }
     }
 
     private func disconnected(status: Int32, reason: String) {
         ctx = nil
         state = .disconnected
+        unsubscribing.removeAll()
         let lost = confirmed.keys
         confirmed.removeAll()
         for ch in lost { onSubscriptionChange?(ch, nil) }
@@ -321,6 +334,7 @@ public final class RedisSubscriber {
 
     private func send(_ args: [String], callback: Bool = true) {
         guard let c = ctx else { return }
+        if callback { trace?("redis -> \(args.joined(separator: " "))") }
         let fn: (@convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void)? = callback ? { ac, reply, _ in
             guard let ac, let data = ac.pointee.data, let reply else { return }
             let r = RedisReply(reply.assumingMemoryBound(to: redisReply.self))
@@ -335,7 +349,8 @@ public final class RedisSubscriber {
 
     private func received(_ reply: RedisReply) {
         guard case .array(let items) = reply, items.count >= 3, let kind = items[0].stringValue?.lowercased(),
-              let channel = items[1].stringValue else { return }
+              let channel = items[1].stringValue, channel != anchorChannel else { return }
+        if kind != "message" && kind != "smessage" { trace?("redis <- \(kind) \(channel)") }
         switch kind {
         case "message", "smessage":
             messagesReceived += 1
@@ -345,11 +360,13 @@ public final class RedisSubscriber {
                 let now = wallMs()
                 confirmed[channel] = now
                 onSubscriptionChange?(channel, now)
-            } else {
+            } else if !unsubscribing.contains(channel) {
                 // Unsubscribed while the SUBSCRIBE was in flight.
+                unsubscribing.insert(channel)
                 send([sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", channel])
             }
         case "unsubscribe", "sunsubscribe":
+            unsubscribing.remove(channel)
             confirmed.removeValue(forKey: channel)
             onSubscriptionChange?(channel, nil)
             // A listener came back while the UNSUBSCRIBE was in flight: subscribe again.

@@ -52,6 +52,9 @@ public struct ServerConfig: Sendable {
         if rs.tlsDisabled == false {
             throw ConfigError("Redis TLS was requested (…_REDIS_TLS_DISABLED=false), but this build's hiredis (0.14) has no TLS: put a local TLS proxy in front of Redis and set …_REDIS_TLS_DISABLED=true")
         }
+        if rs.useShardedPubSub {
+            throw ConfigError("sharded pub/sub (…_PUBSUB_REDIS_CLUSTER_MODE_ENABLED=1 with …_SHARDED_ENABLED=1) needs SSUBSCRIBE, which this build's hiredis (0.14) cannot track: set REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED=0 so publishers use PUBLISH, which a cluster broadcasts to every node")
+        }
         return ServerConfig(
             listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
             databaseURL: db,

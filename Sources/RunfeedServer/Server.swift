@@ -81,6 +81,7 @@ public final class Server: @unchecked Sendable {
 
     private func runLoop(with l: FastCGIListener) throws {
         subscriber.log = { [log] in log.info($0) }
+        if log.level <= .debug { subscriber.trace = { [log] in log.debug($0) } }
         subscriber.onMessage = { [weak self] channel, payload in self?.channels.received(channel: channel, payload: payload) }
         subscriber.onSubscriptionChange = { [weak self] channel, at in self?.channels.subscriptionChanged(channel: channel, at: at) }
         subscriber.start()

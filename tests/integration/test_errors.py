@@ -143,13 +143,12 @@ def test_options_preflight_needs_no_auth():
     assert "Origin" in [v.strip() for v in r.headers["vary"].split(",")]
 
 
-def test_options_without_origin_still_answers_the_preflight():
+def test_options_without_origin_answers_without_cors_headers():
+    # §1.5: with no Origin there are no CORS headers at all; the preflight still answers 200 {}.
     r = requests.options(run_url(DEMO_RUN), timeout=10, headers={"Access-Control-Request-Headers": "authorization"})
     assert r.status_code == 200
     assert r.text == "{}"
-    assert r.headers["access-control-allow-methods"] == "GET,HEAD,PUT,PATCH,POST,DELETE"
-    assert r.headers["access-control-allow-headers"] == "authorization"
-    assert r.headers["access-control-max-age"] == "300"
+    assert not [h for h in r.headers if h.lower().startswith("access-control-")]
 
 
 def test_options_without_origin_sends_no_allow_origin():

@@ -7,7 +7,7 @@ import time
 from conftest import (
     ENV_ID, UP_TO_DATE_BODY, WAKE_GRACE, WORKERS, assert_feed_headers, change_again_unpublished, channel,
     expected_body, get, live, make_env, make_run, numsub, offset_of, publish, publish_until_done, redis_cmd, run_url,
-    start_live, touch, wait_until,
+    start_live, start_live_on_each_worker, touch, wait_until,
 )
 
 
@@ -40,7 +40,7 @@ def test_records_for_other_runs_and_empty_wakes_do_not_end_the_poll():
     off_x = get(run_url(x.friendly_id)).headers["electric-offset"]
     snap_w = get(run_url(w.friendly_id))
     off_w = snap_w.headers["electric-offset"]
-    fx = [start_live(x, off_x) for _ in range(WORKERS)]
+    fx = start_live_on_each_worker(x, off_x)
     fw = start_live(w, off_w)
     wait_until(lambda: numsub(ENV_ID) >= WORKERS, 3, what=f"{WORKERS} workers to subscribe to the env channel")
     time.sleep(0.3)  # let every poll register behind the subscription
@@ -100,7 +100,7 @@ def test_record_received_between_two_requests_is_replayed():
     change at once (replay buffer / gap read), not wait for the backstop."""
     anchor, run = make_run(), make_run(status="PENDING")
     anchor_off = get(run_url(anchor.friendly_id)).headers["electric-offset"]
-    anchors = [start_live(anchor, anchor_off) for _ in range(WORKERS)]
+    anchors = start_live_on_each_worker(anchor, anchor_off)
     wait_until(lambda: numsub(ENV_ID) >= WORKERS, 3, what=f"{WORKERS} workers to subscribe to the env channel")
     time.sleep(0.3)  # subscriptions confirmed comfortably before the next response is sent
 
@@ -162,8 +162,8 @@ def test_record_on_another_environments_channel_does_not_wake():
     anchor = make_run()  # demo env: makes every worker subscribe to the demo channel too
     off = get(run_url(run.friendly_id), token=key).headers["electric-offset"]
     anchor_off = get(run_url(anchor.friendly_id)).headers["electric-offset"]
-    polls = [start_live(run, off, token=key) for _ in range(WORKERS)]
-    anchors = [start_live(anchor, anchor_off) for _ in range(WORKERS)]
+    polls = start_live_on_each_worker(run, off, token=key)
+    anchors = start_live_on_each_worker(anchor, anchor_off)
     wait_until(lambda: numsub(env_id) >= WORKERS and numsub(ENV_ID) >= WORKERS, 3,
                what="every worker to subscribe to both env channels")
     time.sleep(0.3)
