@@ -585,7 +585,7 @@ workers_start() {
             REDIS_HOST=127.0.0.1 \
             REDIS_PORT="$REDIS_PORT" \
             PGTZ=UTC \
-            "$RUNFEED_BIN" serve --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
+            "$RUNFEED_BIN" serve --workers 0 --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
             ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} \
             >>"$logf" 2>&1 </dev/null &
         pid=$!

@@ -30,6 +30,27 @@ static const uint32_t RUNFEED_EPOLLOUT = EPOLLOUT;
 static const uint32_t RUNFEED_EPOLLRDHUP = EPOLLRDHUP;
 static const uint32_t RUNFEED_EPOLLHUP = EPOLLHUP;
 static const uint32_t RUNFEED_EPOLLERR = EPOLLERR;
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <spawn.h>
+#include <poll.h>
+
+/* The calling process gets `sig` when its parent exits (workers of a pool die with the supervisor). */
+static inline int runfeed_die_with_parent(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
+
+/* True when fd is a listening socket (an inherited FastCGI socket: spawn-fcgi's fd 0, systemd's fd 3). */
+static inline int runfeed_is_listening_socket(int fd) {
+    int v = 0; socklen_t len = sizeof(v);
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0;
+}
+
+/* WIFEXITED & co. are macros. */
+static inline int runfeed_wifexited(int status) { return WIFEXITED(status); }
+static inline int runfeed_wexitstatus(int status) { return WEXITSTATUS(status); }
+static inline int runfeed_wifsignaled(int status) { return WIFSIGNALED(status); }
+static inline int runfeed_wtermsig(int status) { return WTERMSIG(status); }
+
 /* glibc declares this only under _GNU_SOURCE, which would change other system headers' structs. */
 extern int pthread_setname_np(pthread_t thread, const char *name);
 

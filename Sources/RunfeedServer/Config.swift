@@ -38,6 +38,9 @@ public struct ServerConfig: Sendable {
     public var clickhouseKeepAlive: Bool
     /// host:port of this worker's own metrics/health HTTP listener (nil: none).
     public var metricsListen: String?
+    /// Per-environment limit on held live polls (nil: limiter off).
+    public var concurrencyLimit: Int64?
+    public var rateLimitRedis: RedisEndpoint
 
     static let prefix = "REALTIME_BACKEND_NATIVE_"
 
@@ -87,7 +90,14 @@ public struct ServerConfig: Sendable {
             clickhouseMaxConnections: Int(max(1, env.int([prefix + "CLICKHOUSE_MAX_OPEN_CONNECTIONS"], default: 10))),
             clickhouseTimeoutMs: Int(max(100, env.int(["RUNFEED_CLICKHOUSE_TIMEOUT_MS"], default: 5_000))),
             clickhouseKeepAlive: env.bool([prefix + "CLICKHOUSE_KEEP_ALIVE_ENABLED"], default: true),
-            metricsListen: env.string(["RUNFEED_METRICS_LISTEN"])
+            metricsListen: env.string(["RUNFEED_METRICS_LISTEN"]),
+            concurrencyLimit: env.bool(["RUNFEED_CONCURRENCY_LIMIT_ENABLED"], default: true)
+                ? max(0, env.int([prefix + "DEFAULT_CONCURRENCY_LIMIT"], default: 100_000)) : nil,
+            rateLimitRedis: RedisEndpoint(
+                host: env.string(["RATE_LIMIT_REDIS_HOST", "REDIS_HOST"]) ?? "127.0.0.1",
+                port: Int(env.int(["RATE_LIMIT_REDIS_PORT", "REDIS_PORT"], default: 6379)),
+                username: env.string(["RATE_LIMIT_REDIS_USERNAME", "REDIS_USERNAME"]),
+                password: env.string(["RATE_LIMIT_REDIS_PASSWORD", "REDIS_PASSWORD"]))
         )
     }
 }

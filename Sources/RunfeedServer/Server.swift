@@ -20,6 +20,9 @@ public final class Server: @unchecked Sendable {
     let lists: ListFeedRegistry
     let runsets: RunsetService
     let clickhouse: ClickHousePool?
+    let limiter: ConcurrencyLimiter?
+    /// Live polls holding a concurrency slot, by connection: released when the poll is answered.
+    private var slots: [ObjectIdentifier: (envId: String, member: String)] = [:]
     private var seq: UInt64 = 0
     private var listener: FastCGIListener?
     private var status: StatusHTTPServer?
@@ -55,6 +58,11 @@ public final class Server: @unchecked Sendable {
                                 ttlMs: config.runsetCacheTtlMs, maxEntries: config.runsetCacheMaxEntries,
                                 admissionLimit: config.resolveAdmissionLimit)
         lists = ListFeedRegistry(loop: loop, channels: channels, runsets: runsets, config: config)
+        if let limit = config.concurrencyLimit {
+            limiter = ConcurrencyLimiter(loop: loop, endpoint: config.rateLimitRedis, limit: limit, threads: 2, log: log)
+        } else {
+            limiter = nil
+        }
         feeds.server = self
         lists.server = self
     }
@@ -72,14 +80,15 @@ public final class Server: @unchecked Sendable {
         try runLoop(with: l)
     }
 
-    /// Runs on an already-listening socket (inherited from a supervisor).
-    public func run(inheritedFd: Int32) throws {
+    /// Runs on an already-listening socket (inherited from a supervisor, systemd or spawn-fcgi). With
+    /// `readyFd`, one byte is written there once the worker accepts (the supervisor waits for it).
+    public func run(inheritedFd: Int32, readyFd: Int32? = nil) throws {
         let l = try FastCGIListener(inheritedFd: inheritedFd, description: "fd \(inheritedFd)")
         listener = l
-        try runLoop(with: l)
+        try runLoop(with: l, readyFd: readyFd)
     }
 
-    private func runLoop(with l: FastCGIListener) throws {
+    private func runLoop(with l: FastCGIListener, readyFd: Int32? = nil) throws {
         subscriber.log = { [log] in log.info($0) }
         if log.level <= .debug { subscriber.trace = { [log] in log.debug($0) } }
         subscriber.onMessage = { [weak self] channel, payload in self?.channels.received(channel: channel, payload: payload) }
@@ -105,6 +114,7 @@ public final class Server: @unchecked Sendable {
         l.startAccepting { [loop, self] conn in
             loop.execute { self.handle(conn) }
         }
+        if let readyFd { signalReady(fd: readyFd) }
         log.info("runfeed worker listening on \(l.address) (hold \(config.holdMs) ms ±\(Int(config.jitterRatio * 100))%, redis \(config.redis.host):\(config.redis.port), list membership via \(runsets.resolverName))")
         loop.run()
     }
@@ -178,7 +188,7 @@ public final class Server: @unchecked Sendable {
                 if draining {
                     answerLive(feed, floorMs: max(0, offset.updatedAtMs), row: nil)
                 } else {
-                    feeds.startLive(feed, offset: offset)
+                    withLiveSlot(conn, envId: ctx.envId) { self.feeds.startLive(feed, offset: offset) }
                 }
             } else {
                 snapshot(feed, query: query)
@@ -239,6 +249,26 @@ public final class Server: @unchecked Sendable {
         return v
     }
 
+    /// Takes a per-environment concurrency slot for a live poll, then runs `start`; 429 when the
+    /// environment is at its limit, 500 when the limit cannot be read (reference §3).
+    private func withLiveSlot(_ conn: FastCGIConnection, envId: String, _ start: @escaping () -> Void) {
+        guard let limiter else {
+            start()
+            return
+        }
+        limiter.acquire(envId: envId) { [self] admission in
+            switch admission {
+            case .admitted(let member):
+                slots[ObjectIdentifier(conn)] = (envId, member)
+                start()
+            case .rejected:
+                fail(conn, .tooManyLive)
+            case .failed:
+                fail(conn, .limitLookupFailed)
+            }
+        }
+    }
+
     func fail(_ conn: FastCGIConnection, _ e: RequestError) {
         respond(conn, ElectricResponse.error(e, origin: conn.info.headers["origin"]))
     }
@@ -246,6 +276,9 @@ public final class Server: @unchecked Sendable {
     func respond(_ conn: FastCGIConnection, _ response: HTTPResponse) {
         let info = conn.info
         let started = conn.acceptedAt
+        if let slot = slots.removeValue(forKey: ObjectIdentifier(conn)) {
+            limiter?.release(envId: slot.envId, member: slot.member)
+        }
         if conn.respond(response.fastCGIText(), on: writers) {
             inFlight -= 1
             log.debug("\(info.method) \(info.path) status=\(response.status) ms=\(monotonicMs() - started)")
@@ -326,7 +359,7 @@ public final class Server: @unchecked Sendable {
             if draining {
                 answerList(request, rows: [], offsetMs: max(0, offset.updatedAtMs), live: true)
             } else {
-                lists.startLive(request, offset: offset)
+                withLiveSlot(request.conn, envId: request.envId) { self.lists.startLive(request, offset: offset) }
             }
         } else {
             // A live request whose handle had to be replaced (a new window) starts over with a snapshot.

@@ -33,6 +33,8 @@ extension Server {
         metric("runfeed_change_records_total", "counter", "Change records received from Redis.",
                [("result=\"accepted\"", channels.recordsReceived), ("result=\"rejected\"", channels.recordsRejected)])
         metric("runfeed_redis_reconnects_total", "counter", "Redis subscriber reconnect attempts.", [("", subscriber.reconnects)])
+        metric("runfeed_live_rejections_total", "counter", "Live polls refused by the concurrency limit (429) or its lookup (500).",
+               [("reason=\"limit\"", limiter?.rejections ?? 0), ("reason=\"lookup_failed\"", limiter?.failures ?? 0)])
         metric("runfeed_redis_subscribed_channels", "gauge", "Environment channels subscribed.", [("", channels.subscribedCount)])
         return out
     }

@@ -39,8 +39,17 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, warning, error (default: RUNFEED_LOG_LEVEL or info).")
     var logLevel: String?
 
-    @Option(help: "host:port for this worker's /metrics and /healthz (default: RUNFEED_METRICS_LISTEN; none).")
+    @Option(help: "host:port for this worker's /metrics and /healthz (default: RUNFEED_METRICS_LISTEN; none). In a pool, worker i listens on port + i.")
     var metricsListen: String?
+
+    @Option(help: "Worker processes sharing the socket under a supervisor (default: the number of cores). 0: serve in this process, no supervisor.")
+    var workers: Int?
+
+    @Option(help: "Serve on this inherited listening socket instead of --listen (systemd: 3; spawn-fcgi: 0). Found automatically from LISTEN_FDS, or on fd 0 when it is a listening socket.")
+    var listenFd: Int32?
+
+    @Option(help: .hidden) var readyFd: Int32?
+    @Option(help: .hidden) var workerIndex: Int?
 
     func run() throws {
         // Before any thread exists: SIGTERM/SIGINT/SIGHUP go to the event loop's signalfd.
@@ -58,8 +67,48 @@ struct Serve: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let server = Server(config: config, log: Logger(level: config.logLevel))
-        try server.run()
+        let log = Logger(level: config.logLevel)
+        if workerIndex != nil, !dieWithParent(SIGTERM) {
+            throw ValidationError("supervisor gone before the worker started")
+        }
+        let inherited = listenFd ?? Self.inheritedSocket(env)
+        let poolSize = workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        if poolSize <= 0 || workerIndex != nil {
+            let server = Server(config: config, log: log)
+            if let fd = inherited {
+                try server.run(inheritedFd: fd, readyFd: readyFd)
+            } else {
+                try server.run()
+            }
+            return
+        }
+        // Supervisor: no threads here; workers are fresh processes that inherit the socket.
+        let fd = try inherited ?? openFastCGISocket(config.listen)
+        var args = ["serve", "--workers", "0"]
+        if let holdMs { args += ["--hold-ms", String(holdMs)] }
+        if let logLevel { args += ["--log-level", logLevel] }
+        let metricsBase = config.metricsListen.flatMap(Self.splitHostPort)
+        let options = Supervisor.Options(workers: poolSize, drainTimeoutMs: config.drainTimeoutMs) { index in
+            guard let (host, port) = metricsBase else { return args }
+            return args + ["--metrics-listen", "\(host):\(port + index)"]
+        }
+        let supervisor = Supervisor(listenFd: fd, options: options) { log.info($0) }
+        Glibc.exit(supervisor.run())
+    }
+
+    /// systemd socket activation (LISTEN_FDS for this pid: fd 3), or spawn-fcgi's fd 0.
+    static func inheritedSocket(_ env: [String: String]) -> Int32? {
+        if let n = env["LISTEN_FDS"].flatMap(Int.init), n >= 1,
+           env["LISTEN_PID"].flatMap(Int32.init) == getpid(), isListeningSocket(3) {
+            return 3
+        }
+        if env["RUNFEED_LISTEN"] == nil, isListeningSocket(0) { return 0 }
+        return nil
+    }
+
+    static func splitHostPort(_ s: String) -> (String, Int)? {
+        guard let c = s.lastIndex(of: ":"), let p = Int(s[s.index(after: c)...]) else { return nil }
+        return (String(s[..<c]), p)
     }
 }
 

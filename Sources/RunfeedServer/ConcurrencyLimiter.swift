@@ -1,0 +1,101 @@
+import RunfeedCore
+import RunfeedIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-environment limit on held live polls (reference §3): a sorted set per environment on the
+/// rate-limit Redis, `tr:realtime:native:concurrency:<envId>`, with members that expire after 5 min.
+/// Admission and release run on their own blocking Redis connections (never on the event loop);
+/// completions come back on the loop.
+final class ConcurrencyLimiter: @unchecked Sendable {
+    enum Admission {
+        case admitted(member: String)
+        case rejected
+        case failed
+    }
+
+    private struct Job: Sendable {
+        let args: [String]
+        let done: @Sendable (Result<RedisReply, IOError>) -> Void
+    }
+
+    private let loop: EventLoop
+    private let log: Logger
+    let limit: Int64
+    private let queue = JobQueue<Job>()
+    private var nextMember: UInt64 = 0
+    private(set) var rejections = 0
+    private(set) var failures = 0
+
+    static let script = """
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - 300000))
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('EXPIRE', KEYS[1], 300)
+        if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
+          redis.call('ZREM', KEYS[1], ARGV[2])
+          return 0
+        end
+        return 1
+        """
+
+    init(loop: EventLoop, endpoint: RedisEndpoint, limit: Int64, threads: Int, log: Logger) {
+        self.loop = loop
+        self.limit = limit
+        self.log = log
+        for i in 0..<max(1, threads) {
+            startThread(name: "limit-\(i)") { [queue] in
+                let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
+                while let job = queue.pop() {
+                    do {
+                        job.done(.success(try client.command(job.args)))
+                    } catch let e as IOError {
+                        job.done(.failure(e))
+                    } catch {
+                        job.done(.failure(IOError("\(error)")))
+                    }
+                }
+            }
+        }
+    }
+
+    static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:" + envId }
+
+    /// Takes a slot for one live poll of `envId`. Runs `done` on the loop.
+    func acquire(envId: String, _ done: @escaping (Admission) -> Void) {
+        nextMember &+= 1
+        let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
+        let box = LoopBox(done)
+        let args = ["EVAL", Self.script, "1", Self.key(envId), String(wallMs()), member, String(limit)]
+        queue.push(Job(args: args) { [loop, log] result in
+            loop.execute {
+                switch result {
+                case .success(.integer(1)):
+                    box.value(.admitted(member: member))
+                case .success(.integer(0)):
+                    self.rejections += 1
+                    box.value(.rejected)
+                case .success(let other):
+                    log.error("concurrency limit: unexpected reply \(other)")
+                    self.failures += 1
+                    box.value(.failed)
+                case .failure(let e):
+                    log.error("concurrency limit lookup failed: \(e.description)")
+                    self.failures += 1
+                    box.value(.failed)
+                }
+            }
+        })
+    }
+
+    /// Frees a slot (the poll was answered or its client left).
+    func release(envId: String, member: String) {
+        queue.push(Job(args: ["ZREM", Self.key(envId), member]) { _ in })
+    }
+}
+
+extension RequestError {
+    /// 429 with `Retry-After` (client 1.0.14 retries a 429 with its own backoff).
+    static let tooManyLive = RequestError(status: 429, body: "{\"error\":\"Too many concurrent requests\"}",
+                                          extraHeaders: [("retry-after", "1")])
+}
