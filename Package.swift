@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C shims: thin system-library targets, one per C library.
@@ -31,7 +32,10 @@ let package = Package(
         .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "RunfeedCore"]),
 
         // The server: feeds wired to the adapters.
-        .target(name: "RunfeedServer", dependencies: ["RunfeedCore", "RunfeedIO"]),
+        .target(name: "RunfeedServer", dependencies: [
+            "RunfeedCore", "RunfeedIO",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Command-line wiring.
         .executableTarget(name: "runfeed", dependencies: [

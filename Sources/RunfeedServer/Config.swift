@@ -22,6 +22,7 @@ public struct ServerConfig: Sendable {
     public var clockSkewMs: Int64
     public var drainTimeoutMs: Int64
     public var logLevel: LogLevel
+    public var logFormat: LogFormat
     public var maxListResults: Int
     public var createdAtMaxAgeMs: Int64
     public var createdAtBucketMs: Int64
@@ -77,6 +78,7 @@ public struct ServerConfig: Sendable {
             clockSkewMs: env.int(["RUNFEED_CLOCK_SKEW_MS"], default: 250),
             drainTimeoutMs: env.int(["RUNFEED_DRAIN_TIMEOUT_MS"], default: 10_000),
             logLevel: LogLevel(rawValue: (env.string(["RUNFEED_LOG_LEVEL", "LOG_LEVEL"]) ?? "info").lowercased()) ?? .info,
+            logFormat: LogFormat(rawValue: (env.string(["RUNFEED_LOG_FORMAT"]) ?? "text").lowercased()) ?? .text,
             maxListResults: Int(max(1, env.int(names("MAX_LIST_RESULTS"), default: 1_000))),
             createdAtMaxAgeMs: max(1, env.int(["REALTIME_MAXIMUM_CREATED_AT_FILTER_AGE_IN_MS"], default: 86_400_000)),
             createdAtBucketMs: max(0, env.int(names("RUNSET_CREATED_AT_BUCKET_MS"), default: 60_000)),

@@ -8,6 +8,9 @@ final class LoopDatabase: @unchecked Sendable {
     let loop: EventLoop
     let log: Logger
 
+    /// Time from submitting a statement to its result reaching the loop, in ms.
+    private(set) var latency = Histogram()
+
     init(pool: PostgresPool, loop: EventLoop, log: Logger) {
         self.pool = pool
         self.loop = loop
@@ -16,9 +19,13 @@ final class LoopDatabase: @unchecked Sendable {
 
     func query(_ sql: String, _ params: [String?], _ done: @escaping (Result<PGRows, PGError>) -> Void) {
         let box = LoopBox(done)
+        let started = monotonicMs()
         pool.query(sql, params) { [loop, log] result in
             if case .failure(let e) = result { log.error("postgres query failed: \(e.description)") }
-            loop.execute { box.value(result) }
+            loop.execute { [self] in
+                latency.observe(Double(monotonicMs() - started))
+                box.value(result)
+            }
         }
     }
 }

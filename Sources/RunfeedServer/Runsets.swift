@@ -15,12 +15,13 @@ protocol MembershipResolver: AnyObject {
 }
 
 /// Resolves membership in ClickHouse's `task_runs_v2` (filled by trigger.dev's replication).
-final class ClickHouseResolver: MembershipResolver {
+final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // state touched only on the loop
     let name = "clickhouse"
     private let pool: ClickHousePool
     private let loop: EventLoop
     private let log: Logger
     private(set) var queries = 0
+    private(set) var latency = Histogram()
 
     init(pool: ClickHousePool, loop: EventLoop, log: Logger) {
         self.pool = pool
@@ -47,9 +48,11 @@ final class ClickHouseResolver: MembershipResolver {
                                             batchId: batchId, limit: limit)
         queries += 1
         let box = LoopBox(done)
+        let started = monotonicMs()
         pool.query(sql) { [loop, log] result in
             if case .failure(let e) = result { log.error("clickhouse resolve failed: \(e.description)") }
-            loop.execute {
+            loop.execute { [self] in
+                latency.observe(Double(monotonicMs() - started))
                 box.value(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
                     .mapError { RunsetFailure.resolver($0.description) })
             }
@@ -101,6 +104,7 @@ final class RunsetService {
     private(set) var truncated = 0
 
     var resolverName: String { resolver.name }
+    var clickhouseLatency: Histogram? { (resolver as? ClickHouseResolver)?.latency }
     var resolverQueries: Int { resolver.queries }
 
     init(resolver: MembershipResolver, db: LoopDatabase, log: Logger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {

@@ -24,6 +24,8 @@ public final class Server: @unchecked Sendable {
     /// Live polls holding a concurrency slot, by connection: released when the poll is answered.
     private var slots: [ObjectIdentifier: (envId: String, member: String)] = [:]
     private var seq: UInt64 = 0
+    /// Now minus the emitted row's `updatedAt`, per row sent on a live poll (ms).
+    private(set) var deliveryLag = Histogram()
     private var listener: FastCGIListener?
     private var status: StatusHTTPServer?
     private var inFlight = 0
@@ -228,6 +230,7 @@ public final class Server: @unchecked Sendable {
         var messages: [String] = []
         var offsetMs = floorMs
         if let row, row.updatedAtMs > floorMs {
+            deliveryLag.observe(Double(wallMs() - row.updatedAtMs))
             messages.append(RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, feed.columns), operation: "update"))
             offsetMs = row.updatedAtMs
         }
@@ -369,6 +372,10 @@ public final class Server: @unchecked Sendable {
 
     /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
     func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) {
+        if live {
+            let now = wallMs()
+            for (row, _) in rows { deliveryLag.observe(Double(now - row.updatedAtMs)) }
+        }
         var messages = rows.map { row, op in
             RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, request.columns), operation: op)
         }

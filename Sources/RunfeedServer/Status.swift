@@ -36,6 +36,12 @@ extension Server {
         metric("runfeed_live_rejections_total", "counter", "Live polls refused by the concurrency limit (429) or its lookup (500).",
                [("reason=\"limit\"", limiter?.rejections ?? 0), ("reason=\"lookup_failed\"", limiter?.failures ?? 0)])
         metric("runfeed_redis_subscribed_channels", "gauge", "Environment channels subscribed.", [("", channels.subscribedCount)])
+        out += "# HELP runfeed_postgres_query_ms Postgres statement latency seen by the worker (queue + query).\n# TYPE runfeed_postgres_query_ms histogram\n"
+        out += db.latency.render(name: "runfeed_postgres_query_ms")
+        out += "# HELP runfeed_clickhouse_query_ms ClickHouse membership query latency seen by the worker.\n# TYPE runfeed_clickhouse_query_ms histogram\n"
+        out += (runsets.clickhouseLatency ?? Histogram()).render(name: "runfeed_clickhouse_query_ms")
+        out += "# HELP runfeed_delivery_lag_ms Now minus the emitted row's updatedAt, per row sent on a live poll.\n# TYPE runfeed_delivery_lag_ms histogram\n"
+        out += deliveryLag.render(name: "runfeed_delivery_lag_ms")
         return out
     }
 

@@ -11,7 +11,7 @@ struct Runfeed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runfeed",
         abstract: "trigger.dev's realtime runs feed as FastCGI workers behind nginx.",
-        subcommands: [Serve.self, Publish.self, Token.self]
+        subcommands: [Serve.self, Publish.self, Token.self, Demo.self]
     )
 }
 
@@ -39,6 +39,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, warning, error (default: RUNFEED_LOG_LEVEL or info).")
     var logLevel: String?
 
+    @Option(help: "Log format: text or json, one line per event (default: RUNFEED_LOG_FORMAT or text).")
+    var logFormat: String?
+
     @Option(help: "host:port for this worker's /metrics and /healthz (default: RUNFEED_METRICS_LISTEN; none). In a pool, worker i listens on port + i.")
     var metricsListen: String?
 
@@ -60,6 +63,7 @@ struct Serve: ParsableCommand {
         if let listen { env["RUNFEED_LISTEN"] = listen }
         if let holdMs { env["REALTIME_BACKEND_NATIVE_LIVE_POLL_TIMEOUT_MS"] = String(holdMs) }
         if let logLevel { env["RUNFEED_LOG_LEVEL"] = logLevel }
+        if let logFormat { env["RUNFEED_LOG_FORMAT"] = logFormat }
         if let metricsListen { env["RUNFEED_METRICS_LISTEN"] = metricsListen }
         let config: ServerConfig
         do {
@@ -67,7 +71,7 @@ struct Serve: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let log = Logger(level: config.logLevel)
+        let log = Logger(level: config.logLevel, format: config.logFormat)
         if workerIndex != nil, !dieWithParent(SIGTERM) {
             throw ValidationError("supervisor gone before the worker started")
         }
@@ -87,6 +91,7 @@ struct Serve: ParsableCommand {
         var args = ["serve", "--workers", "0"]
         if let holdMs { args += ["--hold-ms", String(holdMs)] }
         if let logLevel { args += ["--log-level", logLevel] }
+        if let logFormat { args += ["--log-format", logFormat] }
         let metricsBase = config.metricsListen.flatMap(Self.splitHostPort)
         let options = Supervisor.Options(workers: poolSize, drainTimeoutMs: config.drainTimeoutMs) { index in
             guard let (host, port) = metricsBase else { return args }
