@@ -274,6 +274,17 @@ public enum ListDiff {
         }
         return ws
     }
+
+    /// The same, for a connection whose history is known only by its offset floor: a version at or
+    /// below the floor counts as seen at the floor (the floor rule would not send it), so a resolve
+    /// served from a slightly older cache cannot make a later read of the same row look new.
+    public static func replace(_ rows: [RunVersion], previous: [String: Int64]?, floorMs: Int64) -> [String: Int64] {
+        var ws = replace(rows, previous: previous)
+        if previous == nil {
+            for (id, u) in ws where u < floorMs { ws[id] = floorMs }
+        }
+        return ws
+    }
 }
 
 // MARK: Filters

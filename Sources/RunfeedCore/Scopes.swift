@@ -28,12 +28,15 @@ public struct Scope: Sendable, Equatable {
     /// resource's or be `all`; a scope without an id matches every id and the collection, a scope with an id
     /// matches only that exact id (an empty id therefore matches nothing real) and never the collection.
     public func matches(_ r: Resource) -> Bool {
-        if action == "admin" && type == nil { return true }
-        guard action == "read" || action == "*" else { return false }
-        guard let type, type == r.type || type == "all" else { return false }
+        // Byte comparison throughout, like JavaScript's ===: Swift's == would equate canonically
+        // equivalent strings (a composed and a decomposed accent), which name different tags.
+        func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+        if same(action, "admin") && type == nil { return true }
+        guard same(action, "read") || same(action, "*") else { return false }
+        guard let type, same(type, r.type) || same(type, "all") else { return false }
         guard let id else { return true }
         guard let rid = r.id else { return false }
-        return id == rid
+        return same(id, rid)
     }
 }
 

@@ -39,12 +39,24 @@ final class LiveListFeed {
     /// A resolve or hydrate for this feed is in flight; notifications wait in `pendingRuns`.
     var busy = false
     var pendingRuns: Set<String> = []
+    /// What this connection has been sent (`runId → updatedAt`), when this worker knows it; nil means
+    /// only the offset floor is known (another worker answered the previous poll).
+    var workingSet: [String: Int64]?
 
-    init(id: UInt64, request: ListFeedRequest, floorMs: Int64) {
+    init(id: UInt64, request: ListFeedRequest, floorMs: Int64, workingSet: [String: Int64]?) {
         self.id = id
         self.request = request
         self.floorMs = floorMs
+        self.workingSet = workingSet
     }
+}
+
+/// A connection's working set, with the offset of the response that last updated it. It is valid only
+/// for a request that carries that same offset: if the client's previous poll was answered by another
+/// worker, this copy is stale and the offset floor decides instead.
+struct WorkingSet {
+    var versions: [String: Int64]
+    var offset: String
 }
 
 /// Held list feeds of this worker, the wake index over them, per-connection working sets and the
@@ -64,7 +76,7 @@ final class ListFeedRegistry {
 
     private var feeds: [UInt64: LiveListFeed] = [:]
     private var index = WakeIndex<UInt64>()
-    private var workingSets: BoundedTTLCache<String, [String: Int64]>
+    private var workingSets: BoundedTTLCache<String, WorkingSet>
     private var coalescers: [String: LeadingEdgeCoalescer] = [:]
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
     private var nextId: UInt64 = 1
@@ -100,20 +112,35 @@ final class ListFeedRegistry {
                 let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
                 var emits: [(RunRow, String)]
                 var offsetMs: Int64
+                var previous: [String: Int64]?
+                var floor: Int64 = 0
                 switch offset {
                 case .snapshot:
                     emits = rows.map { ($0, "insert") }
                     offsetMs = rows.map(\.updatedAtMs).max() ?? 0
                 case .at(let o):
-                    let d = ListDiff.diff(versions, workingSet: workingSets.get(request.workingSetKey, nowMs: monotonicMs()),
-                                          floorMs: max(0, o.updatedAtMs))
+                    previous = validWorkingSet(request, offset: o.text)
+                    floor = max(0, o.updatedAtMs)
+                    let d = ListDiff.diff(versions, workingSet: previous, floorMs: floor)
                     emits = d.emits.map { (rows[$0.index], $0.operation) }
                     offsetMs = d.offsetMs
                 }
-                let previous = workingSets.get(request.workingSetKey, nowMs: monotonicMs())
-                workingSets.set(request.workingSetKey, ListDiff.replace(versions, previous: previous), nowMs: monotonicMs())
-                server?.answerList(request, rows: emits, offsetMs: offsetMs, live: false)
+                let sent = server?.answerList(request, rows: emits, offsetMs: offsetMs, live: false)
+                store(request, ListDiff.replace(versions, previous: previous, floorMs: floor), offset: sent)
             }
+        }
+    }
+
+    private func validWorkingSet(_ request: ListFeedRequest, offset: String) -> [String: Int64]? {
+        guard let ws = workingSets.get(request.workingSetKey, nowMs: monotonicMs()), ws.offset == offset else { return nil }
+        return ws.versions
+    }
+
+    private func store(_ request: ListFeedRequest, _ versions: [String: Int64]?, offset: String?) {
+        if let versions, let offset {
+            workingSets.set(request.workingSetKey, WorkingSet(versions: versions, offset: offset), nowMs: monotonicMs())
+        } else {
+            workingSets.remove(request.workingSetKey)
         }
     }
 
@@ -122,7 +149,8 @@ final class ListFeedRegistry {
     func startLive(_ request: ListFeedRequest, offset: Offset) {
         let env = request.envId
         channels.retain(env)
-        let feed = LiveListFeed(id: nextId, request: request, floorMs: max(0, offset.updatedAtMs))
+        let feed = LiveListFeed(id: nextId, request: request, floorMs: max(0, offset.updatedAtMs),
+                                workingSet: validWorkingSet(request, offset: offset.text))
         nextId += 1
         feeds[feed.id] = feed
         index.add(feed.id, envId: env, filter: request.filter)
@@ -163,8 +191,7 @@ final class ListFeedRegistry {
     /// Resolves the whole set, diffs it against the working set and replaces the working set.
     private func fullResolve(_ feed: LiveListFeed, endsPoll: Bool) {
         feed.busy = true
-        let r = feed.request
-        runsets.runset(r.ctx, r.filter) { [self] result in
+        runsets.runset(feed.request.ctx, feed.request.filter) { [self] result in
             feed.busy = false
             guard feeds[feed.id] != nil else { return }
             guard case .success(let rows) = result else {
@@ -173,9 +200,8 @@ final class ListFeedRegistry {
                 return
             }
             let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
-            let previous = workingSets.get(r.workingSetKey, nowMs: monotonicMs())
-            let d = ListDiff.diff(versions, workingSet: previous, floorMs: feed.floorMs)
-            workingSets.set(r.workingSetKey, ListDiff.replace(versions, previous: previous), nowMs: monotonicMs())
+            let d = ListDiff.diff(versions, workingSet: feed.workingSet, floorMs: feed.floorMs)
+            feed.workingSet = ListDiff.replace(versions, previous: feed.workingSet, floorMs: feed.floorMs)
             if !d.emits.isEmpty {
                 if endsPoll { backstopDeliveries += 1 }
                 finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: d.offsetMs)
@@ -232,17 +258,12 @@ final class ListFeedRegistry {
     /// The notify fast path: diff the rows against the working set and merge; emit if anything is new.
     private func deliver(_ feed: LiveListFeed, _ rows: [RunRow]) -> Bool {
         guard !rows.isEmpty else { return false }
-        let key = feed.request.workingSetKey
         let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
-        let existing = workingSets.get(key, nowMs: monotonicMs())
-        let d = ListDiff.diff(versions, workingSet: existing, floorMs: feed.floorMs)
+        let d = ListDiff.diff(versions, workingSet: feed.workingSet, floorMs: feed.floorMs)
         guard !d.emits.isEmpty else { return false }
-        if var ws = existing {
-            ListDiff.merge(&ws, versions)
-            workingSets.set(key, ws, nowMs: monotonicMs())
-        } else {
-            workingSets.set(key, ListDiff.replace(versions), nowMs: monotonicMs())
-        }
+        // Without a working set only the floor is known: it advances with this answer's offset, and no
+        // partial working set is made up (it would turn every other member into an "insert").
+        if feed.workingSet != nil { ListDiff.merge(&feed.workingSet!, versions) }
         wakes += 1
         finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: max(d.offsetMs, feed.floorMs))
         return true
@@ -255,7 +276,8 @@ final class ListFeedRegistry {
         loop.unwatch(fd: feed.request.conn.fd)
         index.remove(feed.id)
         channels.release(feed.request.envId)
-        server?.answerList(feed.request, rows: rows, offsetMs: offsetMs, live: true)
+        let sent = server?.answerList(feed.request, rows: rows, offsetMs: offsetMs, live: true)
+        store(feed.request, feed.workingSet, offset: sent)
     }
 
     /// Answers every held poll with `up-to-date` now (drain).

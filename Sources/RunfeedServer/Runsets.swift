@@ -145,7 +145,10 @@ final class RunsetService {
                         ids.removeLast(ids.count - limit)
                     }
                     hydrate(envId: ctx.envId, ids: ids) { [self] hydrated in
-                        finish(key, hydrated.map { rows in rows.filter { filter.contains($0) } })
+                        // Newest first by the authoritative createdAt (ClickHouse 18.16 keeps whole seconds).
+                        finish(key, hydrated.map { rows in
+                            rows.filter { filter.contains($0) }.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+                        })
                     }
                 }
             }

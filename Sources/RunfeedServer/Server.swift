@@ -309,9 +309,10 @@ public final class Server: @unchecked Sendable {
         var extra: [(String, String)] = []
         if case .at = query.offset, let h = query.handle, case .runs(let pinned, _, _)? = ListHandle.parse(h) {
             // The window is pinned in the handle; re-clamp it so a stale or crafted handle cannot widen it.
+            // The connection keeps its handle; only the effective floor moves (the maximum age slides).
             floor = CreatedAtWindow.repin(floorMs: pinned, nowMs: now, maxAgeMs: config.createdAtMaxAgeMs,
                                           bucketMs: config.createdAtBucketMs)
-            handle = floor == pinned ? h : ListHandle.mintRuns(floorMs: floor, seq: nextCursor(), nonce: ListHandle.randomNonce()).text
+            handle = h
         } else {
             let w = CreatedAtWindow.floor(createdAt: query.createdAt, nowMs: now, maxAgeMs: config.createdAtMaxAgeMs,
                                           bucketMs: config.createdAtBucketMs)
@@ -370,8 +371,9 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
-    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) {
+    /// Answers a list feed: the rows (inserts or updates) then `up-to-date`. Returns the offset sent.
+    @discardableResult
+    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) -> String {
         if live {
             let now = wallMs()
             for (row, _) in rows { deliveryLag.observe(Double(now - row.updatedAtMs)) }
@@ -381,13 +383,15 @@ public final class Server: @unchecked Sendable {
         }
         messages.append(RunEncoder.upToDate)
         let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: request.apiVersion)
+        let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
         var response = ElectricResponse.feed(
-            handle: request.handle, offset: Offset(updatedAtMs: offsetMs, tail: wallMs()).text,
+            handle: request.handle, offset: offset,
             cursor: live ? String(nextCursor()) : nil, live: live,
             schema: live ? nil : RunEncoder.schemaHeader(request.columns), body: body, upToDate: true,
             legacyHeaderNames: request.legacyHeaderNames)
         response.headers.append(contentsOf: request.extraHeaders)
         respond(request.conn, response)
+        return offset
     }
 
     // MARK: shutdown

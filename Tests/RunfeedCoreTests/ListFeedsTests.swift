@@ -425,4 +425,15 @@ final class ListDiffReplaceTests: XCTestCase {
         // A stale (cached) resolve diffed against the result emits nothing for run a.
         XCTAssertTrue(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 5)], workingSet: ws, floorMs: 0).emits.isEmpty)
     }
+
+    func testReplaceWithoutHistoryRaisesVersionsToTheFloor() {
+        let rows = [RunVersion(runId: "a", updatedAtMs: 5), RunVersion(runId: "b", updatedAtMs: 20)]
+        let ws = ListDiff.replace(rows, previous: nil, floorMs: 10)
+        XCTAssertEqual(ws, ["a": 10, "b": 20])
+        // A fresh read of a at 10 (what the floor already covered) is not new; at 11 it is.
+        XCTAssertTrue(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 10)], workingSet: ws, floorMs: 10).emits.isEmpty)
+        XCTAssertEqual(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 11)], workingSet: ws, floorMs: 10).emits.count, 1)
+        // With history, the floor does not rewrite it.
+        XCTAssertEqual(ListDiff.replace(rows, previous: ["a": 3], floorMs: 10), ["a": 5, "b": 20])
+    }
 }

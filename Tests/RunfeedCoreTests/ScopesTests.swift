@@ -83,4 +83,11 @@ final class ScopeTests: XCTestCase {
         XCTAssertFalse(run.authorizes(any: RouteResources.batch(friendlyId: "batch_1")))
         XCTAssertFalse(run.authorizes(any: RouteResources.runsList(tags: ["x"])))
     }
+
+    func testIdsCompareByteForByte() {
+        let composed = "caf\u{E9}"
+        let decomposed = "cafe\u{301}"
+        XCTAssertTrue(ScopeSet(["read:tags:" + composed]).authorizes(any: [Resource(type: "tags", id: composed)]))
+        XCTAssertFalse(ScopeSet(["read:tags:" + composed]).authorizes(any: [Resource(type: "tags", id: decomposed)]))
+    }
 }

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -630,3 +631,392 @@ def stack_ready():
 
     wait_until(ok, 20, 0.2, "the stack to answer the demo run")
     yield
+
+
+# --------------------------------------------------------------------------------------
+# List feeds: tag route `/realtime/v1/runs?tags=…` and batch route `/realtime/v1/batches/:id`
+# --------------------------------------------------------------------------------------
+
+DEMO_TAG = _env("RUNFEED_DEMO_TAG", "demo-set")
+DEMO_TAG2 = _env("RUNFEED_DEMO_TAG2", "customer:acme")
+DEMO_BATCH = _env("RUNFEED_DEMO_BATCH", "batch_demo0001")
+OLD_BATCH = _env("RUNFEED_OLD_BATCH", "batch_demo0002")
+DEMO_BATCH_ID = "cmdemobatch00000000000001"
+OLD_BATCH_ID = "cmdemobatch00000000000002"
+CLICKHOUSE_URL = _env("RUNFEED_CLICKHOUSE_URL") or ""
+CLICKHOUSE_ON = (_env("RUNFEED_CLICKHOUSE", "1" if CLICKHOUSE_URL else "0") == "1") and bool(CLICKHOUSE_URL)
+METRICS_URLS = (_env("RUNFEED_METRICS_URLS") or _env("RUNFEED_METRICS_URL") or "").strip('"').split()
+RUNFEED_BIN = _env("RUNFEED_BIN") or str(REPO_ROOT / ".build" / "debug" / "runfeed")
+
+MAX_AGE_MS = 86_400_000   # REALTIME_MAXIMUM_CREATED_AT_FILTER_AGE_IN_MS
+BUCKET_MS = 60_000        # REALTIME_BACKEND_NATIVE_RUNSET_CREATED_AT_BUCKET_MS
+LIST_LIMIT = 1000         # REALTIME_BACKEND_NATIVE_MAX_LIST_RESULTS
+
+
+def unique_tag(prefix="it"):
+    return f"{prefix}-{unique_suffix()[:12]}"
+
+
+def runs_list_url(base=None):
+    return (base or BASE_URL) + "/realtime/v1/runs"
+
+
+def batch_url(friendly_id, base=None):
+    return (base or BASE_URL) + "/realtime/v1/batches/" + friendly_id
+
+
+def tag_params(tags=None, created_at=None, **extra):
+    p = {}
+    if tags is not None:
+        p["tags"] = tags if isinstance(tags, str) else ",".join(tags)
+    if created_at is not None:
+        p["createdAt"] = created_at
+    p.update(extra)
+    return p
+
+
+def list_messages(resp_or_text):
+    text = resp_or_text if isinstance(resp_or_text, str) else resp_or_text.text
+    return json.loads(text)
+
+
+def list_rows(resp_or_text):
+    """[(internal id, operation)] of the change messages, in body order."""
+    out = []
+    for m in list_messages(resp_or_text):
+        if "key" in m:
+            assert m["key"] == '"public"."TaskRun"/"' + m["value"]["id"] + '"', m["key"]
+            out.append((m["value"]["id"], m["headers"]["operation"]))
+    return out
+
+
+def list_ids(resp_or_text):
+    return [i for i, _ in list_rows(resp_or_text)]
+
+
+def list_body(runs, operation, skip=(), legacy_api=True):
+    """The exact body for `runs` (Run objects or friendly ids, in order) each with `operation`, then up-to-date
+    (DEQUEUED shown as EXECUTING unless the request names the current API version, as in expected_body)."""
+    parts = []
+    for r in runs:
+        fid = r.friendly_id if isinstance(r, Run) else r
+        row = db_row(fid)
+        parts.append(change_message(row["id"], expected_value(fid, skip, row), operation))
+    parts.append(UP_TO_DATE)
+    body = "[" + ",".join(parts) + "]"
+    if legacy_api:
+        body = body.replace('"status":"DEQUEUED"', '"status":"EXECUTING"')
+    return body
+
+
+def tag_snapshot(tags=None, created_at=None, params=None, expect=200, **hkw):
+    p = tag_params(tags, created_at)
+    if params:
+        p.update(params)
+    r = get(runs_list_url(), params=p, **hkw)
+    assert r.status_code == expect, (r.status_code, r.text)
+    return r
+
+
+def batch_snapshot(friendly_id, params=None, expect=200, **hkw):
+    r = get(batch_url(friendly_id), params=params, **hkw)
+    assert r.status_code == expect, (r.status_code, r.text)
+    return r
+
+
+def list_live(url, handle, offset, params=None, timeout=LIVE_TIMEOUT, **kw):
+    """One live long-poll of a list feed (blocking); `params` adds tags/createdAt/skipColumns."""
+    p = {"live": "true", "handle": handle, "offset": offset, "cursor": "", "log": "full"}
+    if params:
+        p.update(params)
+    return get(url, params=p, timeout=timeout, **kw)
+
+
+def start_list_live(url, handle, offset, **kw):
+    return _pool.submit(list_live, url, handle, offset, **kw)
+
+
+def live_after(url, resp, params=None, **kw):
+    """A live poll continuing from `resp` (its handle and offset), started in a thread."""
+    return start_list_live(url, resp.headers["electric-handle"], resp.headers["electric-offset"], params=params, **kw)
+
+
+class Batch:
+    def __init__(self, id, friendly_id, env_id):
+        self.id = id
+        self.friendly_id = friendly_id
+        self.env_id = env_id
+
+    def __repr__(self):
+        return f"Batch({self.friendly_id}, {self.id})"
+
+
+def make_batch(env_id=None, age="1 minute"):
+    env_id = env_id or ENV_ID
+    sfx = unique_suffix()
+    bid = ("cmitbatch" + sfx + "0" * 25)[:25]
+    fid = "batch_it" + sfx
+    psql(f'''INSERT INTO "BatchTaskRun" ("id","friendlyId","runtimeEnvironmentId","createdAt")
+             VALUES ({lit(bid)}, {lit(fid)}, {lit(env_id)}, {NOW} - interval {lit(age)})''')
+    return Batch(bid, fid, env_id)
+
+
+def ch_sync(env_id=None):
+    """Copies TaskRun rows into ClickHouse (the test stack's stand-in for replication). No-op without ClickHouse."""
+    if not CLICKHOUSE_ON:
+        return
+    args = ["bash", str(REPO_ROOT / "scripts" / "clickhouse-sync.sh"), "--quiet", "--no-prune"]
+    if env_id:
+        args += ["--env", env_id]
+    env = dict(os.environ, DATABASE_URL=DATABASE_URL, RUNFEED_CLICKHOUSE_URL=CLICKHOUSE_URL)
+    p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"clickhouse-sync failed ({p.returncode}): {p.stderr.strip()}")
+
+
+def db_list_ids(sql_where, limit=LIST_LIMIT):
+    """Internal ids of TaskRun rows matching `sql_where`, newest first (createdAt, id DESC)."""
+    return psql(f'SELECT "id" FROM "TaskRun" WHERE {sql_where} ORDER BY "createdAt" DESC, "id" DESC LIMIT {limit}')
+
+
+def ms_to_ts(ms):
+    """A UTC timestamp(3) literal for epoch milliseconds."""
+    return f"(to_timestamp({int(ms)} / 1000.0) AT TIME ZONE 'utc')"
+
+
+def wait_pending(futures, seconds):
+    """Waits `seconds`; asserts none of the futures completed (shows the first answer if one did)."""
+    concurrent.futures.wait(futures, timeout=seconds)
+    done = [f for f in futures if f.done()]
+    assert not done, "a held poll was answered: " + (done[0].result().text[:500] if done else "")
+
+
+# --------------------------------------------------------------------------------------
+# Worker metrics (Prometheus text from each worker's /metrics)
+# --------------------------------------------------------------------------------------
+
+def parse_metrics(text):
+    """{'name{labels}': value} for every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name] = float(value)
+    return out
+
+
+def worker_metrics():
+    """One dict per worker (in RUNFEED_METRICS_URLS order)."""
+    out = []
+    for u in METRICS_URLS:
+        r = requests.get(u, timeout=5)
+        assert r.status_code == 200, (u, r.status_code)
+        out.append(parse_metrics(r.text))
+    return out
+
+
+def metric(samples, name):
+    return samples.get(name, 0.0)
+
+
+def metric_sum(all_samples, name):
+    return sum(metric(s, name) for s in all_samples)
+
+
+HELD_LIST = 'runfeed_held_polls{kind="list"}'
+LIST_HYDRATES = "runfeed_list_hydrates_total"
+CH_MEMBERSHIP = 'runfeed_membership_queries_total{resolver="clickhouse"}'
+RECORDS_ACCEPTED = 'runfeed_change_records_total{result="accepted"}'
+SUBSCRIBED_CHANNELS = "runfeed_redis_subscribed_channels"
+
+
+# --------------------------------------------------------------------------------------
+# A throwaway worker spoken to directly over FastCGI (no nginx)
+# --------------------------------------------------------------------------------------
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 1, 3, 4, 5, 6, 7
+
+
+def _fcgi_record(rtype, content, request_id=1):
+    pad = (8 - len(content) % 8) % 8
+    return bytes([1, rtype, request_id >> 8, request_id & 0xFF, len(content) >> 8, len(content) & 0xFF, pad, 0]) \
+        + content + b"\0" * pad
+
+
+def _fcgi_len(n):
+    return bytes([n]) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
+
+
+def _fcgi_params(params):
+    out = b""
+    for k, v in params.items():
+        kb, vb = k.encode(), v.encode()
+        out += _fcgi_len(len(kb)) + _fcgi_len(len(vb)) + kb + vb
+    return out
+
+
+class FcgiResponse:
+    def __init__(self, status, headers, text):
+        self.status_code = status
+        self.headers = requests.structures.CaseInsensitiveDict(headers)
+        self.text = text
+
+    def json(self):
+        return json.loads(self.text)
+
+
+def fcgi_get(addr, path, params=None, timeout=LIVE_TIMEOUT, **hkw):
+    """A GET to a FastCGI responder at (host, port) or a unix socket path, as nginx would send it; returns an
+    FcgiResponse."""
+    query = urllib.parse.urlencode(params or {})
+    env = {
+        "REQUEST_METHOD": "GET", "DOCUMENT_URI": path, "REQUEST_URI": path + ("?" + query if query else ""),
+        "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1", "GATEWAY_INTERFACE": "CGI/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+    }
+    for k, v in headers(**hkw).items():
+        env["HTTP_" + k.upper().replace("-", "_")] = v
+    payload = _fcgi_record(FCGI_BEGIN_REQUEST, bytes([0, 1, 0, 0, 0, 0, 0, 0]))
+    body = _fcgi_params(env)
+    for i in range(0, len(body), 65535):
+        payload += _fcgi_record(FCGI_PARAMS, body[i:i + 65535])
+    payload += _fcgi_record(FCGI_PARAMS, b"") + _fcgi_record(FCGI_STDIN, b"")
+    if isinstance(addr, (str, Path)):  # a worker's unix socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(str(addr))
+    else:
+        s = socket.create_connection(addr, timeout=timeout)
+    try:
+        s.sendall(payload)
+        out = b""
+        with s.makefile("rb") as f:
+            while True:
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    raise ConnectionError("FastCGI connection closed before END_REQUEST")
+                rtype, clen, plen = hdr[1], (hdr[4] << 8) | hdr[5], hdr[6]
+                content = f.read(clen)
+                f.read(plen)
+                if rtype == FCGI_STDOUT:
+                    out += content
+                elif rtype == FCGI_END_REQUEST:
+                    break
+    finally:
+        s.close()
+    head, _, body_bytes = out.partition(b"\r\n\r\n")
+    status, hdrs = 200, {}
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            hdrs[name] = value.strip()
+    return FcgiResponse(status, hdrs, body_bytes.decode("utf-8"))
+
+
+def worker_sockets():
+    """The stack's worker sockets (worker-1.sock, …), for requests pinned to one worker."""
+    run_dir = Path(_env("RUNFEED_RUN_DIR") or (STATE_DIR / "run"))
+    return [run_dir / f"worker-{n}.sock" for n in range(1, WORKERS + 1)]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ThrowawayWorker:
+    """`runfeed serve --listen 127.0.0.1:<port>` started by the test with its own environment; stopped by PID."""
+
+    def __init__(self, name, env_overrides, unset=("REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL", "CLICKHOUSE_URL")):
+        if not os.access(RUNFEED_BIN, os.X_OK):
+            pytest.skip(f"runfeed binary not found at {RUNFEED_BIN} (set RUNFEED_BIN)")
+        self.port = free_port()
+        self.addr = ("127.0.0.1", self.port)
+        status_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{status_port}/metrics"
+        self.health_url = f"http://127.0.0.1:{status_port}/healthz"
+        env = dict(os.environ)
+        for k in unset:
+            env.pop(k, None)
+        env.update({"DATABASE_URL": DATABASE_URL, "REDIS_HOST": REDIS_HOST, "REDIS_PORT": str(REDIS_PORT), "PGTZ": "UTC"})
+        env.update(env_overrides)
+        (STATE_DIR / "log").mkdir(parents=True, exist_ok=True)
+        self.log_path = STATE_DIR / "log" / f"aux-{name}-{self.port}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [RUNFEED_BIN, "serve", "--workers", "0", "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", f"127.0.0.1:{status_port}",
+             "--hold-ms", "4000", "--log-level", "debug"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"throwaway worker exited ({self.proc.returncode}); log: {self.log_path}")
+            try:
+                socket.create_connection(self.addr, timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        def status_up():
+            try:
+                return requests.get(self.metrics_url, timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_until(listening, 20, 0.05, f"the throwaway worker to listen on {self.addr}")
+            wait_until(status_up, 10, 0.05, f"the throwaway worker's {self.metrics_url}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def get(self, path, params=None, **kw):
+        return fcgi_get(self.addr, path, params=params, **kw)
+
+    def metrics(self):
+        r = requests.get(self.metrics_url, timeout=5)
+        assert r.status_code == 200
+        return parse_metrics(r.text)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: the worker drains and exits
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# One live poll on every worker
+# --------------------------------------------------------------------------------------
+
+HELD_RUN = 'runfeed_held_polls{kind="run"}'
+
+
+def start_live_on_each_worker(run, offset, **kw):
+    """Starts WORKERS live polls of `run`, one per worker. nginx's least_conn sends a request to the
+    worker holding the fewest connections, so polls started together may pile onto one worker; started
+    one at a time, each after the previous one is held, they land one per worker."""
+    futures = []
+    for _ in range(WORKERS):
+        before = metric_sum(worker_metrics(), HELD_RUN)
+        futures.append(start_live(run, offset, **kw))
+        wait_until(lambda: metric_sum(worker_metrics(), HELD_RUN) >= before + 1, 5, what="the poll to be held")
+    per_worker = [metric(s, HELD_RUN) for s in worker_metrics()]
+    assert all(n >= 1 for n in per_worker), f"polls not spread over the workers: {per_worker}"
+    return futures
