@@ -25,8 +25,6 @@ final class ConcurrencyLimiter: @unchecked Sendable {
     let limit: Int64
     private let queue = JobQueue<Job>()
     private var nextMember: UInt64 = 0
-    private(set) var rejections = 0
-    private(set) var failures = 0
 
     static let script = """
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - 300000))
@@ -73,15 +71,15 @@ final class ConcurrencyLimiter: @unchecked Sendable {
                 case .success(.integer(1)):
                     box.value(.admitted(member: member))
                 case .success(.integer(0)):
-                    self.rejections += 1
+                    WorkerMetrics.liveRejectedByLimit.increment()
                     box.value(.rejected)
                 case .success(let other):
                     log.error("concurrency limit: unexpected reply \(other)")
-                    self.failures += 1
+                    WorkerMetrics.liveLimitLookupFailed.increment()
                     box.value(.failed)
                 case .failure(let e):
                     log.error("concurrency limit lookup failed: \(e.description)")
-                    self.failures += 1
+                    WorkerMetrics.liveLimitLookupFailed.increment()
                     box.value(.failed)
                 }
             }

@@ -18,8 +18,6 @@ final class EnvChannels {
     var onRecord: [(String, ChangeRecord) -> Void] = []
     /// Called when an environment's channel is subscribed again after a loss: records may be lost.
     var onResubscribed: [(String) -> Void] = []
-    private(set) var recordsReceived = 0
-    private(set) var recordsRejected = 0
 
     init(loop: EventLoop, subscriber: RedisSubscriber, config: ServerConfig) {
         self.loop = loop
@@ -80,10 +78,10 @@ final class EnvChannels {
     func received(channel: String, payload: String) {
         guard let env = Channels.envId(fromChannel: channel), refs[env] != nil || lingers[env] != nil else { return }
         guard payload.utf8.count <= 16_384, let record = ChangeRecord.parse(payload) else {
-            recordsRejected += 1
+            WorkerMetrics.recordsRejected.increment()
             return
         }
-        recordsReceived += 1
+        WorkerMetrics.recordsAccepted.increment()
         var buffer = replays[env] ?? ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)
         buffer.record(record, atMs: wallMs())
         replays[env] = buffer

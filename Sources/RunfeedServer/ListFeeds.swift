@@ -81,11 +81,6 @@ final class ListFeedRegistry {
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
     private var nextId: UInt64 = 1
 
-    private(set) var wakes = 0
-    private(set) var backstops = 0
-    private(set) var backstopDeliveries = 0
-    private(set) var coldResolves = 0
-    private(set) var aborts = 0
 
     init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, config: ServerConfig) {
         self.loop = loop
@@ -161,13 +156,13 @@ final class ListFeedRegistry {
         }
         loop.watch(fd: request.conn.fd, events: EV_IN | EV_RDHUP) { [weak self] _ in
             guard let self, self.feeds[feed.id] != nil else { return }
-            self.aborts += 1
+            WorkerMetrics.listAbort.increment()
             self.finish(feed, rows: [], offsetMs: feed.floorMs)
         }
         if !channels.covers(env, sinceMs: offset.tail) {
             // This worker was not listening during the client's gap (cold start, or the previous poll
             // was answered by another worker or host): resolve once before holding.
-            coldResolves += 1
+            WorkerMetrics.coldResolves.increment()
             fullResolve(feed, endsPoll: false)
             return
         }
@@ -184,7 +179,7 @@ final class ListFeedRegistry {
     }
 
     private func backstop(_ feed: LiveListFeed) {
-        backstops += 1
+        WorkerMetrics.listBackstop.increment()
         fullResolve(feed, endsPoll: true)
     }
 
@@ -203,7 +198,7 @@ final class ListFeedRegistry {
             let d = ListDiff.diff(versions, workingSet: feed.workingSet, floorMs: feed.floorMs)
             feed.workingSet = ListDiff.replace(versions, previous: feed.workingSet, floorMs: feed.floorMs)
             if !d.emits.isEmpty {
-                if endsPoll { backstopDeliveries += 1 }
+                if endsPoll { WorkerMetrics.listBackstopDelivered.increment() }
                 finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: d.offsetMs)
             } else if endsPoll {
                 finish(feed, rows: [], offsetMs: d.offsetMs)
@@ -264,7 +259,7 @@ final class ListFeedRegistry {
         // Without a working set only the floor is known: it advances with this answer's offset, and no
         // partial working set is made up (it would turn every other member into an "insert").
         if feed.workingSet != nil { ListDiff.merge(&feed.workingSet!, versions) }
-        wakes += 1
+        WorkerMetrics.listNotify.increment()
         finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: max(d.offsetMs, feed.floorMs))
         return true
     }
@@ -326,7 +321,7 @@ final class ListFeedRegistry {
     /// Records published while the subscription was down are lost: re-resolve every held feed of the env.
     private func resubscribed(env: String) {
         for feed in feeds.values where feed.request.envId == env && !feed.busy {
-            coldResolves += 1
+            WorkerMetrics.coldResolves.increment()
             fullResolve(feed, endsPoll: false)
         }
     }

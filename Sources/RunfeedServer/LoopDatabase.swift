@@ -8,9 +8,6 @@ final class LoopDatabase: @unchecked Sendable {
     let loop: EventLoop
     let log: Logger
 
-    /// Time from submitting a statement to its result reaching the loop, in ms.
-    private(set) var latency = Histogram()
-
     init(pool: PostgresPool, loop: EventLoop, log: Logger) {
         self.pool = pool
         self.loop = loop
@@ -22,8 +19,11 @@ final class LoopDatabase: @unchecked Sendable {
         let started = monotonicMs()
         pool.query(sql, params) { [loop, log] result in
             if case .failure(let e) = result { log.error("postgres query failed: \(e.description)") }
-            loop.execute { [self] in
-                latency.observe(Double(monotonicMs() - started))
+            loop.execute {
+                // Time from submitting the statement to its result reaching the loop.
+                WorkerMetrics.postgresLatency.record(Double(monotonicMs() - started))
+                WorkerMetrics.postgresQueries.increment()
+                if case .failure = result { WorkerMetrics.postgresErrors.increment() }
                 box.value(result)
             }
         }

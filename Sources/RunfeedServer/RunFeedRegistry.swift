@@ -31,10 +31,6 @@ final class RunFeedRegistry {
     private var byEnv: [String: Set<UInt64>] = [:]
     private var nextId: UInt64 = 1
 
-    private(set) var wakes = 0
-    private(set) var backstops = 0
-    private(set) var backstopDeliveries = 0
-    private(set) var aborts = 0
 
     init(loop: EventLoop, channels: EnvChannels, config: ServerConfig) {
         self.loop = loop
@@ -79,11 +75,11 @@ final class RunFeedRegistry {
     private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent) {
         guard feeds[feed.id] != nil else { return }
         switch e {
-        case .deadline: backstops += 1
+        case .deadline: WorkerMetrics.runBackstop.increment()
         case .aborted:
-            aborts += 1
+            WorkerMetrics.runAbort.increment()
             server?.log.debug("live poll aborted by client run=\(feed.request.runId) held=\(feeds.count - 1)")
-        case .notified: wakes += 1
+        case .notified: WorkerMetrics.runNotify.increment()
         default: break
         }
         let freshAfter = e == .notified ? monotonicMs() : monotonicMs() - config.runCacheTtlMs
@@ -106,7 +102,7 @@ final class RunFeedRegistry {
                 self.act(feed, feed.machine.handle(.rowRead(updatedAtMs: updatedAt)), freshAfter: freshAfter)
             }
         case .emitRow:
-            if feed.deadline == nil { backstopDeliveries += 1 }
+            if feed.deadline == nil { WorkerMetrics.runBackstopDelivered.increment() }
             finish(feed, row: feed.lastRow)
         case .emitUpToDate:
             finish(feed, row: nil)

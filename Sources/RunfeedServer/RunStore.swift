@@ -17,7 +17,6 @@ final class RunStore {
     private var lookups: BoundedTTLCache<String, RunLookup>
     private var rows: BoundedTTLCache<String, CachedRow>
     private var slots: [String: ReadSlot] = [:]
-    private(set) var rowReads = 0
 
     struct CachedRow {
         var row: RunRow?
@@ -105,7 +104,7 @@ final class RunStore {
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
         let startedAt = monotonicMs()
         slot.currentStartedAt = startedAt
-        rowReads += 1
+        WorkerMetrics.runRowReads.increment()
         let sql = "SELECT \(Self.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [runId, envId]) { [self] result in
             let mapped: Result<RunRow?, PGError> = result.map { rows in rows.rows.first.flatMap { RunRow(raw: $0) } }

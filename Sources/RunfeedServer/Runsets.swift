@@ -10,7 +10,6 @@ enum RunsetFailure: Error {
 /// Finds the ids of the runs a list feed covers, newest first.
 protocol MembershipResolver: AnyObject {
     var name: String { get }
-    var queries: Int { get }
     func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void)
 }
 
@@ -20,8 +19,6 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
     private let pool: ClickHousePool
     private let loop: EventLoop
     private let log: Logger
-    private(set) var queries = 0
-    private(set) var latency = Histogram()
 
     init(pool: ClickHousePool, loop: EventLoop, log: Logger) {
         self.pool = pool
@@ -46,13 +43,15 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
         let sql = ClickHouseSQL.runIdsQuery(organizationId: ctx.organizationId, projectId: ctx.projectId,
                                             environmentId: ctx.envId, tags: tags, fromMs: fromMs,
                                             batchId: batchId, limit: limit)
-        queries += 1
+        WorkerMetrics.membershipQueries(name).increment()
         let box = LoopBox(done)
         let started = monotonicMs()
         pool.query(sql) { [loop, log] result in
             if case .failure(let e) = result { log.error("clickhouse resolve failed: \(e.description)") }
-            loop.execute { [self] in
-                latency.observe(Double(monotonicMs() - started))
+            loop.execute {
+                WorkerMetrics.clickhouseLatency.record(Double(monotonicMs() - started))
+                WorkerMetrics.clickhouseQueries.increment()
+                if case .failure = result { WorkerMetrics.clickhouseErrors.increment() }
                 box.value(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
                     .mapError { RunsetFailure.resolver($0.description) })
             }
@@ -65,8 +64,6 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
 final class PostgresResolver: MembershipResolver {
     let name = "postgres"
     private let db: LoopDatabase
-    private(set) var queries = 0
-
     init(db: LoopDatabase) { self.db = db }
 
     func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
@@ -77,7 +74,7 @@ final class PostgresResolver: MembershipResolver {
         case .batch(let batchId):
             q = PostgresListSQL.batch(envId: ctx.envId, batchId: batchId, limit: limit)
         }
-        queries += 1
+        WorkerMetrics.membershipQueries(name).increment()
         db.query(q.sql, q.params) { result in
             done(result.map { $0.rows.compactMap { $0.first ?? nil } }.mapError { RunsetFailure.database($0.description) })
         }
@@ -97,15 +94,8 @@ final class RunsetService {
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextTicket: UInt64 = 1
 
-    private(set) var hits = 0
-    private(set) var misses = 0
-    private(set) var coalesced = 0
-    private(set) var hydrates = 0
-    private(set) var truncated = 0
 
     var resolverName: String { resolver.name }
-    var clickhouseLatency: Histogram? { (resolver as? ClickHouseResolver)?.latency }
-    var resolverQueries: Int { resolver.queries }
 
     init(resolver: MembershipResolver, db: LoopDatabase, log: Logger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {
         self.resolver = resolver
@@ -122,16 +112,16 @@ final class RunsetService {
         // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
         let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
         if let rows = cache.get(key, nowMs: monotonicMs()) {
-            hits += 1
+            WorkerMetrics.runsetHit.increment()
             done(.success(rows))
             return
         }
         if inflight[key] != nil {
-            coalesced += 1
+            WorkerMetrics.runsetCoalesced.increment()
             inflight[key]!.append(done)
             return
         }
-        misses += 1
+        WorkerMetrics.runsetMiss.increment()
         inflight[key] = [done]
         admit { [self] in
             resolver.resolve(ctx, filter, limit: limit) { [self] result in
@@ -140,7 +130,7 @@ final class RunsetService {
                     finish(key, .failure(e))
                 case .success(var ids):
                     if ids.count > limit {
-                        truncated += 1
+                        WorkerMetrics.runsetTruncated.increment()
                         log.warning("list feed matched more than \(limit) runs; serving the newest \(limit) env=\(ctx.envId)")
                         ids.removeLast(ids.count - limit)
                     }
@@ -183,7 +173,7 @@ final class RunsetService {
         var remaining = chunks.count
         var failed: RunsetFailure?
         for chunk in chunks {
-            hydrates += 1
+            WorkerMetrics.listHydrates.increment()
             let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
             db.query(q.sql, q.params) { result in
                 switch result {

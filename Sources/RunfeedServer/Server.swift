@@ -24,8 +24,8 @@ public final class Server: @unchecked Sendable {
     /// Live polls holding a concurrency slot, by connection: released when the poll is answered.
     private var slots: [ObjectIdentifier: (envId: String, member: String)] = [:]
     private var seq: UInt64 = 0
-    /// Now minus the emitted row's `updatedAt`, per row sent on a live poll (ms).
-    private(set) var deliveryLag = Histogram()
+    /// Redis reconnects already added to the reconnect counter.
+    var reportedReconnects = 0
     private var listener: FastCGIListener?
     private var status: StatusHTTPServer?
     private var inFlight = 0
@@ -34,6 +34,7 @@ public final class Server: @unchecked Sendable {
 
     /// Create after `ProcessSignals.blockProcessSignals()`: this starts the pool threads.
     public init(config: ServerConfig, log: Logger) {
+        WorkerMetrics.bootstrap()
         self.config = config
         self.log = log
         writers = BlockingPool(name: "fcgi-write", threads: config.writerThreads)
@@ -230,7 +231,8 @@ public final class Server: @unchecked Sendable {
         var messages: [String] = []
         var offsetMs = floorMs
         if let row, row.updatedAtMs > floorMs {
-            deliveryLag.observe(Double(wallMs() - row.updatedAtMs))
+            // Now minus the emitted row's updatedAt.
+            WorkerMetrics.deliveryLag.record(Double(wallMs() - row.updatedAtMs))
             messages.append(RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, feed.columns), operation: "update"))
             offsetMs = row.updatedAtMs
         }
@@ -376,7 +378,7 @@ public final class Server: @unchecked Sendable {
     func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) -> String {
         if live {
             let now = wallMs()
-            for (row, _) in rows { deliveryLag.observe(Double(now - row.updatedAtMs)) }
+            for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
         }
         var messages = rows.map { row, op in
             RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, request.columns), operation: op)
