@@ -45,6 +45,19 @@ static inline int runfeed_is_listening_socket(int fd) {
     return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0;
 }
 
+/* A handler that does nothing, installed without SA_RESTART: delivering the signal to a thread
+   blocked in accept() makes the call fail with EINTR (used to stop a worker's acceptor thread
+   without shutting down a listening socket that other processes share). */
+static void runfeed_noop_handler(int sig) { (void)sig; }
+static inline int runfeed_install_interrupt_handler(int sig) {
+    struct sigaction sa;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sa.sa_handler = runfeed_noop_handler;
+    return sigaction(sig, &sa, NULL);
+}
+static inline int runfeed_interrupt_signal(void) { return SIGRTMIN + 1; }
+
 /* WIFEXITED & co. are macros. */
 static inline int runfeed_wifexited(int status) { return WIFEXITED(status); }
 static inline int runfeed_wexitstatus(int status) { return WEXITSTATUS(status); }

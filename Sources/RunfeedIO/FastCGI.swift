@@ -1,4 +1,5 @@
 import CFastCGI
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -103,6 +104,8 @@ public final class FastCGIListener: @unchecked Sendable {
     public let address: String
     private let stopFlag = Mutex()
     private var stopped = false
+    private var acceptorThread: pthread_t?
+    private var acceptorExited = false
 
     /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
     public init(address: String, backlog: Int32 = 1024, socketMode: mode_t = 0o666) throws {
@@ -133,15 +136,23 @@ public final class FastCGIListener: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         signal(SIGUSR1, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
+        _ = runfeed_install_interrupt_handler(runfeed_interrupt_signal())
     }
 
     /// Starts the acceptor thread. `onRequest` runs on that thread.
     public func startAccepting(_ onRequest: @escaping @Sendable (FastCGIConnection) -> Void) {
         let sock = socketFd
         startThread(name: "fcgi-accept") { [self] in
+            self.stopFlag.withLock { self.acceptorThread = pthread_self() }
             while !self.isStopped {
+                // Wait for a connection in short slices so a stop request is seen without a signal.
+                var pfd = pollfd(fd: sock, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&pfd, 1, 100)
+                if self.isStopped { break }
+                if ready <= 0 { continue }
                 let req = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
-                FCGX_InitRequest(req, sock, 0)
+                // Fail (instead of retrying) when accept() is interrupted: that is how stopAccepting wakes us.
+                FCGX_InitRequest(req, sock, Int32(FCGI_FAIL_ACCEPT_ON_INTR))
                 if FCGX_Accept_r(req) < 0 {
                     req.deallocate()
                     if self.isStopped { break }
@@ -152,15 +163,28 @@ public final class FastCGIListener: @unchecked Sendable {
                 Self.drainStdin(req)
                 onRequest(FastCGIConnection(request: req, info: info))
             }
+            self.stopFlag.withLock { self.acceptorExited = true }
         }
     }
 
+    /// True once the acceptor thread has ended (after `stopAccepting`): no request can arrive any more.
+    public var hasStoppedAccepting: Bool { stopFlag.withLock { acceptorExited } }
+
     private var isStopped: Bool { stopFlag.withLock { stopped } }
 
-    /// Stops accepting: the blocked accept() returns and the acceptor thread ends.
+    /// Stops accepting: the acceptor thread sees the flag within 100 ms and ends. The socket itself
+    /// stays open and listening: in a pool it is shared with the other workers (shutdown() on it would
+    /// stop them all).
     public func stopAccepting() {
         stopFlag.withLock { stopped = true }
-        shutdown(socketFd, Int32(SHUT_RDWR))
+    }
+
+    /// If the acceptor is still blocked in accept() (another worker took the connection it was woken
+    /// for), interrupts the call with a signal. Call a little after `stopAccepting`, so the signal
+    /// cannot land while a request's params are being read.
+    public func interruptAcceptor() {
+        let thread = stopFlag.withLock { acceptorExited ? nil : acceptorThread }
+        if let thread { pthread_kill(thread, runfeed_interrupt_signal()) }
     }
 
     private static func params(of req: UnsafeMutablePointer<FCGX_Request>) -> [String: String] {

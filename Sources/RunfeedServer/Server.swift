@@ -414,12 +414,16 @@ public final class Server: @unchecked Sendable {
         draining = true
         log.info("draining: \(feeds.count) held polls, \(inFlight) requests in flight")
         listener?.stopAccepting()
+        loop.schedule(afterMs: 300) { [weak self] in self?.listener?.interruptAcceptor() }
         feeds.answerAll()
         lists.answerAll()
         subscriber.shutdown()
         let deadline = monotonicMs() + config.drainTimeoutMs
         func check() {
-            if (inFlight == 0 && writers.load == 0) || monotonicMs() >= deadline {
+            // Requests the acceptor handed over are queued on the loop until handled: wait until it
+            // has stopped, then until every request has been answered and written.
+            let idle = (listener?.hasStoppedAccepting ?? true) && inFlight == 0 && writers.load == 0
+            if idle || monotonicMs() >= deadline {
                 log.info("drained (\(inFlight) left); exiting")
                 exit(0)
             }

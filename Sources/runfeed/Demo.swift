@@ -76,7 +76,7 @@ struct Demo: ParsableCommand {
         let deadline = duration.map { monotonicMs() + Int64($0 * 1000) }
         say("demo: env \(envId), tag \(tag), a move every \(intervalMs) ms"
             + (duration.map { ", for \($0) s" } ?? ", until SIGINT/SIGTERM")
-            + (chURL != nil ? ", mirroring restarts to ClickHouse" : ""))
+            + (chURL != nil && refreshCreatedAt ? ", mirroring restarts to ClickHouse" : ""))
         sim.mirrorAll()
         var moves = 0
         while true {
@@ -147,7 +147,7 @@ private struct DemoRun {
 private enum DemoMove {
     case dequeue, execute, succeed, fail, restart
 
-    func target(from status: String) -> String {
+    var target: String {
         switch self {
         case .dequeue: return "DEQUEUED"
         case .execute: return "EXECUTING"
@@ -176,11 +176,6 @@ private struct DemoSimulator {
         self.envId = envId; self.tag = tag; self.restartAfterMs = restartAfterMs; self.errorRate = errorRate
         self.refreshCreatedAt = refreshCreatedAt
     }
-
-    static let finalStatuses: Set<String> = [
-        "COMPLETED_SUCCESSFULLY", "COMPLETED_WITH_ERRORS", "CANCELED", "INTERRUPTED", "SYSTEM_FAILURE",
-        "CRASHED", "EXPIRED", "TIMED_OUT",
-    ]
 
     /// The next move for a run in `status`, or nil while a finished run is still resting.
     func move(for run: DemoRun) -> DemoMove? {
@@ -271,7 +266,7 @@ private struct DemoSimulator {
         // updatedAt strictly forward: a feed only sends a row whose updatedAt moved.
         var sets = ["\"updatedAt\" = GREATEST(\(now), r.\"updatedAt\" + interval '1 millisecond')",
                     "\"status\" = $3::\"TaskRunStatus\""]
-        var params: [String?] = [run.id, run.status, mv.target(from: run.status)]
+        var params: [String?] = [run.id, run.status, mv.target]
         switch mv {
         case .dequeue:
             sets.append("\"queuedAt\" = coalesce(r.\"queuedAt\", \(now))")
