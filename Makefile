@@ -1,6 +1,7 @@
 # runfeed — developer entry points.
 #
-#   make run    install deps, build (release), start the local stack with demo data
+#   make run    install deps, build (release), start the local stack with demo data, the demo
+#               page (/demo/) and the demo simulator (RUNFEED_DEMO_SIMULATOR=0: without it)
 #   make stop   stop the local stack
 #   make test   unit tests + integration tests against a separate, throwaway stack
 #
@@ -33,7 +34,7 @@ PYTEST_ARGS     ?= -q
 .PHONY: help deps build run stop status logs test clean
 
 help:
-	@echo "make run     deps + release build + local stack with demo data (prints curl examples)"
+	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
 	@echo "make stop    stop the local stack"
 	@echo "make status  show the local stack's processes"
 	@echo "make test    unit tests, then integration tests on a throwaway stack"
@@ -74,7 +75,8 @@ test: deps
 	        RUNFEED_METRICS_PORT_BASE="$(TEST_METRICS_BASE)" \
 	        RUNFEED_WORKERS="$(TEST_WORKERS)" \
 	        RUNFEED_BIN="$(TEST_BIN)" \
-	        RUNFEED_SERVE_ARGS="$(TEST_SERVE_ARGS)"; \
+	        RUNFEED_SERVE_ARGS="$(TEST_SERVE_ARGS)" \
+	        RUNFEED_DEMO_SIMULATOR=0; \
 	trap 'bash scripts/stack.sh stop' EXIT; \
 	trap 'exit 130' INT TERM; \
 	rc=0; \

@@ -14,6 +14,8 @@ PACKAGES=(
     libfcgi-dev libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev pkg-config
     # stack scripts and integration tests
     make openssl curl ca-certificates python3 python3-pytest python3-requests
+    # headless browser for tests/integration/test_browser_demo.py (the demo page)
+    chromium
     # what the Swift toolchain in /opt/swift needs to fetch packages, compile and
     # link on Debian 12 (already present wherever `swift build` works)
     git binutils libc6-dev libgcc-12-dev libstdc++-12-dev zlib1g-dev

@@ -6,7 +6,8 @@
 #   scripts/stack.sh stop
 #   scripts/stack.sh status
 #   scripts/stack.sh restart-workers
-#   scripts/stack.sh examples      # curl/psql/publish commands for the demo data
+#   scripts/stack.sh examples      # curl/psql/publish commands for the demo data, demo page URL
+#   scripts/stack.sh simulator {start|stop}   # the demo simulator alone (`runfeed demo`)
 #   scripts/stack.sh logs          # tail every log (used by `make test` on failure)
 #   scripts/stack.sh clean         # stop, then delete the state directory
 #
@@ -24,6 +25,8 @@
 #   RUNFEED_BIN         runfeed binary                [<repo>/.build/release/runfeed]
 #   RUNFEED_SERVE_ARGS  extra `runfeed serve` args    []   e.g. "--hold-ms 3000"
 #   RUNFEED_METRICS_PORT_BASE  worker N's /metrics and /healthz on 127.0.0.1:(base+N) [19100]
+#   RUNFEED_DEMO_SIMULATOR  1 = run `runfeed demo` (moves the demo-set runs, for the demo page at
+#                       /demo/) with the stack, 0 = don't   [1; 0 when RUNFEED_STATE ends in /test]
 #
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
@@ -77,6 +80,18 @@ CH_PID=$CH_DIR/clickhouse.pid
 CH_URL="http://127.0.0.1:$CH_HTTP_PORT"
 CH_DDL=$RUNFEED_ROOT/db/clickhouse/compat-18.16/task_runs_v2.sql
 DEMO_ENV=$STATE/demo.env
+# The demo page: static files from the repo, defaults (token, run, tag) generated into the state dir.
+DEMO_DIR=$RUNFEED_ROOT/demo
+DEMO_CONFIG=$STATE/demo-config.js
+# The demo simulator (`runfeed demo`): pid file and log.
+DEMO_PID=$STATE/demo.pid
+DEMO_LOG=$LOG_DIR/demo.log
+case "${RUNFEED_DEMO_SIMULATOR:-auto}" in
+    0|no|false|off) DEMO_SIM=0 ;;
+    1|yes|true|on) DEMO_SIM=1 ;;
+    auto) if [[ $STATE == */test ]]; then DEMO_SIM=0; else DEMO_SIM=1; fi ;;
+    *) die "RUNFEED_DEMO_SIMULATOR must be 0 or 1 (got '$RUNFEED_DEMO_SIMULATOR')" ;;
+esac
 
 # ClickHouse runs unless RUNFEED_CLICKHOUSE=0. Left unset, it is skipped with a
 # warning when clickhouse-server is not installed; RUNFEED_CLICKHOUSE=1 makes
@@ -111,6 +126,8 @@ SEED_BATCH=batch_demo0001
 SEED_OLD_BATCH=batch_demo0002
 SEED_TAG=demo-set
 SEED_TAG2=customer:acme
+# The run the demo page follows by default: a member of the tag set, so the simulator moves it.
+SEED_PAGE_RUN=run_demo0012
 
 # --- directory placement -----------------------------------------------------------
 
@@ -628,6 +645,7 @@ nginx_render() {
     tpl=${tpl//@HTTPS_PORT@/"$HTTPS_PORT"}
     tpl=${tpl//@HTTP_PORT@/"$HTTP_PORT"}
     tpl=${tpl//@UPSTREAMS@/"$upstreams"}
+    tpl=${tpl//@DEMO_DIR@/"$DEMO_DIR"}
     # nginx can only raise its fd limit up to the hard limit it inherits.
     local hard
     hard=$(ulimit -Hn)
@@ -685,7 +703,7 @@ nginx_stop() {
 # --- demo.env -----------------------------------------------------------------------------------
 
 write_demo_env() {
-    local q api_key env_id other_key run_id run_env preview_key batch old_batch tag ch_url=''
+    local q api_key env_id other_key run_id run_env preview_key batch old_batch tag page_run ch_url=''
     q() { psql_app -tA -c "$1" 2>/dev/null | head -n1; }
     api_key=$(q "SELECT \"apiKey\" FROM \"RuntimeEnvironment\" WHERE id = '$SEED_DEV_ENV'")
     env_id=$(q "SELECT id FROM \"RuntimeEnvironment\" WHERE id = '$SEED_DEV_ENV'")
@@ -696,6 +714,9 @@ write_demo_env() {
     batch=$(q "SELECT \"friendlyId\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = '$SEED_BATCH'")
     old_batch=$(q "SELECT \"friendlyId\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = '$SEED_OLD_BATCH'")
     tag=$(q "SELECT '$SEED_TAG' FROM \"TaskRun\" WHERE \"runTags\" @> ARRAY['$SEED_TAG'] LIMIT 1")
+    page_run=$(q "SELECT \"friendlyId\" FROM \"TaskRun\" WHERE \"friendlyId\" = '$SEED_PAGE_RUN'")
+    DEMO_SIM_ENV_ID=$env_id
+    DEMO_SIM_TAG=$tag
     [[ $CH_ENABLED == 1 ]] && ch_alive && ch_url=$CH_URL
     [[ -n $run_id && $run_env != "$env_id" ]] && warn "demo run $SEED_RUN is not in env $env_id"
 
@@ -721,6 +742,9 @@ write_demo_env() {
         echo "RUNFEED_OLD_BATCH=$old_batch"
         echo "RUNFEED_DEMO_TAG=$tag"
         echo "RUNFEED_DEMO_TAG2=$([[ -n $tag ]] && echo "$SEED_TAG2")"
+        echo "RUNFEED_DEMO_PAGE_URL=http://127.0.0.1:$HTTP_PORT/demo/"
+        echo "RUNFEED_DEMO_PAGE_HTTPS_URL=https://127.0.0.1:$HTTPS_PORT/demo/"
+        echo "RUNFEED_DEMO_PAGE_RUN=$page_run"
         echo "RUNFEED_OTHER_API_KEY=$other_key"
         echo "RUNFEED_OTHER_ENV_ID=$([[ -n $other_key ]] && echo "$SEED_PROD_ENV")"
         echo "RUNFEED_PREVIEW_API_KEY=$preview_key"
@@ -739,6 +763,86 @@ write_demo_env() {
     } >"$DEMO_ENV.new"
     mv -f "$DEMO_ENV.new" "$DEMO_ENV"
     log "wrote $DEMO_ENV"
+    write_demo_config "$env_id" "$api_key" "$page_run" "$tag"
+}
+
+# js_string VALUE — a JavaScript string literal (JSON rules; `<` escaped too).
+js_string() {
+    local s=$1 out='' c i hex
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case "$c" in
+            \\) out+='\\' ;;
+            \") out+='\"' ;;
+            '<') out+='\u003c' ;;
+            [[:cntrl:]]) printf -v hex '%04x' "'$c"; out+="\\u$hex" ;;
+            *) out+=$c ;;
+        esac
+    done
+    printf '"%s"' "$out"
+}
+
+# write_demo_config ENV_ID API_KEY RUN TAG — $STATE/demo-config.js, served as /demo/config.js: the
+# demo page's defaults. The token is a public access token (read:runs, one year) minted with
+# `runfeed token`, as a browser should hold; the secret key only when no binary can mint one.
+write_demo_config() {
+    local env_id=$1 api_key=$2 run=$3 tag=$4 token=''
+    if [[ -n $api_key && -x $RUNFEED_BIN ]]; then
+        token=$("$RUNFEED_BIN" token --env "$env_id" --key "$api_key" --scopes read:runs --ttl 31536000 2>/dev/null) || token=''
+    fi
+    [[ -n $token ]] || token=$api_key
+    {
+        echo "// Written by scripts/stack.sh start: the demo page's defaults (URL query parameters override them)."
+        printf 'window.RUNFEED_DEMO = {"key": %s, "run": %s, "tag": %s, "createdAt": "1h"};\n' \
+            "$(js_string "$token")" "$(js_string "$run")" "$(js_string "$tag")"
+    } >"$DEMO_CONFIG.new"
+    mv -f "$DEMO_CONFIG.new" "$DEMO_CONFIG"
+}
+
+# --- demo simulator -----------------------------------------------------------------------------
+
+# Only the pid in $DEMO_PID, checked against its command line, is ever signalled.
+demo_alive() { pid_alive "$DEMO_PID" " demo --env "; }
+
+demo_stop() {
+    if demo_alive; then
+        log "demo simulator: stopping (pid $(pid_from "$DEMO_PID"))"
+        stop_pid "$(pid_from "$DEMO_PID")" 5
+    fi
+    rm -f "$DEMO_PID"
+}
+
+# demo_start ENV_ID TAG — (re)start `runfeed demo` in the background (a rebuilt binary is picked up).
+demo_start() {
+    local env_id=$1 tag=$2 pid
+    demo_stop
+    if [[ -z $env_id || -z $tag ]]; then
+        warn "demo simulator: no demo data (start with --seed); not started"
+        return 0
+    fi
+    workers_check_bin
+    mkdir -p "$LOG_DIR"
+    # Restarted runs get a fresh createdAt; with ClickHouse the simulator writes that to task_runs_v2 too.
+    local ch_env=(-u REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL -u CLICKHOUSE_URL -u RUNFEED_CLICKHOUSE_URL)
+    [[ $CH_ENABLED == 1 ]] && ch_alive && ch_env+=(RUNFEED_CLICKHOUSE_URL="$CH_URL")
+    printf '\n=== %s: %s demo --env %s --tag %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$env_id" "$tag" >>"$DEMO_LOG"
+    nohup env "${ch_env[@]}" \
+        DATABASE_URL="$DATABASE_URL" \
+        REDIS_HOST=127.0.0.1 \
+        REDIS_PORT="$REDIS_PORT" \
+        PGTZ=UTC \
+        "$RUNFEED_BIN" demo --env "$env_id" --tag "$tag" \
+        >>"$DEMO_LOG" 2>&1 </dev/null &
+    pid=$!
+    printf '%s\n' "$pid" >"$DEMO_PID"
+    sleep 0.3
+    if ! demo_alive; then
+        show_log "$DEMO_LOG" 10
+        warn "demo simulator exited at once (log: $DEMO_LOG)"
+        rm -f "$DEMO_PID"
+        return 0
+    fi
+    log "demo simulator: pid $pid, moving runs tagged $tag (log: $DEMO_LOG; RUNFEED_DEMO_SIMULATOR=0 to skip)"
 }
 
 # --- commands --------------------------------------------------------------------------------------
@@ -784,7 +888,12 @@ cmd_start() {
     fi
     nginx_start
     write_demo_env
-    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT"
+    if ((with_workers)) && ((DEMO_SIM)); then
+        demo_start "$DEMO_SIM_ENV_ID" "$DEMO_SIM_TAG"
+    else
+        demo_stop
+    fi
+    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/"
 }
 
 cmd_stop() {
@@ -792,6 +901,7 @@ cmd_stop() {
         log "nothing to stop ($STATE does not exist)"
         return 0
     fi
+    demo_stop
     nginx_stop
     workers_stop_all
     ch_stop
@@ -839,6 +949,11 @@ cmd_status() {
     else
         echo "nginx     stopped"; ok=1
     fi
+    if demo_alive; then
+        echo "demo      running   runfeed demo (simulator)  pid=$(pid_from "$DEMO_PID")  log=$DEMO_LOG"
+    else
+        echo "demo      off       (simulator not running)"
+    fi
     return $ok
 }
 
@@ -874,6 +989,21 @@ cmd_examples() {
    Runs you add to PostgreSQL reach it with: bash scripts/clickhouse-sync.sh"
     else
         ch_note="ClickHouse is off (RUNFEED_CLICKHOUSE=0): membership is read from PostgreSQL."
+    fi
+    local sim_cmd="DATABASE_URL=$DATABASE_URL REDIS_PORT=$REDIS_PORT ${RUNFEED_CLICKHOUSE_URL:+RUNFEED_CLICKHOUSE_URL=$RUNFEED_CLICKHOUSE_URL }$bin demo --env $RUNFEED_ENV_ID --tag $RUNFEED_DEMO_TAG"
+    local sim_note
+    if demo_alive; then
+        sim_note="The simulator (runfeed demo) is running: pid $(pid_from "$DEMO_PID"), log $DEMO_LOG.
+   It moves the $RUNFEED_DEMO_TAG runs PENDING → DEQUEUED → EXECUTING → COMPLETED_* and publishes each move.
+   Stop it with \`scripts/stack.sh simulator stop\` (e.g. before running tests against this stack);
+   by hand, in the foreground (Ctrl-C stops it; --duration 60 bounds it):
+
+   $sim_cmd"
+    else
+        sim_note="The simulator is not running (RUNFEED_DEMO_SIMULATOR=0?). Start it with
+   \`scripts/stack.sh simulator start\`, or in the foreground (Ctrl-C stops it; --duration 60 bounds it):
+
+   $sim_cmd"
     fi
     cat <<EOF
 
@@ -940,8 +1070,31 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
 
    The production key $RUNFEED_OTHER_API_KEY sees none of these runs (404 / empty).
 
+7) Demo page: a browser subscribed to run ${RUNFEED_DEMO_PAGE_RUN:-$RUNFEED_DEMO_RUN} and to the tag $RUNFEED_DEMO_TAG
+   (createdAt=1h), as the SDK's Electric client does; statuses change live:
+
+   ${RUNFEED_DEMO_PAGE_URL:-}
+   ${RUNFEED_DEMO_PAGE_HTTPS_URL:-}  (self-signed certificate)
+   Other runs or tags: append ?run=run_…&tag=…&key=<secret key or public access token>
+
+   $sim_note
+
 Stop everything with: make stop
 EOF
+}
+
+cmd_simulator() {
+    case "${1:-}" in
+        start)
+            [[ -s $DEMO_ENV ]] || die "$DEMO_ENV not found: run \`scripts/stack.sh start --seed\` first"
+            local env_id tag
+            env_id=$(sed -n 's/^RUNFEED_ENV_ID=//p' "$DEMO_ENV" | tail -n1)
+            tag=$(sed -n 's/^RUNFEED_DEMO_TAG=//p' "$DEMO_ENV" | tail -n1)
+            demo_start "$env_id" "$tag"
+            ;;
+        stop) demo_stop ;;
+        *) die "usage: $0 simulator {start|stop}" ;;
+    esac
 }
 
 main() {
@@ -960,8 +1113,9 @@ main() {
         logs) cmd_logs ;;
         clean) cmd_clean ;;
         examples) cmd_examples ;;
+        simulator) cmd_simulator "$@" ;;
         *)
-            echo "usage: $0 {start [--seed] [--no-workers]|stop|status|restart-workers|logs|examples|clean}" >&2
+            echo "usage: $0 {start [--seed] [--no-workers]|stop|status|restart-workers|logs|examples|simulator {start|stop}|clean}" >&2
             echo "       (scripts/clickhouse-sync.sh [--env ENV_ID] copies TaskRun rows into ClickHouse)" >&2
             exit 2
             ;;
