@@ -6,7 +6,7 @@ import subprocess
 from conftest import (
     ENV_ID, REDIS_PORT, STATE_DIR, WAKE_GRACE, assert_feed_headers, change_again_unpublished, expected_body, get,
     log_sizes, log_tail_since, make_run, numsub, offset_of, publish_until_done, redis_cmd, redis_up, run_url,
-    start_live, touch, wait_until,
+    start_live, touch, wait_until, worker_metrics, metric_sum, HELD_RUN,
 )
 
 
@@ -36,7 +36,11 @@ def start_redis():
 def test_redis_restart_during_a_hold():
     held_run = make_run(status="PENDING")
     held_snap = get(run_url(held_run.friendly_id))
+    before = metric_sum(worker_metrics(), HELD_RUN)
     held = start_live(held_run, held_snap.headers["electric-offset"])
+    # Held for real (admitted by the concurrency limiter and parked) before Redis goes away: a live
+    # request that arrives during the outage is answered 500 "Failed to get concurrency limit" (§3).
+    wait_until(lambda: metric_sum(worker_metrics(), HELD_RUN) >= before + 1, 5, what="the poll to be held")
     wait_until(lambda: numsub(ENV_ID) >= 1, 5, what="a worker to subscribe")
     sizes = log_sizes()
 
