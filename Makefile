@@ -31,7 +31,7 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: help deps build run stop status logs test clean
+.PHONY: bench help deps build run stop status logs test clean
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
@@ -97,3 +97,15 @@ clean:
 	    bash scripts/stack.sh clean
 	-bash scripts/stack.sh clean
 	rm -rf .build
+
+# Benchmarks against the running `make run` stack (loopback only, bounded); figures go to
+# docs/BENCHMARKS.md by hand, with the command lines printed here.
+bench:
+	@test -f .runfeed/demo.env || { echo "start the stack first: make run" >&2; exit 1; }
+	@set -a; . .runfeed/demo.env; set +a; \
+	ulimit -n "$$(ulimit -Hn)"; \
+	echo "== python3 bench/livepolls.py --polls 1000 --runs 100 --publishes 200 --interval-ms 50"; \
+	python3 bench/livepolls.py --polls 1000 --runs 100 --publishes 200 --interval-ms 50 \
+	    --worker-pid "$$(cat $$RUNFEED_RUN_DIR/worker-1.pid)"; \
+	echo "== (cd bench && python3 listfeeds.py --feeds 500)"; \
+	cd bench && python3 listfeeds.py --feeds 500

@@ -597,7 +597,8 @@ workers_start() {
         rm -f "$sock"
         printf '\n=== %s: %s serve --listen %s %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$sock" \
             "${SERVE_ARGS[*]:-}" >>"$logf"
-        nohup env "${ch_env[@]}" \
+        # setsid: the workers outlive the shell (and process group) that started them.
+        nohup setsid env "${ch_env[@]}" \
             DATABASE_URL="$DATABASE_URL" \
             REDIS_HOST=127.0.0.1 \
             REDIS_PORT="$REDIS_PORT" \
@@ -826,7 +827,7 @@ demo_start() {
     local ch_env=(-u REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL -u CLICKHOUSE_URL -u RUNFEED_CLICKHOUSE_URL)
     [[ $CH_ENABLED == 1 ]] && ch_alive && ch_env+=(RUNFEED_CLICKHOUSE_URL="$CH_URL")
     printf '\n=== %s: %s demo --env %s --tag %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$env_id" "$tag" >>"$DEMO_LOG"
-    nohup env "${ch_env[@]}" \
+    nohup setsid env "${ch_env[@]}" \
         DATABASE_URL="$DATABASE_URL" \
         REDIS_HOST=127.0.0.1 \
         REDIS_PORT="$REDIS_PORT" \
