@@ -9,7 +9,6 @@ feeds receive the change?
 
 Loopback only; bounded by --feeds (max 5000) and --duration.
 """
-import argparse
 import asyncio
 import json
 import os
@@ -18,7 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from livepolls import Conn, loopback_only, psql, redis_publish
+from livepolls import Conn, loopback_only, psql, redis_publish, stack_arguments
 
 
 def scrape(urls):
@@ -43,13 +42,7 @@ MEMBERSHIP = ('runfeed_membership_queries_total{resolver="clickhouse"}', 'runfee
 
 
 async def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default=os.environ.get("RUNFEED_HTTP_URL", "http://127.0.0.1:8080"))
-    ap.add_argument("--key", default=os.environ.get("RUNFEED_API_KEY"))
-    ap.add_argument("--env", default=os.environ.get("RUNFEED_ENV_ID"))
-    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    ap.add_argument("--redis-host", default=os.environ.get("REDIS_HOST", "127.0.0.1"))
-    ap.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
+    ap = stack_arguments(__doc__)
     ap.add_argument("--metrics", default=os.environ.get("RUNFEED_METRICS_URLS", ""), help="space-separated worker /metrics URLs")
     ap.add_argument("--tag", default="bench-list")
     ap.add_argument("--feeds", type=int, default=500)

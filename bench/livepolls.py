@@ -92,14 +92,20 @@ def proc_stats(pid):
     return stats
 
 
-async def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def stack_arguments(doc):
+    """The arguments every benchmark takes: where the stack is (defaults from .runfeed/demo.env)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default=os.environ.get("RUNFEED_HTTP_URL", "http://127.0.0.1:8080"))
     ap.add_argument("--key", default=os.environ.get("RUNFEED_API_KEY"))
     ap.add_argument("--env", default=os.environ.get("RUNFEED_ENV_ID"))
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     ap.add_argument("--redis-host", default=os.environ.get("REDIS_HOST", "127.0.0.1"))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
+    return ap
+
+
+async def main():
+    ap = stack_arguments(__doc__)
     ap.add_argument("--polls", type=int, default=1000, help="concurrent live polls (max 20000)")
     ap.add_argument("--runs", type=int, default=100, help="bench runs the polls are spread over")
     ap.add_argument("--publishes", type=int, default=100, help="changes to publish (max 10000)")
