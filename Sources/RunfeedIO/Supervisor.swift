@@ -28,6 +28,7 @@ public final class Supervisor {
         var pid: pid_t
         var index: Int
         var startedAt: Int64
+        var ready: Bool
     }
 
     private let listenFd: Int32
@@ -43,9 +44,16 @@ public final class Supervisor {
         self.listenFd = listenFd
         self.options = options
         self.log = log
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+        // The path the binary was started by (a deploy that flips a symlink or replaces the file is
+        // picked up by the next spawn); /proc/self/exe when it was found through PATH.
+        let argv0 = CommandLine.arguments[0]
+        if argv0.contains("/") {
+            exe = argv0
+        } else {
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+            exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : argv0
+        }
     }
 
     /// Runs until SIGTERM/SIGINT has drained every worker; returns the exit status.
@@ -93,11 +101,18 @@ public final class Supervisor {
             return nil
         }
         let (readEnd, writeEnd) = (fds[0], fds[1])
+        // The child gets the socket on fd 3 and the pipe's write end on fd 4. Duplicate both above
+        // the low descriptors first (close-on-exec), so neither dup2 can overwrite the other's source
+        // whatever numbers the socket and the pipe happen to have (an inherited socket on fd 0 or 7).
+        let sockCopy = fcntl(listenFd, F_DUPFD_CLOEXEC, 10)
+        let writeCopy = fcntl(writeEnd, F_DUPFD_CLOEXEC, 10)
+        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        close(writeEnd)
+        defer { close(sockCopy) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, listenFd, 3)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 4)
-        posix_spawn_file_actions_addclose(&actions, readEnd)
+        posix_spawn_file_actions_adddup2(&actions, sockCopy, 3)
+        posix_spawn_file_actions_adddup2(&actions, writeCopy, 4)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         var empty = sigset_t()
@@ -113,7 +128,7 @@ public final class Supervisor {
         }
         posix_spawn_file_actions_destroy(&actions)
         posix_spawnattr_destroy(&attr)
-        close(writeEnd)
+        close(writeCopy)  // the child holds its own copy; ours must go so a dead child reads as EOF
         guard rc == 0 else {
             close(readEnd)
             log("supervisor: cannot start worker \(index): error \(rc)")
@@ -122,7 +137,7 @@ public final class Supervisor {
         let ready = waitReady(readEnd, pid: pid)
         close(readEnd)
         log("supervisor: worker \(index) pid \(pid) \(ready ? "ready" : "did not report ready")")
-        return Worker(pid: pid, index: index, startedAt: monotonicMs())
+        return Worker(pid: pid, index: index, startedAt: monotonicMs(), ready: ready)
     }
 
     /// Waits until the worker writes its readiness byte (it is accepting), exits, or times out.
@@ -174,6 +189,14 @@ public final class Supervisor {
         log("supervisor: rolling restart of \(workers.count) workers")
         for slot in workers.keys.sorted() {
             guard let old = workers[slot], let fresh = spawn(index: slot) else { continue }
+            guard fresh.ready else {
+                // A replacement that cannot start (a broken deploy) must not take the pool down: keep
+                // the old workers and stop the reload here.
+                log("supervisor: reload stopped: the new worker \(fresh.pid) did not start; keeping the running workers")
+                kill(fresh.pid, SIGKILL)
+                waitExit(fresh.pid, timeoutMs: 1000)
+                break
+            }
             workers[slot] = fresh
             retiring.insert(old.pid)
             kill(old.pid, SIGTERM)
