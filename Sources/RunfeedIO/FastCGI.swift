@@ -106,6 +106,8 @@ public final class FastCGIListener: @unchecked Sendable {
     private var stopped = false
     private var acceptorThread: pthread_t?
     private var acceptorExited = false
+    /// Written by `stopAccepting` to wake the acceptor's poll.
+    private let stopEvent = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
 
     /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
     public init(address: String, backlog: Int32 = 1024, socketMode: mode_t = 0o666) throws {
@@ -144,12 +146,13 @@ public final class FastCGIListener: @unchecked Sendable {
         let sock = socketFd
         startThread(name: "fcgi-accept") { [self] in
             self.stopFlag.withLock { self.acceptorThread = pthread_self() }
+            var fds = [pollfd(fd: sock, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: self.stopEvent, events: Int16(POLLIN), revents: 0)]
             while !self.isStopped {
-                // Wait for a connection in short slices so a stop request is seen without a signal.
-                var pfd = pollfd(fd: sock, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&pfd, 1, 100)
+                // Sleep until a connection is pending or a stop is requested (no idle wake-ups).
+                let ready = poll(&fds, 2, -1)
                 if self.isStopped { break }
-                if ready <= 0 { continue }
+                if ready <= 0 || fds[0].revents == 0 { continue }
                 let req = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
                 // Fail (instead of retrying) when accept() is interrupted: that is how stopAccepting wakes us.
                 FCGX_InitRequest(req, sock, Int32(FCGI_FAIL_ACCEPT_ON_INTR))
@@ -172,11 +175,12 @@ public final class FastCGIListener: @unchecked Sendable {
 
     private var isStopped: Bool { stopFlag.withLock { stopped } }
 
-    /// Stops accepting: the acceptor thread sees the flag within 100 ms and ends. The socket itself
-    /// stays open and listening: in a pool it is shared with the other workers (shutdown() on it would
-    /// stop them all).
+    /// Stops accepting: the acceptor thread wakes from its poll and ends. The socket itself stays open
+    /// and listening: in a pool it is shared with the other workers (shutdown() on it would stop them all).
     public func stopAccepting() {
         stopFlag.withLock { stopped = true }
+        var one: UInt64 = 1
+        _ = write(stopEvent, &one, 8)
     }
 
     /// If the acceptor is still blocked in accept() (another worker took the connection it was woken
