@@ -1,5 +1,6 @@
 import CFastCGI
 import CLinux
+import RunfeedCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,53 +48,108 @@ extension String {
     }
 }
 
-/// One accepted FastCGI request. It is answered exactly once, on the writer pool, because libfcgi's
-/// writes and its close drain block.
+/// One accepted FastCGI request. libfcgi's buffers and params are released as soon as the params are
+/// copied and stdin is drained, so a parked request holds only its socket; the answer is framed here
+/// and written without blocking by the event loop's `ResponseWriter`.
 public final class FastCGIConnection: @unchecked Sendable {
-    private let request: UnsafeMutablePointer<FCGX_Request>
     public let info: FastCGIRequestInfo
     /// The upstream connection's socket, watched for EOF while the request is parked.
     public let fd: Int32
     /// Monotonic ms when the request was accepted.
     public let acceptedAt: Int64
-    private let state = Mutex()
+    let requestId: UInt16
     private var answered = false
 
     init(request: UnsafeMutablePointer<FCGX_Request>, info: FastCGIRequestInfo) {
-        self.request = request
         self.info = info
         self.fd = request.pointee.ipcFd
+        self.requestId = UInt16(truncatingIfNeeded: request.pointee.requestId)
         self.acceptedAt = monotonicMs()
+        FCGX_Free(request, 0)  // streams and params; the socket stays open
+        request.deallocate()
     }
 
-    /// Writes `text` (FastCGI stdout: CGI headers, blank line, body), finishes and frees the request.
-    /// Returns false if it was already answered. `done` runs on the writer thread afterwards.
+    /// Sends `text` (CGI headers, blank line, body) and closes the connection. Loop thread only.
+    /// Returns false if the request was already answered.
     @discardableResult
-    public func respond(_ text: String, on pool: BlockingPool, done: (@Sendable (Bool) -> Void)? = nil) -> Bool {
-        let first = state.withLock { () -> Bool in
-            if answered { return false }
-            answered = true
-            return true
-        }
-        guard first else { return false }
-        pool.submit { [self] in
-            let req = self.request
-            var ok = true
-            var bytes = Array(text.utf8)
-            if !bytes.isEmpty {
-                let n = bytes.withUnsafeMutableBufferPointer { buf in
-                    buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
-                        FCGX_PutStr($0, Int32(buf.count), req.pointee.out)
-                    }
-                }
-                ok = n == Int32(bytes.count)
-                bytes.removeAll()
-            }
-            FCGX_Finish_r(req)
-            req.deallocate()
-            done?(ok)
-        }
+    public func respond(_ text: String, with writer: ResponseWriter) -> Bool {
+        guard !answered else { return false }
+        answered = true
+        writer.send(fd: fd, FastCGIRecords.response(requestId: requestId, stdout: Array(text.utf8)))
         return true
+    }
+}
+
+/// Writes answers on the event loop with non-blocking sockets: a client (or front end) that stops
+/// reading stalls only its own connection, which is closed once it has taken nothing for `timeoutMs`.
+public final class ResponseWriter {
+    private let loop: EventLoop
+    private let timeoutMs: Int64
+    private var pending: [Int32: Pending] = [:]
+
+    private final class Pending {
+        var bytes: [UInt8]
+        var offset = 0
+        var timer: EventLoop.TimerID?
+        init(_ b: [UInt8]) { bytes = b }
+    }
+
+    public init(loop: EventLoop, timeoutMs: Int64 = 30_000) {
+        self.loop = loop
+        self.timeoutMs = timeoutMs
+    }
+
+    /// Answers still being written.
+    public var inProgress: Int { pending.count }
+
+    func send(fd: Int32, _ bytes: [UInt8]) {
+        loop.unwatch(fd: fd)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let p = Pending(bytes)
+        if flush(fd, p) { return }
+        pending[fd] = p
+        p.timer = loop.schedule(afterMs: timeoutMs) { [weak self] in self?.finish(fd) }
+        loop.watch(fd: fd, events: EV_OUT) { [weak self] _ in
+            guard let self, let p = self.pending[fd] else { return }
+            if let t = p.timer { self.loop.cancel(t) }
+            p.timer = nil
+            if self.flush(fd, p) {
+                self.pending.removeValue(forKey: fd)
+            } else {
+                // The timeout counts from the last progress: a slow reader is fine, a stalled one is not.
+                p.timer = self.loop.schedule(afterMs: self.timeoutMs) { [weak self] in self?.finish(fd) }
+            }
+        }
+    }
+
+    /// Writes what the socket takes; true when the answer is done (written, or the peer is gone) and
+    /// the connection closed.
+    private func flush(_ fd: Int32, _ p: Pending) -> Bool {
+        while p.offset < p.bytes.count {
+            let n = p.bytes.withUnsafeBytes { buf in
+                write(fd, buf.baseAddress! + p.offset, buf.count - p.offset)
+            }
+            if n > 0 {
+                p.offset += n
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
+            if n < 0 && errno == EINTR { continue }
+            break  // EPIPE, ECONNRESET…: the client left
+        }
+        closeConnection(fd)
+        return true
+    }
+
+    private func finish(_ fd: Int32) {
+        guard pending.removeValue(forKey: fd) != nil else { return }
+        closeConnection(fd)
+    }
+
+    private func closeConnection(_ fd: Int32) {
+        loop.unwatch(fd: fd)
+        shutdown(fd, Int32(SHUT_WR))
+        close(fd)
     }
 }
 

@@ -24,6 +24,8 @@ final class ConcurrencyLimiter: @unchecked Sendable {
     private let log: Logger
     let limit: Int64
     private let queue = JobQueue<Job>()
+    private let outstanding = Mutex()
+    private var outstandingJobs = 0
     private var nextMember: UInt64 = 0
 
     static let script = """
@@ -42,7 +44,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         self.limit = limit
         self.log = log
         for i in 0..<max(1, threads) {
-            startThread(name: "limit-\(i)") { [queue] in
+            startThread(name: "limit-\(i)") { [queue, self] in
                 let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
                 while let job = queue.pop() {
                     do {
@@ -52,6 +54,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
                     } catch {
                         job.done(.failure(IOError("\(error)")))
                     }
+                    self.outstanding.withLock { self.outstandingJobs -= 1 }
                 }
             }
         }
@@ -59,13 +62,21 @@ final class ConcurrencyLimiter: @unchecked Sendable {
 
     static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:" + envId }
 
+    /// Admissions and releases not yet done (a draining worker waits for its releases).
+    var pending: Int { outstanding.withLock { outstandingJobs } }
+
+    private func push(_ job: Job) {
+        outstanding.withLock { outstandingJobs += 1 }
+        queue.push(job)
+    }
+
     /// Takes a slot for one live poll of `envId`. Runs `done` on the loop.
     func acquire(envId: String, _ done: @escaping (Admission) -> Void) {
         nextMember &+= 1
         let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
         let box = LoopBox(done)
         let args = ["EVAL", Self.script, "1", Self.key(envId), String(wallMs()), member, String(limit)]
-        queue.push(Job(args: args) { [loop, log] result in
+        push(Job(args: args) { [loop, log] result in
             loop.execute {
                 switch result {
                 case .success(.integer(1)):
@@ -88,7 +99,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
 
     /// Frees a slot (the poll was answered or its client left).
     func release(envId: String, member: String) {
-        queue.push(Job(args: ["ZREM", Self.key(envId), member]) { _ in })
+        push(Job(args: ["ZREM", Self.key(envId), member]) { _ in })
     }
 }
 

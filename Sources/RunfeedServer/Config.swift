@@ -11,7 +11,8 @@ public struct ServerConfig: Sendable {
     public var holdMs: Int64
     public var jitterRatio: Double
     public var pgPoolSize: Int
-    public var writerThreads: Int
+    /// A client that reads no part of its answer for this long is disconnected.
+    public var writeTimeoutMs: Int64
     public var authCacheTtlMs: Int64
     public var authCacheMaxEntries: Int
     public var runCacheTtlMs: Int64
@@ -67,7 +68,7 @@ public struct ServerConfig: Sendable {
             holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),
             jitterRatio: env.double([prefix + "LIVE_POLL_JITTER_RATIO"], default: 0.15),
             pgPoolSize: Int(env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)),
-            writerThreads: Int(env.int(["RUNFEED_WRITER_THREADS"], default: 4)),
+            writeTimeoutMs: max(100, env.int(["RUNFEED_WRITE_TIMEOUT_MS"], default: 30_000)),
             authCacheTtlMs: env.int(["RUNFEED_AUTH_CACHE_TTL_MS"], default: 10_000),
             authCacheMaxEntries: Int(env.int(["RUNFEED_AUTH_CACHE_MAX_ENTRIES"], default: 10_000)),
             runCacheTtlMs: env.int(names("RUN_CACHE_TTL_MS"), default: 250),

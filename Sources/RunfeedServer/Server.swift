@@ -10,7 +10,7 @@ public final class Server: @unchecked Sendable {
     let config: ServerConfig
     let log: Logger
     let loop = EventLoop()
-    let writers: BlockingPool
+    let writer: ResponseWriter
     let db: LoopDatabase
     let subscriber: RedisSubscriber
     let auth: Authenticator
@@ -37,7 +37,7 @@ public final class Server: @unchecked Sendable {
         WorkerMetrics.bootstrap()
         self.config = config
         self.log = log
-        writers = BlockingPool(name: "fcgi-write", threads: config.writerThreads)
+        writer = ResponseWriter(loop: loop, timeoutMs: config.writeTimeoutMs)
         let pool = PostgresPool(conninfo: config.databaseURL, size: config.pgPoolSize)
         db = LoopDatabase(pool: pool, loop: loop, log: log)
         subscriber = RedisSubscriber(loop: loop, endpoint: config.redis, sharded: config.redisSharded)
@@ -284,7 +284,7 @@ public final class Server: @unchecked Sendable {
         if let slot = slots.removeValue(forKey: ObjectIdentifier(conn)) {
             limiter?.release(envId: slot.envId, member: slot.member)
         }
-        if conn.respond(response.fastCGIText(), on: writers) {
+        if conn.respond(response.fastCGIText(), with: writer) {
             inFlight -= 1
             log.debug("\(info.method) \(info.path) status=\(response.status) ms=\(monotonicMs() - started)")
         }
@@ -421,8 +421,10 @@ public final class Server: @unchecked Sendable {
         let deadline = monotonicMs() + config.drainTimeoutMs
         func check() {
             // Requests the acceptor handed over are queued on the loop until handled: wait until it
-            // has stopped, then until every request has been answered and written.
-            let idle = (listener?.hasStoppedAccepting ?? true) && inFlight == 0 && writers.load == 0
+            // has stopped, then until every request has been answered and written and every
+            // concurrency slot released.
+            let idle = (listener?.hasStoppedAccepting ?? true) && inFlight == 0 && writer.inProgress == 0
+                && (limiter?.pending ?? 0) == 0
             if idle || monotonicMs() >= deadline {
                 log.info("drained (\(inFlight) left); exiting")
                 exit(0)

@@ -935,7 +935,7 @@ class ThrowawayWorker:
 
     def __init__(self, name, env_overrides, unset=("REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL", "CLICKHOUSE_URL")):
         if not os.access(RUNFEED_BIN, os.X_OK):
-            pytest.skip(f"runfeed binary not found at {RUNFEED_BIN} (set RUNFEED_BIN)")
+            pytest.fail(f"runfeed binary not found at {RUNFEED_BIN} (set RUNFEED_BIN; make test builds it)")
         self.port = free_port()
         self.addr = ("127.0.0.1", self.port)
         status_port = free_port()

@@ -137,7 +137,7 @@ class Pool:
     def __init__(self, name, tmp, workers=2, hold_ms=HOLD_MS, env=None, listen_sock=None, listen_fd=3,
                  ready_timeout=30):
         if not os.access(RUNFEED_BIN, os.X_OK):
-            pytest.skip(f"runfeed binary not found at {RUNFEED_BIN} (set RUNFEED_BIN)")
+            pytest.fail(f"runfeed binary not found at {RUNFEED_BIN} (set RUNFEED_BIN; make test builds it)")
         self.name = name
         self.workers = workers
         # listen_sock: a listening socket held by the test (as systemd's socket unit holds one), handed
@@ -276,7 +276,7 @@ class Nginx:
 
     def __init__(self, tmp, upstreams):
         if not os.access(NGINX_BIN, os.X_OK):
-            pytest.skip("nginx not installed")
+            pytest.fail("nginx not installed (scripts/deps.sh installs it)")
         self.dir = Path(tmp) / f"nginx-{pick_ports(1)[0]}"
         for d in ("tmp/client_body", "tmp/fastcgi", "tmp/proxy", "tmp/uwsgi", "tmp/scgi"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
