@@ -31,13 +31,14 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: bench help deps build run stop status logs test clean
+.PHONY: bench help deps build run stop status logs test clean fuzz
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
 	@echo "make stop    stop the local stack"
 	@echo "make status  show the local stack's processes"
 	@echo "make test    unit tests, then integration tests on a throwaway stack"
+	@echo "make fuzz    libFuzzer targets (fuzz/targets), FUZZ_SECONDS (120) each; make test runs them 10 s each"
 	@echo "make clean   stop stacks, delete .runfeed/ and .build/"
 
 deps:
@@ -65,6 +66,7 @@ logs:
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
+	bash fuzz/run.sh 10
 	@export RUNFEED_STATE="$(TEST_STATE)" \
 	        RUNFEED_PG_PORT="$(TEST_PG_PORT)" \
 	        RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
@@ -96,7 +98,12 @@ clean:
 	    RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
 	    bash scripts/stack.sh clean
 	-bash scripts/stack.sh clean
-	rm -rf .build
+	rm -rf .build .build-fuzz
+
+# libFuzzer targets for RunfeedCore's parsers (fuzz/README.md): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 120
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # Benchmarks against the running `make run` stack (loopback only, bounded); figures go to
 # docs/BENCHMARKS.md by hand, with the command lines printed here.

@@ -1,0 +1,25 @@
+// Offset.parse, ListHandle.parse, FeedQuery.isValidHandle and Route.match on arbitrary bytes.
+@testable import RunfeedCore
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let s = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    if let o = Offset.parse(s) {
+        precondition(o.updatedAtMs >= 0 && o.tail >= 0)
+        precondition(Offset.parse(o.text) == o, "offset round trip")
+    }
+    if let h = ListHandle.parse(s) {
+        precondition(ListHandle.isValidNonce(h.nonce))
+        precondition(ListHandle.parse(h.text) == h, "handle round trip")
+    }
+    if FeedQuery.isValidHandle(s) {
+        precondition(!s.isEmpty && s.utf8.count <= FeedQuery.maxHandleLength)
+    }
+    switch Route.match(path: s) {
+    case .run(let id)?, .batch(let id)?:
+        precondition(!id.isEmpty && id.utf8.count <= 128 && !id.contains("/"))
+    case .runs?, nil:
+        break
+    }
+    return 0
+}
