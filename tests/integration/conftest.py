@@ -888,6 +888,12 @@ def fcgi_get(addr, path, params=None, timeout=LIVE_TIMEOUT, **hkw):
         s.connect(str(addr))
     else:
         s = socket.create_connection(addr, timeout=timeout)
+    return fcgi_exchange(s, payload)
+
+
+def fcgi_exchange(s, payload, errors="strict"):
+    """Sends a complete FastCGI request on the connected socket `s`, reads STDOUT records until
+    END_REQUEST, closes the socket and parses the CGI response."""
     try:
         s.sendall(payload)
         out = b""
@@ -913,7 +919,7 @@ def fcgi_get(addr, path, params=None, timeout=LIVE_TIMEOUT, **hkw):
             status = int(value.strip().split()[0])
         else:
             hdrs[name] = value.strip()
-    return FcgiResponse(status, hdrs, body_bytes.decode("utf-8"))
+    return FcgiResponse(status, hdrs, body_bytes.decode("utf-8", errors))
 
 
 def worker_sockets():

@@ -23,7 +23,7 @@ import requests
 
 from conftest import (
     API_KEY, BASE_URL, DEMO_BATCH, DEMO_RUN, ENV_ID, OTHER_API_KEY, OTHER_ENV_ID, STATE_DIR, ThrowawayWorker, WORKERS,
-    FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FcgiResponse, _fcgi_params,
+    FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FcgiResponse, _fcgi_params, fcgi_exchange,
     _fcgi_record, b64url, batch_url, change_again_unpublished, channel, ch_sync, expected_body, get, headers,
     jwt_claims, list_body, list_ids, live_after, make_batch, make_env, make_run, mint_jwt, publish,
     publish_until_done, redis_cmd, run_url, runs_list_url, start_live, tag_snapshot, touch, unique_tag, wait_pending,
@@ -108,32 +108,7 @@ def fcgi_raw(path, query, token=API_KEY, timeout=15, extra_env=None, sock=None):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(str(sock or worker_sockets()[0]))
-    out = b""
-    try:
-        s.sendall(payload)
-        with s.makefile("rb") as f:
-            while True:
-                hdr = f.read(8)
-                if len(hdr) < 8:
-                    raise ConnectionError("FastCGI connection closed before END_REQUEST")
-                rtype, clen, plen = hdr[1], (hdr[4] << 8) | hdr[5], hdr[6]
-                content = f.read(clen)
-                f.read(plen)
-                if rtype == FCGI_STDOUT:
-                    out += content
-                elif rtype == FCGI_END_REQUEST:
-                    break
-    finally:
-        s.close()
-    head, _, body_bytes = out.partition(b"\r\n\r\n")
-    status, hdrs = 200, {}
-    for line in head.decode("latin-1").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.lower() == "status":
-            status = int(value.strip().split()[0])
-        else:
-            hdrs[name] = value.strip()
-    return FcgiResponse(status, hdrs, body_bytes.decode("utf-8", "replace"))
+    return fcgi_exchange(s, payload, errors="replace")
 
 
 def _len(n):
