@@ -31,13 +31,14 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: bench help deps build run stop status logs test clean fuzz
+.PHONY: bench help deps build run stop status logs test test-sanitizers clean fuzz
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
 	@echo "make stop    stop the local stack"
 	@echo "make status  show the local stack's processes"
 	@echo "make test    unit tests, then integration tests on a throwaway stack"
+	@echo "make test-sanitizers  integration tests on ASan and TSan builds (.build-address, .build-thread)"
 	@echo "make fuzz    libFuzzer targets (fuzz/targets), FUZZ_SECONDS (120) each; make test runs them 10 s each"
 	@echo "make clean   stop stacks, delete .runfeed/ and .build/"
 
@@ -91,6 +92,15 @@ test: deps
 	    LOG_LINES=80 bash scripts/stack.sh logs || true; \
 	fi; \
 	exit $$rc
+
+# AddressSanitizer and ThreadSanitizer builds (.build-address, .build-thread), each run through
+# tests/integration on its own throwaway stack (.runfeed/san-<s>; ports PG 2547x, Redis 2647x,
+# HTTPS 847x, HTTP 848x, CH 1817x/1917x, metrics base 19800/19900); fails on a failing test or on
+# any $STATE/log/{asan,tsan}.* report.
+# SANITIZERS picks a subset; SAN_PYTEST_ARGS (-q) is passed to pytest. See docs/RELIABILITY.md.
+SANITIZERS ?= address thread
+test-sanitizers: deps
+	bash scripts/test-sanitizers.sh $(SANITIZERS)
 
 clean:
 	-RUNFEED_STATE="$(TEST_STATE)" RUNFEED_PG_PORT="$(TEST_PG_PORT)" RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
