@@ -49,6 +49,12 @@ final class Authenticator {
         (p."deletedAt" IS NOT NULL)::text
         """
 
+    func purgeExpired(nowMs: Int64) {
+        byKey.purgeExpired(nowMs: nowMs)
+        byId.purgeExpired(nowMs: nowMs)
+        branches.purgeExpired(nowMs: nowMs)
+    }
+
     func authenticate(_ info: FastCGIRequestInfo, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         switch Credential.classify(authorization: info.headers["authorization"]) {
         case .missing:

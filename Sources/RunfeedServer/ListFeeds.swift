@@ -94,6 +94,8 @@ final class ListFeedRegistry {
 
     var count: Int { feeds.count }
 
+    func purgeExpired(nowMs: Int64) { workingSets.purgeExpired(nowMs: nowMs) }
+
     // MARK: non-live
 
     /// Snapshot (`offset=-1`): every row as an insert. Catch-up (an offset with a known handle): the

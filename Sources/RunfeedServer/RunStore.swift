@@ -64,6 +64,12 @@ final class RunStore {
         }
     }
 
+    /// Drops expired entries, so cached rows (whose payloads can be large) never outlive their TTL.
+    func purgeExpired(nowMs: Int64) {
+        lookups.purgeExpired(nowMs: nowMs)
+        rows.purgeExpired(nowMs: nowMs)
+    }
+
     /// The internal id of the batch with this friendly id in this environment (nil: not there).
     func lookupBatch(envId: String, friendlyId: String, _ done: @escaping (Result<String?, PGError>) -> Void) {
         let key = "batch\u{0}" + envId + "\u{0}" + friendlyId

@@ -106,6 +106,8 @@ final class RunsetService {
         gate = AdmissionGate(limit: admissionLimit)
     }
 
+    func purgeExpired(nowMs: Int64) { cache.purgeExpired(nowMs: nowMs) }
+
     /// The rows of the runs `filter` covers in `ctx`'s environment, newest first, each re-checked
     /// against the authoritative Postgres row.
     func runset(_ ctx: AuthContext, _ filter: ListFilter, _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {

@@ -98,6 +98,7 @@ public final class Server: @unchecked Sendable {
         subscriber.onSubscriptionChange = { [weak self] channel, at in self?.channels.subscriptionChanged(channel: channel, at: at) }
         subscriber.start()
         ProcessSignals.watch(on: loop) { [weak self] sig in self?.signalled(sig) }
+        sweepCaches()
         if let address = config.metricsListen {
             let s = try StatusHTTPServer(loop: loop, address: address) { [weak self] _, path, respond in
                 guard let self else { return }
@@ -394,6 +395,18 @@ public final class Server: @unchecked Sendable {
         response.headers.append(contentsOf: request.extraHeaders)
         respond(request.conn, response)
         return offset
+    }
+
+    /// Every second, drops expired cache entries: the caches are bounded in entries, and this bounds
+    /// them in time too, so rows with large payloads are not kept once stale.
+    private func sweepCaches() {
+        let now = monotonicMs()
+        auth.purgeExpired(nowMs: now)
+        store.purgeExpired(nowMs: now)
+        runsets.purgeExpired(nowMs: now)
+        lists.purgeExpired(nowMs: now)
+        encoded.purgeExpired(nowMs: now)
+        loop.schedule(afterMs: 1000) { [weak self] in self?.sweepCaches() }
     }
 
     // MARK: shutdown
