@@ -326,11 +326,11 @@ def live_request(run, offset, key):
             f"Authorization: Bearer {key}\r\nx-trigger-electric-version: {MODERN}\r\n\r\n").encode()
 
 
-def test_a_thousand_clients_leaving_mid_hold_release_everything():
+def test_thousands_of_clients_leaving_mid_hold_release_everything():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    n = min(1000, hard - 200)
+    n = min(2000, hard - 200)
     env_id, key = make_env()
     run = make_run(env_id=env_id)
     snap = get(run_url(run.friendly_id), token=key)
@@ -349,7 +349,7 @@ def test_a_thousand_clients_leaving_mid_hold_release_everything():
             socks.append(s)
         wait_until(lambda: held_total() >= n, 20, 0.2, f"{n} polls to be held")
         peak_fds = [fd_count(p) for p in pids]
-        readable, _, _ = select.select(socks[:1000], [], [], 0)
+        readable, _, _ = select.select(socks[:1000], [], [], 0)  # select() takes fds < 1024
         assert not readable, f"{len(readable)} of the polls were answered instead of held"
     finally:
         for s in socks:
@@ -360,6 +360,9 @@ def test_a_thousand_clients_leaving_mid_hold_release_everything():
     after_rss = [rss_kb(p) for p in pids]
     print(f"{n} clients left mid-hold: fds base={base_fds} peak={peak_fds} after={[fd_count(p) for p in pids]} "
           f"rss_kb before={base_rss} after={after_rss}")
+    # A parked poll costs a few KB (libfcgi's buffers are freed before parking); allow for the allocator
+    # keeping freed pages, but not for memory held per departed client.
+    assert all(a <= b + 32 * 1024 for a, b in zip(after_rss, base_rss)), (base_rss, after_rss)
     assert worker_pids() == pids
     # And the workers still serve.
     assert get(run_url(run.friendly_id), token=key).status_code == 200
