@@ -90,13 +90,10 @@ public final class ClickHousePool: @unchecked Sendable {
         let done: Completion
     }
     private let queue = JobQueue<Job>()
-    private let counters = Mutex()
-    private var _queries = 0
-    private var _errors = 0
 
     public init(url: String, size: Int, timeoutMs: Int, keepAlive: Bool) {
         for i in 0..<max(1, size) {
-            startThread(name: "ch-\(i)") { [queue, self] in
+            startThread(name: "ch-\(i)") { [queue] in
                 let conn = ClickHouseConnection(url: url, timeoutMs: timeoutMs, keepAlive: keepAlive)
                 while let job = queue.pop() {
                     let result: Result<String, ClickHouseError>
@@ -107,10 +104,6 @@ public final class ClickHousePool: @unchecked Sendable {
                     } catch {
                         result = .failure(ClickHouseError(description: "\(error)", status: 0))
                     }
-                    self.counters.withLock {
-                        self._queries += 1
-                        if case .failure = result { self._errors += 1 }
-                    }
                     job.done(result)
                 }
             }
@@ -120,7 +113,4 @@ public final class ClickHousePool: @unchecked Sendable {
     public func query(_ sql: String, _ done: @escaping Completion) {
         queue.push(Job(sql: sql, done: done))
     }
-
-    public var queryCount: Int { counters.withLock { _queries } }
-    public var errorCount: Int { counters.withLock { _errors } }
 }

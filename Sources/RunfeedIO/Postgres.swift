@@ -112,14 +112,11 @@ public final class PostgresPool: @unchecked Sendable {
     }
     private let queue = JobQueue<Job>()
     public let size: Int
-    private let counters = Mutex()
-    private var _queries: Int = 0
-    private var _errors: Int = 0
 
     public init(conninfo: String, size: Int, statementTimeoutMs: Int = 10_000) {
         self.size = max(1, size)
         for i in 0..<self.size {
-            startThread(name: "pg-\(i)") { [queue, self] in
+            startThread(name: "pg-\(i)") { [queue] in
                 let conn = PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
                 while let job = queue.pop() {
                     let result: Result<PGRows, PGError>
@@ -129,10 +126,6 @@ public final class PostgresPool: @unchecked Sendable {
                         result = .failure(e)
                     } catch {
                         result = .failure(PGError(description: "\(error)", connectionLost: false))
-                    }
-                    self.counters.withLock {
-                        self._queries += 1
-                        if case .failure = result { self._errors += 1 }
                     }
                     job.done(result)
                 }
@@ -144,9 +137,6 @@ public final class PostgresPool: @unchecked Sendable {
         queue.push(Job(sql: sql, params: params, done: done))
     }
 
-    public var queryCount: Int { counters.withLock { _queries } }
-    public var errorCount: Int { counters.withLock { _errors } }
-    public var backlog: Int { queue.pending }
 }
 
 extension String {

@@ -169,7 +169,6 @@ public final class RedisSubscriber {
     public private(set) var confirmed: [String: Int64] = [:]
     public private(set) var state: State = .disconnected
     public private(set) var reconnects = 0
-    public private(set) var messagesReceived = 0
 
     /// Called on the loop thread for each message: (channel, payload).
     public var onMessage: ((String, String) -> Void)?
@@ -353,7 +352,6 @@ public final class RedisSubscriber {
         if kind != "message" && kind != "smessage" { trace?("redis <- \(kind) \(channel)") }
         switch kind {
         case "message", "smessage":
-            messagesReceived += 1
             onMessage?(channel, items[2].stringValue ?? "")
         case "subscribe", "ssubscribe":
             if desired.contains(channel) {

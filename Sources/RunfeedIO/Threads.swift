@@ -79,27 +79,3 @@ public final class JobQueue<Job>: @unchecked Sendable {
         pthread_mutex_unlock(&m)
     }
 }
-
-/// A bounded pool of OS threads running blocking closures (FastCGI writes, closes).
-public final class BlockingPool: @unchecked Sendable {
-    private let queue = JobQueue<@Sendable () -> Void>()
-    private let active = Mutex()
-    private var running = 0
-
-    public init(name: String, threads: Int) {
-        for i in 0..<max(1, threads) {
-            startThread(name: "\(name)-\(i)") { [queue, self] in
-                while let job = queue.pop() {
-                    self.active.withLock { self.running += 1 }
-                    job()
-                    self.active.withLock { self.running -= 1 }
-                }
-            }
-        }
-    }
-
-    public func submit(_ job: @escaping @Sendable () -> Void) { queue.push(job) }
-
-    /// Jobs queued or running.
-    public var load: Int { queue.pending + active.withLock { running } }
-}

@@ -30,8 +30,6 @@ final class RunStore {
         var next: [(Result<RunRow?, PGError>) -> Void] = []
     }
 
-    static let rowColumns = (RunColumn.allCases.map(\.sqlName) + ["\"runtimeEnvironmentId\"", "\"batchId\""])
-        .joined(separator: ", ")
 
     init(db: LoopDatabase, lookupTtlMs: Int64, rowTtlMs: Int64, maxEntries: Int) {
         self.db = db
@@ -111,7 +109,7 @@ final class RunStore {
         let startedAt = monotonicMs()
         slot.currentStartedAt = startedAt
         WorkerMetrics.runRowReads.increment()
-        let sql = "SELECT \(Self.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
+        let sql = "SELECT \(PostgresListSQL.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [runId, envId]) { [self] result in
             let mapped: Result<RunRow?, PGError> = result.map { rows in rows.rows.first.flatMap { RunRow(raw: $0) } }
             if case .success(let row) = mapped {

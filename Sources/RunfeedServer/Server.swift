@@ -211,38 +211,49 @@ public final class Server: @unchecked Sendable {
                 fail(feed.conn, .unavailable)
                 return
             }
-            var messages: [String] = []
+            var rows: [(RunRow, String)] = []
             var offsetMs = floor ?? 0
             if let row, floor == nil || row.updatedAtMs > floor! {
-                messages.append(RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, feed.columns),
-                                                         operation: floor == nil ? "insert" : "update"))
+                rows = [(row, floor == nil ? "insert" : "update")]
                 offsetMs = row.updatedAtMs
             }
-            messages.append(RunEncoder.upToDate)
-            let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: feed.apiVersion)
-            respond(feed.conn, ElectricResponse.feed(
-                handle: feed.handle, offset: Offset(updatedAtMs: offsetMs, tail: wallMs()).text, cursor: nil,
-                live: false, schema: RunEncoder.schemaHeader(feed.columns), body: body, upToDate: true,
-                legacyHeaderNames: feed.legacyHeaderNames))
+            sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
+                     apiVersion: feed.apiVersion, rows: rows, offsetMs: offsetMs, live: false)
         }
     }
 
     /// Answers a live poll: the row if it advanced, else `[up-to-date]` at the client's floor.
     func answerLive(_ feed: RunFeedRequest, floorMs: Int64, row: RunRow?) {
-        var messages: [String] = []
-        var offsetMs = floorMs
-        if let row, row.updatedAtMs > floorMs {
-            // Now minus the emitted row's updatedAt.
-            WorkerMetrics.deliveryLag.record(Double(wallMs() - row.updatedAtMs))
-            messages.append(RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, feed.columns), operation: "update"))
-            offsetMs = row.updatedAtMs
+        let advanced = row.flatMap { $0.updatedAtMs > floorMs ? $0 : nil }
+        sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
+                 apiVersion: feed.apiVersion, rows: advanced.map { [($0, "update")] } ?? [],
+                 offsetMs: advanced?.updatedAtMs ?? floorMs, live: true)
+    }
+
+    /// Sends a feed answer — the rows (inserts or updates) then `up-to-date` — with the headers of a
+    /// live or non-live response. Returns the offset sent.
+    @discardableResult
+    private func sendFeed(_ conn: FastCGIConnection, handle: String, columns: ColumnSet, legacyHeaderNames: Bool,
+                          apiVersion: String?, rows: [(RunRow, String)], offsetMs: Int64, live: Bool,
+                          extraHeaders: [(String, String)] = []) -> String {
+        if live {
+            // Now minus each emitted row's updatedAt.
+            let now = wallMs()
+            for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
+        }
+        var messages = rows.map { row, op in
+            RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: op)
         }
         messages.append(RunEncoder.upToDate)
-        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: feed.apiVersion)
-        respond(feed.conn, ElectricResponse.feed(
-            handle: feed.handle, offset: Offset(updatedAtMs: offsetMs, tail: wallMs()).text,
-            cursor: String(nextCursor()), live: true, schema: nil, body: body, upToDate: true,
-            legacyHeaderNames: feed.legacyHeaderNames))
+        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: apiVersion)
+        let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
+        var response = ElectricResponse.feed(
+            handle: handle, offset: offset, cursor: live ? String(nextCursor()) : nil, live: live,
+            schema: live ? nil : RunEncoder.schemaHeader(columns), body: body, upToDate: true,
+            legacyHeaderNames: legacyHeaderNames)
+        response.headers.append(contentsOf: extraHeaders)
+        respond(conn, response)
+        return offset
     }
 
     /// The encoded `value` object, shared by every feed that emits the same row version with the same columns.
@@ -377,24 +388,9 @@ public final class Server: @unchecked Sendable {
     /// Answers a list feed: the rows (inserts or updates) then `up-to-date`. Returns the offset sent.
     @discardableResult
     func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) -> String {
-        if live {
-            let now = wallMs()
-            for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
-        }
-        var messages = rows.map { row, op in
-            RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, request.columns), operation: op)
-        }
-        messages.append(RunEncoder.upToDate)
-        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: request.apiVersion)
-        let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
-        var response = ElectricResponse.feed(
-            handle: request.handle, offset: offset,
-            cursor: live ? String(nextCursor()) : nil, live: live,
-            schema: live ? nil : RunEncoder.schemaHeader(request.columns), body: body, upToDate: true,
-            legacyHeaderNames: request.legacyHeaderNames)
-        response.headers.append(contentsOf: request.extraHeaders)
-        respond(request.conn, response)
-        return offset
+        sendFeed(request.conn, handle: request.handle, columns: request.columns,
+                 legacyHeaderNames: request.legacyHeaderNames, apiVersion: request.apiVersion, rows: rows,
+                 offsetMs: offsetMs, live: live, extraHeaders: request.extraHeaders)
     }
 
     /// Every second, drops expired cache entries: the caches are bounded in entries, and this bounds
