@@ -3,9 +3,20 @@
 # those that are missing. Never starts, stops or reconfigures system services:
 # the local stack (scripts/stack.sh) runs its own PostgreSQL, Redis, ClickHouse
 # and nginx on its own ports and data directories.
+#
+#   scripts/deps.sh            # build, run and test (`make run`, `make test`)
+#   scripts/deps.sh --bench    # also the benchmark tools (`make bench`): BENCH_PACKAGES below
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        *) die "usage: $0 [--bench]" ;;
+    esac
+done
 
 PACKAGES=(
     # services used by the local stack (binaries only; we run our own instances)
@@ -21,6 +32,12 @@ PACKAGES=(
     git binutils libc6-dev libgcc-12-dev libstdc++-12-dev zlib1g-dev
     libedit2 libsqlite3-0 libncurses6 libxml2 libpython3.11 tzdata
 )
+
+# --bench only: nchan for the benchmark stack's pub/sub comparison (scripts/stack.sh
+# loads it itself when RUNFEED_NGINX_BENCH=1), perf and valgrind for profiling.
+# Installed with services held back (see install_without_services): nchan's
+# package triggers a reload of a running system nginx.
+BENCH_PACKAGES=(libnginx-mod-nchan linux-perf valgrind)
 
 # ClickHouse (Debian 12: 18.16) for tag/batch membership. Its postinst would
 # start the packaged server on 8123/9000 where services may be started, so it is
@@ -42,9 +59,16 @@ for p in "${CH_PACKAGES[@]}"; do
     installed "$p" || ch_missing+=("$p")
 done
 
+bench_missing=()
+if ((bench)); then
+    for p in "${BENCH_PACKAGES[@]}"; do
+        installed "$p" || bench_missing+=("$p")
+    done
+fi
+
 SUDO=()
-if ((${#missing[@]} + ${#ch_missing[@]})) && ! is_root; then
-    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]} ${ch_missing[*]}"
+if ((${#missing[@]} + ${#ch_missing[@]} + ${#bench_missing[@]})) && ! is_root; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]} ${ch_missing[*]} ${bench_missing[*]}"
     SUDO=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -94,6 +118,17 @@ if ((${#ch_missing[@]})); then
         warn "no ${ch_missing[*]} package here: the local stack runs without ClickHouse (PostgreSQL membership)"
     fi
 fi
+if ((${#bench_missing[@]})); then
+    log "installing missing benchmark packages: ${bench_missing[*]}"
+    apt_update
+    install_without_services "${bench_missing[@]}" || die "installing ${bench_missing[*]} failed"
+    for p in "${bench_missing[@]}"; do
+        installed "$p" || die "package $p did not install"
+    done
+elif ((bench)); then
+    log "benchmark packages: all present"
+fi
+
 if command -v clickhouse-server >/dev/null 2>&1; then
     log "clickhouse: $(clickhouse-client --version 2>/dev/null | head -n1 || echo installed)"
 fi
