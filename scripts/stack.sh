@@ -27,6 +27,22 @@
 #   RUNFEED_METRICS_PORT_BASE  worker N's /metrics and /healthz on 127.0.0.1:(base+N) [19100]
 #   RUNFEED_DEMO_SIMULATOR  1 = run `runfeed demo` (moves the demo-set runs, for the demo page at
 #                       /demo/) with the stack, 0 = don't   [1; 0 when RUNFEED_STATE ends in /test]
+#   RUNFEED_NGINX_WORKERS  nginx worker_processes, 1..64  [1]. Above 1 the plain-HTTP listen
+#                       gets `reuseport` (one socket per worker: the kernel spreads connections
+#                       evenly) and `accept_mutex off`. Each worker has at most `ulimit -Hn` fds
+#                       (worker_rlimit_nofile is capped there) and a held proxied long-poll costs
+#                       two, so with a hard limit of 20000, 20,000 held polls need 3, better 4.
+#   RUNFEED_NGINX_BENCH 1 = benchmark stack: nginx also loads nchan (`scripts/deps.sh --bench`
+#                       installs it) and serves, on both ports, nchan long-poll pub/sub at
+#                       /bench/nchan/sub/<channel> (GET, held up to 20 s),
+#                       /bench/nchan/pub/<channel> (POST, loopback only) and
+#                       /bench/nchan/status (loopback only), and the static files of
+#                       $RUNFEED_STATE/bench-static/ as application/json at /bench/static/;
+#                       its HTTP listen gets backlog=4096  [0]
+#   RUNFEED_NGINX_CONNECTIONS  nginx worker_connections, at most worker_rlimit_nofile
+#                       [16384; with RUNFEED_NGINX_BENCH=1 worker_rlimit_nofile - 1000 (19000
+#                       under a hard limit of 20000), leaving fds for files and logs]
+# The nginx knobs apply on every `start` (the config is rendered anew): pass them each time.
 #
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
@@ -50,6 +66,13 @@ CH_TCP_PORT=${RUNFEED_CH_TCP_PORT:-19000}
 RUNFEED_BIN=$(abs_path "${RUNFEED_BIN:-$RUNFEED_ROOT/.build/release/runfeed}")
 # Worker N serves /metrics and /healthz on 127.0.0.1:(METRICS_BASE + N).
 METRICS_BASE=${RUNFEED_METRICS_PORT_BASE:-19100}
+NGINX_WORKERS=${RUNFEED_NGINX_WORKERS:-1}
+case "${RUNFEED_NGINX_BENCH:-0}" in
+    0|no|false|off) NGINX_BENCH=0 ;;
+    1|yes|true|on) NGINX_BENCH=1 ;;
+    *) die "RUNFEED_NGINX_BENCH must be 0 or 1 (got '$RUNFEED_NGINX_BENCH')" ;;
+esac
+NGINX_CONNECTIONS=${RUNFEED_NGINX_CONNECTIONS:-}
 SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
 
@@ -62,6 +85,10 @@ require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
 [[ $CH_HTTP_PORT != "$CH_TCP_PORT" ]] || die "RUNFEED_CH_HTTP_PORT and RUNFEED_CH_TCP_PORT must differ"
 [[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) \
     || die "RUNFEED_WORKERS must be 1..64 (got '$WORKERS')"
+[[ $NGINX_WORKERS =~ ^[0-9]+$ ]] && ((NGINX_WORKERS >= 1 && NGINX_WORKERS <= 64)) \
+    || die "RUNFEED_NGINX_WORKERS must be 1..64 (got '$NGINX_WORKERS')"
+[[ -z $NGINX_CONNECTIONS || $NGINX_CONNECTIONS =~ ^[1-9][0-9]*$ ]] \
+    || die "RUNFEED_NGINX_CONNECTIONS must be a positive number (got '$NGINX_CONNECTIONS')"
 case "$STATE" in
     *[[:space:]]*) die "RUNFEED_STATE must not contain whitespace: '$STATE'" ;;
 esac
@@ -73,6 +100,10 @@ NGINX_DIR=$STATE/nginx
 NGINX_CONF=$NGINX_DIR/nginx.conf
 NGINX_PID=$NGINX_DIR/nginx.pid
 NGINX_ERR=$NGINX_DIR/error.log
+# Benchmark stack (RUNFEED_NGINX_BENCH=1): nchan, from Debian's libnginx-mod-nchan, and the
+# directory served at /bench/static/.
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+BENCH_STATIC_DIR=$STATE/bench-static
 REDIS_PID=$REDIS_DIR/redis.pid
 CH_DIR=$STATE/clickhouse
 CH_CONF=$CH_DIR/config.xml
@@ -632,27 +663,83 @@ workers_start() {
 
 # --- nginx ------------------------------------------------------------------------------------
 
+# template_blocks TEXT — TEXT without the conditional blocks that do not apply: the lines
+# between a line holding only @IF_BENCH@ (RUNFEED_NGINX_BENCH=1) or @IF_MULTI@
+# (RUNFEED_NGINX_WORKERS > 1) and the next line holding only @ENDIF@. Marker lines are dropped.
+template_blocks() {
+    local line out='' keep=1 in_block=0 multi=0
+    ((NGINX_WORKERS > 1)) && multi=1
+    while IFS= read -r line; do
+        case "$line" in
+            '@IF_BENCH@' | '@IF_MULTI@')
+                ((in_block)) && die "nginx template: nested $line"
+                in_block=1
+                if [[ $line == '@IF_BENCH@' ]]; then keep=$NGINX_BENCH; else keep=$multi; fi
+                continue
+                ;;
+            '@ENDIF@')
+                ((in_block)) || die "nginx template: @ENDIF@ without @IF_…@"
+                in_block=0 keep=1
+                continue
+                ;;
+        esac
+        ((keep)) && out+=$line$'\n'
+    done <<<"$1"
+    ((in_block)) && die "nginx template: @IF_…@ without @ENDIF@"
+    printf '%s' "${out%$'\n'}"
+}
+
 nginx_render() {
     mkdir -p "$NGINX_DIR/tmp" "$LOG_DIR"
     local tpl upstreams='' n
     tpl=$(<"$RUNFEED_ROOT/nginx/local.conf.template")
+    tpl=$(template_blocks "$tpl")
     for ((n = 1; n <= WORKERS; n++)); do
         upstreams+="        server unix:$(worker_sock "$n") max_fails=0;"$'\n'
     done
     upstreams=${upstreams%$'\n'}
+    # nginx can only raise its fd limit up to the hard limit it inherits.
+    local hard rlimit=65535
+    hard=$(ulimit -Hn)
+    if [[ $hard =~ ^[0-9]+$ ]] && ((hard < 65535)); then
+        rlimit=$hard
+    fi
+    # worker_connections: 16384 as always; the benchmark stack takes what the fd limit allows,
+    # less a reserve for files and logs. It must not exceed worker_rlimit_nofile.
+    local connections=$NGINX_CONNECTIONS reserve
+    if [[ -z $connections ]]; then
+        connections=16384
+        if ((NGINX_BENCH)); then
+            reserve=$((rlimit / 10 < 1000 ? rlimit / 10 : 1000))
+            connections=$((rlimit - reserve))
+        fi
+    elif ((connections > rlimit)); then
+        die "RUNFEED_NGINX_CONNECTIONS=$connections exceeds worker_rlimit_nofile $rlimit (ulimit -Hn $hard)"
+    fi
+    local listen_opts=''
+    ((NGINX_WORKERS > 1)) && listen_opts+=' reuseport'
+    # A burst of new connections queues here; the kernel caps it at net.core.somaxconn.
+    ((NGINX_BENCH)) && listen_opts+=' backlog=4096'
+    if ((NGINX_BENCH)); then
+        [[ -f $NCHAN_MODULE ]] \
+            || die "RUNFEED_NGINX_BENCH=1 needs nchan ($NCHAN_MODULE): run \`scripts/deps.sh --bench\`"
+        mkdir -p "$BENCH_STATIC_DIR"
+    fi
     # Literal replacement (no `&` expansion in bash >= 5.2).
     shopt -u patsub_replacement 2>/dev/null || true
     tpl=${tpl//@STATE@/"$STATE"}
     tpl=${tpl//@HTTPS_PORT@/"$HTTPS_PORT"}
     tpl=${tpl//@HTTP_PORT@/"$HTTP_PORT"}
+    tpl=${tpl//@HTTP_LISTEN_OPTS@/"$listen_opts"}
     tpl=${tpl//@UPSTREAMS@/"$upstreams"}
     tpl=${tpl//@DEMO_DIR@/"$DEMO_DIR"}
-    # nginx can only raise its fd limit up to the hard limit it inherits.
-    local hard
-    hard=$(ulimit -Hn)
-    if [[ $hard =~ ^[0-9]+$ ]] && ((hard < 65535)); then
-        tpl=${tpl//"worker_rlimit_nofile 65535;"/"worker_rlimit_nofile $hard;  # capped by ulimit -Hn"}
+    tpl=${tpl//@NGINX_WORKERS@/"$NGINX_WORKERS"}
+    tpl=${tpl//@NGINX_CONNECTIONS@/"$connections"}
+    tpl=${tpl//@NCHAN_MODULE@/"$NCHAN_MODULE"}
+    if ((rlimit < 65535)); then
+        tpl=${tpl//"worker_rlimit_nofile 65535;"/"worker_rlimit_nofile $rlimit;  # capped by ulimit -Hn"}
     fi
+    [[ $tpl =~ @[A-Z_]+@ ]] && die "nginx template: placeholder ${BASH_REMATCH[0]} left unreplaced"
     printf '%s\n' "$tpl" >"$NGINX_CONF.new"
     mv -f "$NGINX_CONF.new" "$NGINX_CONF"
     ln -sfn "$NGINX_ERR" "$LOG_DIR/nginx-error.log"
