@@ -848,6 +848,15 @@ write_demo_env() {
         echo "DATABASE_URL=$DATABASE_URL"
         echo "REDIS_HOST=127.0.0.1"
         echo "REDIS_PORT=$REDIS_PORT"
+        if ((NGINX_BENCH)); then
+            echo "# Benchmark stack (RUNFEED_NGINX_BENCH=1): nchan long-poll pub/sub and static JSON files"
+            echo "RUNFEED_NGINX_WORKERS=$NGINX_WORKERS"
+            echo "RUNFEED_BENCH_STATIC_DIR=$BENCH_STATIC_DIR"
+            echo "RUNFEED_BENCH_STATIC_URL=http://127.0.0.1:$HTTP_PORT/bench/static/"
+            echo "RUNFEED_BENCH_NCHAN_SUB_URL=http://127.0.0.1:$HTTP_PORT/bench/nchan/sub/"
+            echo "RUNFEED_BENCH_NCHAN_PUB_URL=http://127.0.0.1:$HTTP_PORT/bench/nchan/pub/"
+            echo "RUNFEED_BENCH_NCHAN_STATUS_URL=http://127.0.0.1:$HTTP_PORT/bench/nchan/status"
+        fi
     } >"$DEMO_ENV.new"
     mv -f "$DEMO_ENV.new" "$DEMO_ENV"
     log "wrote $DEMO_ENV"
