@@ -115,14 +115,11 @@ FUZZ_SECONDS ?= 120
 fuzz:
 	bash fuzz/run.sh $(FUZZ_SECONDS)
 
-# Benchmarks against the running `make run` stack (loopback only, bounded); figures go to
-# docs/BENCHMARKS.md by hand, with the command lines printed here.
+# Benchmarks (docs/BENCHMARKS.md): a dedicated stack on its own ports, every scenario bounded
+# and on loopback, tables rewritten in docs/BENCHMARKS.md. BENCH_ARGS go to bench/run.py
+# (e.g. BENCH_ARGS="--quick --no-doc" for a smoke run).
+BENCH_ARGS ?=
 bench:
-	@test -f .runfeed/demo.env || { echo "start the stack first: make run" >&2; exit 1; }
-	@set -a; . .runfeed/demo.env; set +a; \
-	ulimit -n "$$(ulimit -Hn)"; \
-	echo "== python3 bench/livepolls.py --polls 1000 --runs 100 --publishes 200 --interval-ms 50"; \
-	python3 bench/livepolls.py --polls 1000 --runs 100 --publishes 200 --interval-ms 50 \
-	    --worker-pid "$$(cat $$RUNFEED_RUN_DIR/worker-1.pid)"; \
-	echo "== (cd bench && python3 listfeeds.py --feeds 500)"; \
-	cd bench && python3 listfeeds.py --feeds 500
+	bash scripts/deps.sh --bench
+	$(SWIFT) build -c release
+	BENCH_ARGS="$(BENCH_ARGS)" bash scripts/bench.sh $(BENCH_ARGS)

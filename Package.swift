@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "runfeed", targets: ["runfeed"]),
+        .executable(name: "runfeed-load", targets: ["runfeed-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,12 @@ let package = Package(
             "RunfeedServer", "RunfeedIO", "RunfeedCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Benchmark load generator (bench/README.md): held long-polls, request rates, naive polling.
+        .executableTarget(name: "runfeed-load", dependencies: [
+            "RunfeedIO", "RunfeedCore", "CPostgres",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "bench/load"),
 
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
     ],
