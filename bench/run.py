@@ -438,7 +438,7 @@ def fanout_runfeed(stack, data, psql, redis, k, rounds, profile_to=None):
     gen = Generator("electric", stack.port, paths, k, auth(stack), duration=300, ramp=2500, quiet=False)
     stack.wait_until(f"{k} held", lambda: stack.held("run") >= k, 60)
     time.sleep(1.0)
-    pg0 = stack.metric("runfeed_postgres_queries_total")
+    m0 = stack.scrape()
     perf = None
     if profile_to:
         perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", profile_to, "--", "sleep", "3600"],
@@ -459,12 +459,13 @@ def fanout_runfeed(stack, data, psql, redis, k, rounds, profile_to=None):
     if perf:
         perf.send_signal(2)
         perf.wait(timeout=60)
-    pg1 = stack.metric("runfeed_postgres_queries_total")
+    m1 = stack.scrape()
     time.sleep(0.2)
     gen.stop()
     sizes = [size for (_, _, st, size, kind, _) in gen.responses if kind == "l" and st == 200 and size > 100]
     out = summarize_rounds(gen, results, k)
-    out["pg_queries_per_change"] = (pg1 - pg0) / rounds
+    out["pg_queries_per_change"] = (stack.metric("runfeed_postgres_queries_total", m1) - stack.metric("runfeed_postgres_queries_total", m0)) / rounds
+    out["row_reads_per_change"] = (stack.metric("runfeed_run_row_reads_total", m1) - stack.metric("runfeed_run_row_reads_total", m0)) / rounds
     out["body_bytes"] = int(statistics.median(sizes)) if sizes else 0
     out["errors"] = len(gen.errors())
     stack.wait_until("drain", lambda: stack.held("run") == 0, 30)
@@ -862,7 +863,8 @@ def main():
             prof = os.path.join(stack.state, "perf-fanout.data") if k == sizes[-1][0] and shutil.which("perf") else None
             log(f"fan-out: {k} subscribers, {rounds} rounds, runfeed" + (" (profiled)" if prof else ""))
             rf = fanout_runfeed(stack, data, psql, redis, k, rounds, profile_to=prof)
-            log(f"  runfeed: delivered {rf['delivered']}/{rf['expected']}, last p50 {fmt_ms(rf['last_p50_ms'])} ms, p99 {fmt_ms(rf['p99_ms'])} ms")
+            log(f"  runfeed: delivered {rf['delivered']}/{rf['expected']}, last p50 {fmt_ms(rf['last_p50_ms'])} ms, p99 {fmt_ms(rf['p99_ms'])} ms, "
+                f"{rf['pg_queries_per_change']:.2f} queries and {rf['row_reads_per_change']:.2f} row reads per change")
             if prof:
                 res["profile"] = profile_report(prof, stack.worker_pids())
                 res["profile_k"] = k

@@ -7,6 +7,9 @@ public struct ReplayBuffer: Sendable {
     /// The latest change record per run (present for every run in `latest`; synthesized as a partial record
     /// when the run was recorded by id only).
     private var recordByRun: [String: ChangeRecord] = [:]
+    /// When the latest record of each run was heard, on the local monotonic clock in µs (present when the
+    /// caller gave it): orders the arrival against local row reads, which wall milliseconds cannot.
+    private var heardUs: [String: Int64] = [:]
     /// Arrivals in time order; stale entries (superseded by a later arrival) are skipped on pruning.
     private var order: [(runId: String, atMs: Int64)] = []
     private var head = 0
@@ -28,8 +31,9 @@ public struct ReplayBuffer: Sendable {
 
     /// Records that `r` arrived at `atMs` (wall clock) and keeps it as the run's latest record. A missing
     /// `batchId`, `updatedAtMs` or `envId` keeps what an earlier record of the run said (`updatedAtMs`: the max).
-    public mutating func record(_ r: ChangeRecord, atMs: Int64) {
+    public mutating func record(_ r: ChangeRecord, atMs: Int64, heardUs: Int64? = nil) {
         store(recordByRun[r.runId].map { $0.folding(r, partialWins: false) } ?? r, atMs: atMs)
+        if let heardUs { self.heardUs[r.runId] = heardUs } else { self.heardUs.removeValue(forKey: r.runId) }
     }
 
     /// The latest record of every run whose latest arrival is at or after `sinceMs` and still in the window,
@@ -60,6 +64,13 @@ public struct ReplayBuffer: Sendable {
         }
     }
 
+    /// The latest change record of `runId`, if it arrived at or after `sinceMs` (wall ms) and is still
+    /// buffered: its arrival in wall ms, and in local monotonic µs when that was recorded.
+    public func lastArrival(runId: String, sinceMs: Int64) -> (atMs: Int64, heardUs: Int64?)? {
+        guard let at = latest[runId], at >= sinceMs else { return nil }
+        return (at, heardUs[runId])
+    }
+
     /// True when a change for `runId` arrived at or after `sinceMs` and is still in the window.
     public func changed(runId: String, sinceMs: Int64) -> Bool {
         guard let at = latest[runId] else { return false }
@@ -87,6 +98,7 @@ public struct ReplayBuffer: Sendable {
         if latest[e.runId] == e.atMs {
             latest.removeValue(forKey: e.runId)
             recordByRun.removeValue(forKey: e.runId)
+            heardUs.removeValue(forKey: e.runId)
         }
     }
 }
@@ -99,4 +111,21 @@ public func gapCovered(subscribedAtMs: Int64?, sinceMs: Int64, nowMs: Int64, win
     guard let sub = subscribedAtMs, sinceMs > 0 else { return false }
     let since = sinceMs - skewMs
     return sub <= since && since >= nowMs - windowMs && sinceMs <= nowMs + skewMs
+}
+
+/// How fresh the gap read of a live poll must be, as a lower bound (local monotonic µs) on when that read
+/// started; nil when no gap read is needed.
+///
+/// - Gap not covered (this worker was not listening for the whole gap, or it is too old): a read started
+///   now, since the change could have happened at any time.
+/// - Covered, no record of the run since the client's previous response: no read.
+/// - Covered, a record heard at `heardUs`: any read that started after the record arrived already sees the
+///   write (records are published after the commit), so the row read shared by the polls the record woke
+///   also serves every client that re-arms after it — on this worker or coming from another one. Without
+///   the local arrival time, only a read started now will do.
+public func gapReadFreshAfter(covered: Bool, heard: (atMs: Int64, heardUs: Int64?)?, nowUs: Int64) -> Int64? {
+    guard covered else { return nowUs }
+    guard let heard else { return nil }
+    guard let us = heard.heardUs else { return nowUs }
+    return min(us + 1, nowUs)
 }

@@ -16,6 +16,13 @@ public func monotonicMs() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// Microseconds on the monotonic clock (ordering row reads against change-record arrivals).
+public func monotonicUs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+}
+
 /// Milliseconds since the Unix epoch on the wall clock (row timestamps, offsets).
 public func wallMs() -> Int64 {
     var ts = timespec()

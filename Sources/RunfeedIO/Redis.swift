@@ -109,6 +109,39 @@ public final class RedisClient {
         }
     }
 
+    /// Sends several commands in one write and reads their replies in order (one round trip);
+    /// reconnects and resends once if the connection is gone, so the commands must be safe to repeat.
+    public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {
+        if ctx == nil { try connect() }
+        do {
+            return try pipelineOnce(commands)
+        } catch {
+            try connect()
+            return try pipelineOnce(commands)
+        }
+    }
+
+    private func pipelineOnce(_ commands: [[String]]) throws -> [RedisReply] {
+        guard let c = ctx else { throw IOError("redis: not connected") }
+        for args in commands {
+            let rc = withArgv(args) { argc, argv, lens in redisAppendCommandArgv(c, argc, argv, lens) }
+            if rc != REDIS_OK { redisFree(c); ctx = nil; throw IOError("redis: out of memory") }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(c, &raw) == REDIS_OK, let raw else {
+                redisFree(c)
+                ctx = nil
+                throw IOError("redis: connection lost")
+            }
+            replies.append(RedisReply(raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
     private func commandOnce(_ args: [String]) throws -> RedisReply {
         guard let c = ctx else { throw IOError("redis: not connected") }
         let raw = withArgv(args) { argc, argv, lens in redisCommandArgv(c, argc, argv, lens) }

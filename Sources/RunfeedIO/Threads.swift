@@ -66,6 +66,24 @@ public final class JobQueue<Job>: @unchecked Sendable {
         return job
     }
 
+    /// Blocks until a job is available, then takes up to `max` of them; nil once closed and empty.
+    public func popBatch(max: Int) -> [Job]? {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        while head >= jobs.count {
+            if closed { return nil }
+            pthread_cond_wait(&c, &m)
+        }
+        let end = Swift.min(jobs.count, head + Swift.max(1, max))
+        let batch = Array(jobs[head..<end])
+        head = end
+        if head > 1024 && head * 2 > jobs.count {
+            jobs.removeFirst(head)
+            head = 0
+        }
+        return batch
+    }
+
     public var pending: Int {
         pthread_mutex_lock(&m)
         defer { pthread_mutex_unlock(&m) }

@@ -17,6 +17,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
 
     private struct Job: Sendable {
         let args: [String]
+        /// Runs on the loop.
         let done: @Sendable (Result<RedisReply, IOError>) -> Void
     }
 
@@ -44,19 +45,42 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         self.limit = limit
         self.log = log
         for i in 0..<max(1, threads) {
-            startThread(name: "limit-\(i)") { [queue, self] in
+            startThread(name: "limit-\(i)") { [queue, loop, self] in
                 let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
-                while let job = queue.pop() {
-                    do {
-                        job.done(.success(try client.command(job.args)))
-                    } catch let e as IOError {
-                        job.done(.failure(e))
-                    } catch {
-                        job.done(.failure(IOError("\(error)")))
+                var sha: String?
+                // Everything queued meanwhile goes out in one pipelined write (one round trip and one
+                // wake of the loop for a burst of re-arming polls), the script by its SHA once loaded.
+                while let jobs = queue.popBatch(max: 512) {
+                    let results = Self.run(jobs, client: client, sha: &sha)
+                    loop.execute {
+                        for (job, result) in zip(jobs, results) { job.done(result) }
                     }
-                    self.outstanding.withLock { self.outstandingJobs -= 1 }
+                    self.outstanding.withLock { self.outstandingJobs -= jobs.count }
                 }
             }
+        }
+    }
+
+    private static func run(_ jobs: [Job], client: RedisClient, sha: inout String?) -> [Result<RedisReply, IOError>] {
+        do {
+            if sha == nil, case .string(let loaded)? = try? client.command(["SCRIPT", "LOAD", script]) { sha = loaded }
+            let commands = jobs.map { job -> [String] in
+                guard let sha, job.args.first == "EVAL" else { return job.args }
+                return ["EVALSHA", sha] + job.args.dropFirst(2)
+            }
+            var replies = try client.pipeline(commands)
+            for i in replies.indices {
+                // The script cache was flushed (SCRIPT FLUSH, a restart): send the script itself.
+                if case .error(let e) = replies[i], e.hasPrefix("NOSCRIPT") {
+                    sha = nil
+                    replies[i] = try client.command(jobs[i].args)
+                }
+            }
+            return replies.map { .success($0) }
+        } catch let e as IOError {
+            return jobs.map { _ in .failure(e) }
+        } catch {
+            return jobs.map { _ in .failure(IOError("\(error)")) }
         }
     }
 
@@ -76,23 +100,21 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
         let box = LoopBox(done)
         let args = ["EVAL", Self.script, "1", Self.key(envId), String(wallMs()), member, String(limit)]
-        push(Job(args: args) { [loop, log] result in
-            loop.execute {
-                switch result {
-                case .success(.integer(1)):
-                    box.value(.admitted(member: member))
-                case .success(.integer(0)):
-                    WorkerMetrics.liveRejectedByLimit.increment()
-                    box.value(.rejected)
-                case .success(let other):
-                    log.error("concurrency limit: unexpected reply \(other)")
-                    WorkerMetrics.liveLimitLookupFailed.increment()
-                    box.value(.failed)
-                case .failure(let e):
-                    log.error("concurrency limit lookup failed: \(e.description)")
-                    WorkerMetrics.liveLimitLookupFailed.increment()
-                    box.value(.failed)
-                }
+        push(Job(args: args) { [log] result in
+            switch result {
+            case .success(.integer(1)):
+                box.value(.admitted(member: member))
+            case .success(.integer(0)):
+                WorkerMetrics.liveRejectedByLimit.increment()
+                box.value(.rejected)
+            case .success(let other):
+                log.error("concurrency limit: unexpected reply \(other)")
+                WorkerMetrics.liveLimitLookupFailed.increment()
+                box.value(.failed)
+            case .failure(let e):
+                log.error("concurrency limit lookup failed: \(e.description)")
+                WorkerMetrics.liveLimitLookupFailed.increment()
+                box.value(.failed)
             }
         })
     }

@@ -63,6 +63,12 @@ final class EnvChannels {
         replays[env]?.records(sinceMs: sinceMs - config.clockSkewMs) ?? []
     }
 
+    /// When this worker last heard a record of `runId` in `env` (wall ms, local monotonic µs), if that was
+    /// since `sinceMs` (allowing for clock skew).
+    func lastHeard(_ env: String, runId: String, sinceMs: Int64) -> (atMs: Int64, heardUs: Int64?)? {
+        replays[env]?.lastArrival(runId: runId, sinceMs: sinceMs - config.clockSkewMs)
+    }
+
     func subscriptionChanged(channel: String, at: Int64?) {
         guard let env = Channels.envId(fromChannel: channel) else { return }
         if let at {
@@ -83,7 +89,7 @@ final class EnvChannels {
         }
         WorkerMetrics.recordsAccepted.increment()
         var buffer = replays[env] ?? ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)
-        buffer.record(record, atMs: wallMs())
+        buffer.record(record, atMs: wallMs(), heardUs: monotonicUs())
         replays[env] = buffer
         // The channel names the environment: a record never reaches another environment's feeds,
         // whatever envId it claims.

@@ -169,7 +169,22 @@ final class ListFeedRegistry {
             return
         }
         let missed = channels.replayed(env, sinceMs: offset.tail).filter { request.filter.mayMatch($0) }
-        if !missed.isEmpty {
+        guard !missed.isEmpty else { return }
+        // Rows read after their record arrived here (by the hydrate that woke the other feeds of this
+        // change) already show it: a client re-arming after such a change costs no new read.
+        let now = monotonicUs()
+        var cached: [RunRow] = []
+        for r in missed {
+            guard let store = server?.store,
+                  let freshAfter = gapReadFreshAfter(covered: true, heard: channels.lastHeard(env, runId: r.runId, sinceMs: offset.tail),
+                                                     nowUs: now),
+                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
+            cached.append(row)
+        }
+        if cached.count == missed.count {
+            WorkerMetrics.listGapFromCache.increment()
+            _ = deliver(feed, Self.newestFirst(cached.filter { request.filter.contains($0) }))
+        } else {
             hydrateAndDeliver([feed.id: Set(missed.map(\.runId))], env: env)
         }
     }
@@ -245,11 +260,14 @@ final class ListFeedRegistry {
             for (id, runs) in targets {
                 guard let feed = feeds[id] else { continue }
                 feed.busy = false
-                let rows = runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) }
-                    .sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+                let rows = Self.newestFirst(runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) })
                 if !deliver(feed, rows) { settle(feed) }
             }
         }
+    }
+
+    private static func newestFirst(_ rows: [RunRow]) -> [RunRow] {
+        rows.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
     }
 
     /// The notify fast path: diff the rows against the working set and merge; emit if anything is new.

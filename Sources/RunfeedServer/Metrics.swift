@@ -30,6 +30,8 @@ enum WorkerMetrics {
     static let runBackstopDelivered = Counter(label: "runfeed_backstop_deliveries_total", dimensions: [("kind", "run")])
     static let listBackstopDelivered = Counter(label: "runfeed_backstop_deliveries_total", dimensions: [("kind", "list")])
     static let coldResolves = Counter(label: "runfeed_cold_resolves_total")
+    /// Tag and batch polls whose gap (changes since their previous answer) was served from rows already read.
+    static let listGapFromCache = Counter(label: "runfeed_gap_reads_total", dimensions: [("kind", "list"), ("source", "cache")])
     static let runsetHit = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "hit")])
     static let runsetMiss = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "miss")])
     static let runsetCoalesced = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "coalesced")])

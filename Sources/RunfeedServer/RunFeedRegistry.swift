@@ -51,9 +51,10 @@ final class RunFeedRegistry {
         let env = request.envId
         channels.retain(env)
         let covered = channels.covers(env, sinceMs: offset.tail)
-        let missed = covered && channels.replayed(env, sinceMs: offset.tail).contains { $0.runId == request.runId }
+        let heardAt = covered ? channels.lastHeard(env, runId: request.runId, sinceMs: offset.tail) : nil
+        let freshAfter = gapReadFreshAfter(covered: covered, heard: heardAt, nowUs: monotonicUs())
         let feed = LiveRunFeed(id: nextId, request: request, floorMs: floor,
-                               machine: RunFeedPoll(floorMs: floor, needsGapRead: !covered || missed))
+                               machine: RunFeedPoll(floorMs: floor, needsGapRead: freshAfter != nil))
         nextId += 1
         feeds[feed.id] = feed
         byRun[Self.runKey(env, request.runId), default: []].insert(feed.id)
@@ -69,10 +70,12 @@ final class RunFeedRegistry {
         loop.watch(fd: request.conn.fd, events: EV_IN | EV_RDHUP) { [weak self] _ in
             self?.event(feed, .aborted)
         }
-        act(feed, feed.machine.start(), freshAfter: monotonicMs())
+        act(feed, feed.machine.start(), freshAfter: freshAfter ?? monotonicUs())
     }
 
-    private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent) {
+    /// `notifiedAt`: for `.notified`, when the record arrived (monotonic µs); every read that started
+    /// after it will do, so all the feeds one record wakes share one read.
+    private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent, notifiedAt: Int64? = nil) {
         guard feeds[feed.id] != nil else { return }
         switch e {
         case .deadline: WorkerMetrics.runBackstop.increment()
@@ -82,7 +85,7 @@ final class RunFeedRegistry {
         case .notified: WorkerMetrics.runNotify.increment()
         default: break
         }
-        let freshAfter = e == .notified ? monotonicMs() : monotonicMs() - config.runCacheTtlMs
+        let freshAfter = e == .notified ? (notifiedAt ?? monotonicUs()) : monotonicUs() - config.runCacheTtlMs * 1000
         act(feed, feed.machine.handle(e), freshAfter: freshAfter)
     }
 
@@ -136,15 +139,17 @@ final class RunFeedRegistry {
     /// Subscribed again after a loss: records may have been missed meanwhile, so every run this
     /// worker holds for the environment is re-read now instead of at the backstop.
     private func wakeAll(env: String) {
+        let now = monotonicUs()
         for id in byEnv[env] ?? [] {
-            if let feed = feeds[id] { event(feed, .notified) }
+            if let feed = feeds[id] { event(feed, .notified, notifiedAt: now) }
         }
     }
 
     private func received(env: String, record: ChangeRecord) {
         guard let ids = byRun[Self.runKey(env, record.runId)] else { return }
+        let now = monotonicUs()
         for id in ids {
-            if let feed = feeds[id] { event(feed, .notified) }
+            if let feed = feeds[id] { event(feed, .notified, notifiedAt: now) }
         }
     }
 }

@@ -20,7 +20,7 @@ final class RunStore {
 
     struct CachedRow {
         var row: RunRow?
-        /// Monotonic time the read that produced it started.
+        /// Monotonic time (µs) the read that produced it started.
         var startedAt: Int64
     }
 
@@ -86,8 +86,25 @@ final class RunStore {
         }
     }
 
+    /// A row already read by a read that started at or after `freshAfter` (monotonic µs), if still cached.
+    func cachedRow(envId: String, runId: String, freshAfter: Int64) -> RunRow? {
+        guard let c = rows.get(envId + "\u{0}" + runId, nowMs: monotonicMs()), c.startedAt >= freshAfter else { return nil }
+        return c.row
+    }
+
+    /// Keeps rows read elsewhere (a tag or batch feed's hydrate that started at `startedAt`) for the
+    /// polls that re-arm after them.
+    func remember(envId: String, rows read: [RunRow], startedAt: Int64) {
+        let now = monotonicMs()
+        for row in read {
+            let key = envId + "\u{0}" + row.id
+            if let c = rows.get(key, nowMs: now), c.startedAt >= startedAt { continue }
+            rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: now)
+        }
+    }
+
     /// Reads one run's full row. The answer reflects the database at some moment at or after
-    /// `freshAfter` (monotonic ms): a cached row or an in-flight read that started late enough is
+    /// `freshAfter` (monotonic µs): a cached row or an in-flight read that started late enough is
     /// shared; otherwise a new read starts (after the in-flight one, if any).
     func readRow(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
         let key = envId + "\u{0}" + runId
@@ -106,7 +123,7 @@ final class RunStore {
     }
 
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
-        let startedAt = monotonicMs()
+        let startedAt = monotonicUs()
         slot.currentStartedAt = startedAt
         WorkerMetrics.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"

@@ -96,6 +96,8 @@ final class RunsetService {
 
 
     var resolverName: String { resolver.name }
+    /// Told about every hydrated row and when its read started (the run store keeps them briefly).
+    var onHydrated: ((_ envId: String, _ rows: [RunRow], _ startedAt: Int64) -> Void)?
 
     init(resolver: MembershipResolver, db: LoopDatabase, log: Logger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {
         self.resolver = resolver
@@ -174,10 +176,11 @@ final class RunsetService {
         var byId: [String: RunRow] = [:]
         var remaining = chunks.count
         var failed: RunsetFailure?
+        let startedAt = monotonicUs()
         for chunk in chunks {
             WorkerMetrics.listHydrates.increment()
             let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
-            db.query(q.sql, q.params) { result in
+            db.query(q.sql, q.params) { [self] result in
                 switch result {
                 case .failure(let e): failed = .database(e.description)
                 case .success(let rows):
@@ -185,7 +188,10 @@ final class RunsetService {
                 }
                 remaining -= 1
                 if remaining == 0 {
-                    if let failed { done(.failure(failed)) } else { done(.success(ids.compactMap { byId[$0] })) }
+                    if let failed { done(.failure(failed)); return }
+                    let rows = ids.compactMap { byId[$0] }
+                    self.onHydrated?(envId, rows, startedAt)
+                    done(.success(rows))
                 }
             }
         }

@@ -68,6 +68,7 @@ public final class Server: @unchecked Sendable {
         }
         feeds.server = self
         lists.server = self
+        runsets.onHydrated = { [store] env, rows, startedAt in store.remember(envId: env, rows: rows, startedAt: startedAt) }
     }
 
     /// A fresh `electric-cursor` value: a per-process counter wrapping below 2^53.
@@ -205,7 +206,7 @@ public final class Server: @unchecked Sendable {
         var floor: Int64?
         if case .at(let o) = query.offset, query.handle == feed.handle { floor = max(0, o.updatedAtMs) }
         // A catch-up reads afresh (read-your-writes); a snapshot may share a row read ≤ 250 ms old.
-        let freshAfter = floor == nil ? monotonicMs() - config.runCacheTtlMs : monotonicMs()
+        let freshAfter = floor == nil ? monotonicUs() - config.runCacheTtlMs * 1000 : monotonicUs()
         store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: freshAfter) { [self] result in
             guard case .success(let row) = result else {
                 fail(feed.conn, .unavailable)

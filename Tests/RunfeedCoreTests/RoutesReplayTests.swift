@@ -76,3 +76,37 @@ final class ReplayBufferTests: XCTestCase {
         XCTAssertFalse(gapCovered(subscribedAtMs: 1000, sinceMs: 60_000, nowMs: 10_000, windowMs: 2000, skewMs: 250))
     }
 }
+
+final class GapReadFreshnessTests: XCTestCase {
+    func testUncoveredGapNeedsAReadStartedNow() {
+        XCTAssertEqual(gapReadFreshAfter(covered: false, heard: nil, nowUs: 900_000), 900_000)
+        XCTAssertEqual(gapReadFreshAfter(covered: false, heard: (4_990, 880_000), nowUs: 900_000), 900_000)
+    }
+
+    func testCoveredGapWithoutARecordNeedsNoRead() {
+        XCTAssertNil(gapReadFreshAfter(covered: true, heard: nil, nowUs: 900_000))
+    }
+
+    func testCoveredGapWithARecordAcceptsAnyReadStartedAfterItArrived() {
+        XCTAssertEqual(gapReadFreshAfter(covered: true, heard: (4_960, 860_500), nowUs: 900_000), 860_501)
+        // Without the local arrival time only a read started now will do.
+        XCTAssertEqual(gapReadFreshAfter(covered: true, heard: (4_960, nil), nowUs: 900_000), 900_000)
+        // Never later than now.
+        XCTAssertEqual(gapReadFreshAfter(covered: true, heard: (4_960, 950_000), nowUs: 900_000), 900_000)
+    }
+
+    func testLastArrivalOnlySinceTheGivenTime() {
+        var b = ReplayBuffer(windowMs: 2_000, maxRuns: 10)
+        b.record(ChangeRecord(v: 1, runId: "r1", envId: "e"), atMs: 1_000, heardUs: 50)
+        b.record(ChangeRecord(v: 1, runId: "r1", envId: "e"), atMs: 1_200, heardUs: 250)
+        XCTAssertEqual(b.lastArrival(runId: "r1", sinceMs: 1_100)?.atMs, 1_200)
+        XCTAssertEqual(b.lastArrival(runId: "r1", sinceMs: 1_200)?.heardUs, 250)
+        XCTAssertNil(b.lastArrival(runId: "r1", sinceMs: 1_201))
+        XCTAssertNil(b.lastArrival(runId: "r2", sinceMs: 0))
+        b.record(runId: "r3", atMs: 1_300)
+        XCTAssertNil(b.lastArrival(runId: "r3", sinceMs: 0)?.heardUs)
+        // Forgotten with the arrival.
+        b.prune(nowMs: 4_000)
+        XCTAssertNil(b.lastArrival(runId: "r1", sinceMs: 0))
+    }
+}
