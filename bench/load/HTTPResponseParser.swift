@@ -3,7 +3,7 @@
 /// `prefixLimit` bytes are retained (enough to tag an nchan message). Pure: no I/O.
 struct HTTPResponse {
     var status: Int = 0
-    /// Lower-cased names; only the last value of a repeated header is kept.
+    /// The headers the generator reads (lower-cased names); only the last value of a repeated one is kept.
     var headers: [String: String] = [:]
     var bodyBytes: Int = 0
     var bodyPrefix: [UInt8] = []
@@ -122,27 +122,60 @@ struct HTTPResponseParser {
         return r
     }
 
+    /// Header names the generator reads; every other header is skipped without building a String.
+    private static let wanted: [[UInt8]] = ["content-length", "transfer-encoding", "connection", "electric-handle",
+                                            "electric-offset", "electric-cursor", "last-modified", "etag"].map { Array($0.utf8) }
+
     private mutating func parseHead() throws {
-        let text = String(decoding: line, as: UTF8.self)
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard !lines.isEmpty else { throw HTTPParseError.badStatusLine }
-        let statusLine = lines.removeFirst()
-        let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
-            throw HTTPParseError.badStatusLine
-        }
-        current.status = status
-        current.keepAlive = parts[0] == "HTTP/1.1"
-        for l in lines {
-            guard let colon = l.firstIndex(of: ":") else { continue }
-            let name = l[..<colon].lowercased()
-            let value = String(l[l.index(after: colon)...]).trimmingSpaces()
-            current.headers[name] = value
+        try line.withUnsafeBufferPointer { buf in
+            let n = buf.count
+            // Status line: HTTP/1.x SP code SP reason CRLF
+            guard n >= 12, buf[0] == 72, buf[4] == 47, buf[5] == 49, buf[6] == 46, buf[8] == 32 else {
+                throw HTTPParseError.badStatusLine
+            }
+            var code = 0
+            for k in 9..<12 {
+                let d = Int(buf[k]) - 48
+                guard d >= 0 && d <= 9 else { throw HTTPParseError.badStatusLine }
+                code = code * 10 + d
+            }
+            current.status = code
+            current.keepAlive = buf[7] == 49
+            var i = 12
+            while i < n && buf[i] != 10 { i += 1 }
+            i += 1
+            while i < n {
+                var end = i
+                while end < n && buf[end] != 10 { end += 1 }
+                var lineEnd = end
+                if lineEnd > i && buf[lineEnd - 1] == 13 { lineEnd -= 1 }
+                if lineEnd > i, let colon = (i..<lineEnd).first(where: { buf[$0] == 58 }) {
+                    for name in Self.wanted where name.count == colon - i {
+                        var same = true
+                        for k in 0..<name.count {
+                            var c = buf[i + k]
+                            if c >= 65 && c <= 90 { c += 32 }
+                            if c != name[k] { same = false; break }
+                        }
+                        if same {
+                            var v = colon + 1
+                            while v < lineEnd && (buf[v] == 32 || buf[v] == 9) { v += 1 }
+                            var e = lineEnd
+                            while e > v && (buf[e - 1] == 32 || buf[e - 1] == 9) { e -= 1 }
+                            current.headers[String(decoding: name, as: UTF8.self)] =
+                                String(decoding: UnsafeBufferPointer(rebasing: buf[v..<e]), as: UTF8.self)
+                            break
+                        }
+                    }
+                }
+                i = end + 1
+            }
         }
         if let c = current.headers["connection"]?.lowercased() {
             if c.contains("close") { current.keepAlive = false }
             if c.contains("keep-alive") { current.keepAlive = true }
         }
+        let status = current.status
         let noBody = expectNoBody || status / 100 == 1 || status == 204 || status == 304
         if noBody {
             state = .head
