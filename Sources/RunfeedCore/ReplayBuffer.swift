@@ -13,6 +13,9 @@ public struct ReplayBuffer: Sendable {
     /// Arrivals in time order; stale entries (superseded by a later arrival) are skipped on pruning.
     private var order: [(runId: String, atMs: Int64)] = []
     private var head = 0
+    /// The latest arrival (wall ms) dropped to keep `maxRuns`, not for age: a gap that began at or before
+    /// it is not covered by this buffer.
+    public private(set) var evictedThroughMs = Int64.min
 
     public init(windowMs: Int64, maxRuns: Int) {
         self.windowMs = windowMs
@@ -60,6 +63,8 @@ public struct ReplayBuffer: Sendable {
         order.append((runId, atMs))
         prune(nowMs: atMs)
         while latest.count > maxRuns, head < order.count {
+            let e = order[head]
+            if latest[e.runId] == e.atMs { evictedThroughMs = max(evictedThroughMs, e.atMs) }
             dropHead()
         }
     }

@@ -166,7 +166,13 @@ public final class FastCGIListener: @unchecked Sendable {
     private let stopEvent = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
 
     /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
-    public init(address: String, backlog: Int32 = 1024, socketMode: mode_t = 0o666) throws {
+    /// Listen backlog of worker sockets: when one change wakes thousands of polls, their clients all
+    /// re-arm at once and nginx opens that many upstream connections within milliseconds; a backlog
+    /// that overflows makes nginx fail them (EAGAIN on a unix socket → 502/503). The kernel caps it at
+    /// `net.core.somaxconn` (4096 on current kernels).
+    public static let burstBacklog: Int32 = 65535
+
+    public init(address: String, backlog: Int32 = FastCGIListener.burstBacklog, socketMode: mode_t = 0o666) throws {
         guard FCGX_Init() == 0 else { throw IOError("FCGX_Init failed") }
         FastCGIListener.restoreSignals()
         self.address = address
@@ -250,10 +256,20 @@ public final class FastCGIListener: @unchecked Sendable {
     private static func params(of req: UnsafeMutablePointer<FCGX_Request>) -> [String: String] {
         var out: [String: String] = [:]
         guard var p = req.pointee.envp else { return out }
+        out.reserveCapacity(32)
         while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") {
-                out[String(s[..<eq])] = String(s[s.index(after: eq)...])
+            // "NAME=value" as bytes: found with strchr/strlen, decoded once per part (Character-wise
+            // String search showed up in profiles of re-arm bursts).
+            if let eq = strchr(entry, 61) {
+                let nameLen = entry.distance(to: eq)
+                let value = eq + 1
+                let valueLen = strlen(value)
+                let name = entry.withMemoryRebound(to: UInt8.self, capacity: nameLen) {
+                    String(decoding: UnsafeBufferPointer(start: $0, count: nameLen), as: UTF8.self)
+                }
+                out[name] = value.withMemoryRebound(to: UInt8.self, capacity: valueLen) {
+                    String(decoding: UnsafeBufferPointer(start: $0, count: valueLen), as: UTF8.self)
+                }
             }
             p += 1
         }

@@ -243,7 +243,7 @@ public final class Supervisor {
 }
 
 /// Opens a FastCGI listening socket without starting anything else (for the supervisor).
-public func openFastCGISocket(_ address: String, backlog: Int32 = 1024, socketMode: mode_t = 0o666) throws -> Int32 {
+public func openFastCGISocket(_ address: String, backlog: Int32 = FastCGIListener.burstBacklog, socketMode: mode_t = 0o666) throws -> Int32 {
     let l = try FastCGIListener(address: address, backlog: backlog, socketMode: socketMode)
     _ = fcntl(l.socketFd, F_SETFD, 0)  // inheritable through posix_spawn's dup2 either way
     return l.socketFd

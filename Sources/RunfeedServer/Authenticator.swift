@@ -31,6 +31,8 @@ final class Authenticator {
     private let db: LoopDatabase
     private let ttlMs: Int64
     private var byKey: BoundedTTLCache<String, EnvRecord?>
+    /// Key lookups in flight (nil: the database failed).
+    private var keyFlights = SingleFlight<String, EnvRecord??>()
     private var byId: BoundedTTLCache<String, EnvRecord?>
     private var branches: BoundedTTLCache<String, String?>
     /// Unknown keys and ids are remembered for a shorter time than known ones.
@@ -76,6 +78,11 @@ final class Authenticator {
             finishSecret(cached, branchHeader: branchHeader, done)
             return
         }
+        let joined = keyFlights.join(key) { [self] outcome in
+            guard let record = outcome else { return done(.failure(.unavailable)) }
+            finishSecret(record, branchHeader: branchHeader, done)
+        }
+        guard joined else { return }
         let sql = """
             SELECT * FROM (
               SELECT 0 AS src, \(Self.envColumns), e."apiKey", NULL::text AS grace
@@ -90,9 +97,10 @@ final class Authenticator {
             ) k ORDER BY src, grace DESC LIMIT 1
             """
         db.query(sql, [key]) { [self] result in
+            let outcome: EnvRecord??
             switch result {
             case .failure:
-                done(.failure(.unavailable))
+                outcome = .none
             case .success(let rows):
                 var record: EnvRecord?
                 if let r = rows.rows.first {
@@ -102,8 +110,9 @@ final class Authenticator {
                                        graceEndsMs: r[8].flatMap { PGText.timestampToEpochMs($0) })
                 }
                 byKey.set(key, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
-                finishSecret(record, branchHeader: branchHeader, done)
+                outcome = .some(record)
             }
+            for w in keyFlights.complete(key) { w(outcome) }
         }
     }
 

@@ -73,7 +73,7 @@ public struct ServerConfig: Sendable {
             authCacheMaxEntries: Int(env.int(["RUNFEED_AUTH_CACHE_MAX_ENTRIES"], default: 10_000)),
             runCacheTtlMs: env.int(names("RUN_CACHE_TTL_MS"), default: 250),
             runCacheMaxEntries: Int(env.int(names("RUN_CACHE_MAX_ENTRIES"), default: 5_000)),
-            replayWindowMs: env.int(names("REPLAY_WINDOW_MS"), default: 2_000),
+            replayWindowMs: env.int(names("REPLAY_WINDOW_MS"), default: 10_000),
             replayMaxRuns: Int(env.int(names("REPLAY_MAX_RUNS"), default: 512)),
             unsubscribeLingerMs: env.int(names("UNSUBSCRIBE_LINGER_MS"), default: 5_000),
             clockSkewMs: env.int(["RUNFEED_CLOCK_SKEW_MS"], default: 250),

@@ -56,6 +56,8 @@ final class EnvChannels {
     func covers(_ env: String, sinceMs: Int64) -> Bool {
         gapCovered(subscribedAtMs: subscribedAt[env], sinceMs: sinceMs, nowMs: wallMs(),
                    windowMs: config.replayWindowMs, skewMs: config.clockSkewMs)
+            // Records dropped to bound the buffer (more runs changed than it keeps) are unknown.
+            && sinceMs - config.clockSkewMs > (replays[env]?.evictedThroughMs ?? Int64.min)
     }
 
     /// Records of `env` that arrived since `sinceMs` (allowing for clock skew), latest per run.

@@ -17,6 +17,7 @@ final class RunStore {
     private var lookups: BoundedTTLCache<String, RunLookup>
     private var rows: BoundedTTLCache<String, CachedRow>
     private var slots: [String: ReadSlot] = [:]
+    private var lookupFlights = SingleFlight<String, Result<RunLookup?, PGError>>()
 
     struct CachedRow {
         var row: RunRow?
@@ -45,20 +46,22 @@ final class RunStore {
             done(.success(hit))
             return
         }
+        guard lookupFlights.join(key, done) else { return }
         let sql = """
             SELECT r."id", r."friendlyId", r."taskIdentifier", r."runTags", b."friendlyId"
             FROM "TaskRun" r LEFT JOIN "BatchTaskRun" b ON b."id" = r."batchId"
             WHERE r."friendlyId" = $1 AND r."runtimeEnvironmentId" = $2 LIMIT 1
             """
         db.query(sql, [friendlyId, envId]) { [self] result in
-            done(result.map { rows in
+            let found: Result<RunLookup?, PGError> = result.map { rows in
                 guard let r = rows.rows.first, let id = r[0] else { return nil }
                 let found = RunLookup(id: id, friendlyId: r[1] ?? friendlyId, taskIdentifier: r[2] ?? "",
                                       runTags: r[3].flatMap { PGText.parseArray($0)?.compactMap { $0 } } ?? [],
                                       batchFriendlyId: r[4])
                 lookups.set(key, found, nowMs: monotonicMs())
                 return found
-            })
+            }
+            for w in lookupFlights.complete(key) { w(found) }
         }
     }
 
@@ -75,14 +78,16 @@ final class RunStore {
             done(.success(hit.id))
             return
         }
+        guard lookupFlights.join(key, { done($0.map { $0?.id }) }) else { return }
         let sql = "SELECT \"id\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [friendlyId, envId]) { [self] result in
-            done(result.map { rows in
+            let found: Result<RunLookup?, PGError> = result.map { rows in
                 guard let id = rows.rows.first?.first ?? nil else { return nil }
-                lookups.set(key, RunLookup(id: id, friendlyId: friendlyId, taskIdentifier: "", runTags: [], batchFriendlyId: nil),
-                            nowMs: monotonicMs())
-                return id
-            })
+                let found = RunLookup(id: id, friendlyId: friendlyId, taskIdentifier: "", runTags: [], batchFriendlyId: nil)
+                lookups.set(key, found, nowMs: monotonicMs())
+                return found
+            }
+            for w in lookupFlights.complete(key) { w(found) }
         }
     }
 

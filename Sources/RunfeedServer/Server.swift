@@ -79,7 +79,7 @@ public final class Server: @unchecked Sendable {
 
     /// Opens the listener and runs the event loop on the calling thread until SIGTERM drains it.
     public func run() throws {
-        let l = try FastCGIListener(address: config.listen)
+        let l = try FastCGIListener(address: config.listen, backlog: FastCGIListener.burstBacklog)
         listener = l
         try runLoop(with: l)
     }

@@ -110,3 +110,21 @@ final class GapReadFreshnessTests: XCTestCase {
         XCTAssertNil(b.lastArrival(runId: "r1", sinceMs: 0))
     }
 }
+
+final class ReplayEvictionTests: XCTestCase {
+    func testEvictionForTheRunCapIsRemembered() {
+        var b = ReplayBuffer(windowMs: 10_000, maxRuns: 2)
+        XCTAssertEqual(b.evictedThroughMs, Int64.min)
+        b.record(runId: "a", atMs: 100)
+        b.record(runId: "a", atMs: 150)   // supersedes a@100
+        b.record(runId: "b", atMs: 200)
+        XCTAssertEqual(b.evictedThroughMs, Int64.min)
+        b.record(runId: "c", atMs: 300)   // a third run: a@150 goes (a@100 was superseded, no eviction)
+        XCTAssertEqual(b.evictedThroughMs, 150)
+        XCTAssertNil(b.lastArrival(runId: "a", sinceMs: 0))
+        XCTAssertEqual(b.lastArrival(runId: "b", sinceMs: 0)?.atMs, 200)
+        // Age-based pruning is not eviction.
+        b.prune(nowMs: 20_000)
+        XCTAssertEqual(b.evictedThroughMs, 150)
+    }
+}
