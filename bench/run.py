@@ -260,6 +260,7 @@ class Generator:
         self.responses = []      # (global conn, t_us, status, bytes, kind, tag)
         self.by_tag = collections.Counter()
         self.held = []
+        self.quiet = quiet
         self.lock = threading.Lock()
         nproc = max(1, -(-connections // PER_PROCESS))
         base = 0
@@ -419,12 +420,29 @@ def capacity(stack, data, sizes, kinds):
                     "threads": s1[p]["threads"], "fds": s1[p]["fds"],
                     "cpu_pct_5s": 100.0 * (s2[p]["cpu_ticks"] - s1[p]["cpu_ticks"]) / CLK_TCK / 5.0,
                 })
+            cycle = None
+            if n == max(sizes):
+                # A whole hold cycle (17-23 s): every poll is answered up-to-date once and re-arms, as
+                # real clients do; the steady cost of holding n polls with no changes.
+                c0 = {p: proc_sample(p) for p in pids}
+                n0, q0 = cpu_ticks(nginx_workers), stack.metric("runfeed_postgres_queries_total")
+                r0 = len(gen.responses) if not gen.quiet else None
+                time.sleep(23.0)
+                c1 = {p: proc_sample(p) for p in pids}
+                n1, q1 = cpu_ticks(nginx_workers), stack.metric("runfeed_postgres_queries_total")
+                cycle = {"seconds": 23.0,
+                         "worker_cpu_pct": [100.0 * (c1[p]["cpu_ticks"] - c0[p]["cpu_ticks"]) / CLK_TCK / 23.0 for p in pids],
+                         "nginx_cpu_pct": 100.0 * (n1 - n0) / CLK_TCK / 23.0,
+                         "pg_qps": (q1 - q0) / 23.0,
+                         "held_after": stack.held(metric_kind)}
+                log(f"  over a hold cycle: workers {', '.join(f'{c:.1f}%' for c in cycle['worker_cpu_pct'])} CPU, "
+                    f"nginx {cycle['nginx_cpu_pct']:.1f}%, {cycle['pg_qps']:.1f} Postgres queries/s")
             gen.stop()
             errors = len(gen.errors())
             stack.wait_until("held polls to drain", lambda: stack.held(metric_kind) == 0, 30)
             rows.append({"kind": kind, "target": n, "held": held, "reached": ok, "ramp_s": round(ramp_s, 1),
                          "workers": per_worker, "nginx_cpu_pct_5s": 100.0 * (ng2 - ng1) / CLK_TCK / 5.0,
-                         "pg_queries_5s": pg1 - pg0, "errors": errors})
+                         "pg_queries_5s": pg1 - pg0, "errors": errors, "cycle": cycle})
             log(f"  held {held}/{n} in {ramp_s:.1f}s; " + "; ".join(
                 f"w{i + 1}: {w['held']} held, {w['rss_held_kb'] / 1024:.1f} MB, "
                 f"{(w['kb_per_poll'] or 0):.2f} KB/poll, {w['threads']} thr, {w['cpu_pct_5s']:.1f}% cpu"
@@ -675,20 +693,24 @@ def profile_report(perf_data, worker_comm_pids):
         if m:
             comms.append((float(m.group(1)), m.group(2)))
     pids = ",".join(str(p) for p in worker_comm_pids)
-    by_sym = subprocess.run(["perf", "report", "-i", perf_data, "--no-children", "--pid", pids, "--sort", "dso,symbol",
-                             "--stdio", "--percent-limit", "0.7"], capture_output=True, text=True).stdout
-    syms = []
+    # Inclusive time of runfeed's own functions (children included), entry points and thunks left out.
+    by_sym = subprocess.run(["perf", "report", "-i", perf_data, "--children", "--pid", pids, "--sort", "dso,symbol",
+                             "--stdio", "--percent-limit", "1", "-g", "none"], capture_output=True, text=True).stdout
+    raw = []
     for line in by_sym.splitlines():
-        m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[.\]\s+(.+?)\s*$", line)
-        if m:
-            syms.append((float(m.group(1)), m.group(2), m.group(3)))
-    if syms and shutil.which("swift-demangle"):
-        names = "\n".join(s[2] for s in syms)
-        dem = subprocess.run(["swift-demangle", "--simplified", "--compact"], input=names, capture_output=True,
-                             text=True).stdout.splitlines()
-        if len(dem) == len(syms):
-            syms = [(p, d, n) for (p, d, _), n in zip(syms, dem)]
-    return {"by_comm": comms[:12], "worker_symbols": syms[:20]}
+        m = re.match(r"\s+([\d.]+)%\s+([\d.]+)%\s+(\S+)\s+\[.\]\s+(.+?)\s*$", line)
+        if m and m.group(3) == "runfeed":
+            raw.append((float(m.group(1)), float(m.group(2)), re.split(r"\s{2,}", m.group(4).strip())[0]))
+    if raw and shutil.which("swift-demangle"):
+        dem = subprocess.run(["swift-demangle", "--simplified", "--compact"], input="\n".join(r[2] for r in raw),
+                             capture_output=True, text=True).stdout.splitlines()
+        if len(dem) == len(raw):
+            raw = [(c, sf, n) for (c, sf, _), n in zip(raw, dem)]
+    skip = re.compile(r"^(partial apply|thunk|reabstraction|protocol witness|runfeed_main|main$|.*\.run\(\)|"
+                      r"Server\.runLoop|EventLoop\.run|closure #1 in closure #1 in LoopDatabase)")
+    syms = [(c, sf, re.split(r"\s{2,}", n.strip())[0]) for c, sf, n in raw
+            if not skip.match(n) and "startThread" not in n]
+    return {"by_comm": comms[:12], "worker_symbols": syms[:18]}
 
 
 # --- report --------------------------------------------------------------------------------------------
@@ -762,6 +784,17 @@ def render(res):
                     f"{r['nginx_cpu_pct_5s']:.1f} %" if first else "",
                     fmt_int(int(r["pg_queries_5s"])) if first else "",
                     str(r["errors"]) if first else ""]) + " |")
+        cyc = [r for r in res["capacity"] if r.get("cycle")]
+        if cyc:
+            lines += ["", "Holding the largest count through a whole hold cycle (23 s, no changes: every poll is answered "
+                      "up-to-date once at its 17–23 s deadline, after a backstop read, and re-arms, as real clients do):", "",
+                      "| feeds | held | worker CPU | nginx CPU (all workers) | Postgres queries/s (backstop reads) | still held after |",
+                      "|---|---|---|---|---|---|"]
+            for r in cyc:
+                c = r["cycle"]
+                lines.append(f"| {'single-run' if r['kind'] == 'run' else 'tag'} | {fmt_int(r['held'])} | "
+                             f"{' and '.join(f'{x:.1f} %' for x in c['worker_cpu_pct'])} | {c['nginx_cpu_pct']:.1f} % | "
+                             f"{c['pg_qps']:.1f} | {fmt_int(c['held_after'])} |")
         s["capacity"] = "\n".join(lines)
     if "fanout" in res:
         lines = ["| subscribers | system | rounds | delivered | first response p50 | last response p50 | last response max | all responses p50 | p99 | max | Postgres queries per change |",
@@ -824,9 +857,10 @@ def render(res):
         lines = [f"System-wide `perf record -a -g -F 499` during the {fmt_int(res['profile_k'])}-subscriber runfeed fan-out rounds.", "",
                  "CPU samples by process (thread name):", "", "| share | process |", "|---|---|"]
         lines += [f"| {pc:.1f} % | `{c}` |" for pc, c in p["by_comm"]]
-        lines += ["", "Top symbols inside the runfeed workers (self time, share of all samples):", "",
-                  "| share | object | symbol |", "|---|---|---|"]
-        lines += [f"| {pc:.2f} % | {d} | `{sym[:120]}` |" for pc, d, sym in p["worker_symbols"]]
+        lines += ["", "Where the workers spend it: runfeed's own functions by inclusive time (callees included; "
+                  "share of all samples of the machine):", "",
+                  "| inclusive | self | function |", "|---|---|---|"]
+        lines += [f"| {c:.2f} % | {sf:.2f} % | `{sym[:110]}` |" for c, sf, sym in p["worker_symbols"]]
         s["profile"] = "\n".join(lines)
     return s
 
