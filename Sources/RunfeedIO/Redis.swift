@@ -1,5 +1,6 @@
 import CLinux
 import CHiredis
+import RunfeedCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,15 +24,7 @@ public struct RedisEndpoint: Sendable, Equatable {
     }
 }
 
-/// A plain Redis reply tree.
-public indirect enum RedisReply: Sendable, Equatable {
-    case string(String)
-    case status(String)
-    case error(String)
-    case integer(Int64)
-    case array([RedisReply])
-    case null
-
+extension RedisReply {
     init(_ r: UnsafeMutablePointer<redisReply>) {
         switch Int32(r.pointee.type) {
         case REDIS_REPLY_STRING:
@@ -57,13 +50,6 @@ public indirect enum RedisReply: Sendable, Equatable {
         guard let p = r.pointee.str else { return "" }
         let buf = UnsafeRawBufferPointer(start: p, count: Int(r.pointee.len))
         return String(decoding: buf, as: UTF8.self)
-    }
-
-    public var stringValue: String? {
-        switch self {
-        case .string(let s), .status(let s): return s
-        default: return nil
-        }
     }
 }
 

@@ -16,29 +16,22 @@ final class ConcurrencyLimiter: @unchecked Sendable {
     }
 
     private struct Job: Sendable {
-        let args: [String]
+        let op: LimiterOp
         /// Runs on the loop.
-        let done: @Sendable (Result<RedisReply, IOError>) -> Void
+        let done: @Sendable (LimiterOutcome) -> Void
     }
 
     private let loop: EventLoop
     private let log: Logger
     let limit: Int64
-    private let queue = JobQueue<Job>()
+    private let queue = JobQueue<[Job]>()
+    /// Operations taken on the loop since the last hand-over (loop thread only): handed to the limiter
+    /// threads together once the loop has finished what it is doing, so a burst of re-arming polls
+    /// becomes one batch.
+    private var gathered: [Job] = []
     private let outstanding = Mutex()
     private var outstandingJobs = 0
     private var nextMember: UInt64 = 0
-
-    static let script = """
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - 300000))
-        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-        redis.call('EXPIRE', KEYS[1], 300)
-        if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
-          redis.call('ZREM', KEYS[1], ARGV[2])
-          return 0
-        end
-        return 1
-        """
 
     init(loop: EventLoop, endpoint: RedisEndpoint, limit: Int64, threads: Int, log: Logger) {
         self.loop = loop
@@ -48,12 +41,14 @@ final class ConcurrencyLimiter: @unchecked Sendable {
             startThread(name: "limit-\(i)") { [queue, loop, self] in
                 let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
                 var sha: String?
-                // Everything queued meanwhile goes out in one pipelined write (one round trip and one
-                // wake of the loop for a burst of re-arming polls), the script by its SHA once loaded.
-                while let jobs = queue.popBatch(max: 512) {
-                    let results = Self.run(jobs, client: client, sha: &sha)
+                // Everything queued meanwhile goes out as one batch (LimiterBatch: one script call per
+                // environment for the admissions, one ZREM for the releases, pipelined), and the
+                // outcomes go back to the loop in one wake.
+                while let batches = queue.popBatch(max: 64) {
+                    let jobs = batches.flatMap { $0 }
+                    let outcomes = Self.run(jobs.map(\.op), limit: limit, client: client, sha: &sha)
                     loop.execute {
-                        for (job, result) in zip(jobs, results) { job.done(result) }
+                        for (job, outcome) in zip(jobs, outcomes) { job.done(outcome) }
                     }
                     self.outstanding.withLock { self.outstandingJobs -= jobs.count }
                 }
@@ -61,37 +56,40 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         }
     }
 
-    private static func run(_ jobs: [Job], client: RedisClient, sha: inout String?) -> [Result<RedisReply, IOError>] {
+    private static func run(_ ops: [LimiterOp], limit: Int64, client: RedisClient, sha: inout String?) -> [LimiterOutcome] {
         do {
-            if sha == nil, case .string(let loaded)? = try? client.command(["SCRIPT", "LOAD", script]) { sha = loaded }
-            let commands = jobs.map { job -> [String] in
-                guard let sha, job.args.first == "EVAL" else { return job.args }
-                return ["EVALSHA", sha] + job.args.dropFirst(2)
+            if sha == nil, case .string(let loaded)? = try? client.command(["SCRIPT", "LOAD", LimiterBatch.acquireScript]) {
+                sha = loaded
             }
-            var replies = try client.pipeline(commands)
+            let batch = LimiterBatch(ops, limit: limit, sha: sha)
+            var replies = try client.pipeline(batch.commands)
             for i in replies.indices {
                 // The script cache was flushed (SCRIPT FLUSH, a restart): send the script itself.
-                if case .error(let e) = replies[i], e.hasPrefix("NOSCRIPT") {
+                if case .error(let e) = replies[i], e.hasPrefix("NOSCRIPT"), batch.commands[i].first == "EVALSHA" {
                     sha = nil
-                    replies[i] = try client.command(jobs[i].args)
+                    replies[i] = try client.command(["EVAL", LimiterBatch.acquireScript] + batch.commands[i].dropFirst(2))
                 }
             }
-            return replies.map { .success($0) }
-        } catch let e as IOError {
-            return jobs.map { _ in .failure(e) }
+            return batch.outcomes(ops, replies: replies)
         } catch {
-            return jobs.map { _ in .failure(IOError("\(error)")) }
+            return ops.map { _ in .failed("\(error)") }
         }
     }
 
-    static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:" + envId }
+    static func key(_ envId: String) -> String { LimiterBatch.key(envId) }
 
     /// Admissions and releases not yet done (a draining worker waits for its releases).
     var pending: Int { outstanding.withLock { outstandingJobs } }
 
     private func push(_ job: Job) {
         outstanding.withLock { outstandingJobs += 1 }
-        queue.push(job)
+        gathered.append(job)
+        guard gathered.count == 1 else { return }
+        loop.execute { [self] in
+            let jobs = gathered
+            gathered = []
+            queue.push(jobs)
+        }
     }
 
     /// Takes a slot for one live poll of `envId`. Runs `done` on the loop.
@@ -99,21 +97,18 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         nextMember &+= 1
         let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
         let box = LoopBox(done)
-        let args = ["EVAL", Self.script, "1", Self.key(envId), String(wallMs()), member, String(limit)]
-        push(Job(args: args) { [log] result in
-            switch result {
-            case .success(.integer(1)):
+        push(Job(op: .acquire(envId: envId, member: member, nowMs: wallMs())) { [log] outcome in
+            switch outcome {
+            case .admitted:
                 box.value(.admitted(member: member))
-            case .success(.integer(0)):
+            case .rejected:
                 WorkerMetrics.liveRejectedByLimit.increment()
                 box.value(.rejected)
-            case .success(let other):
-                log.error("concurrency limit: unexpected reply \(other)")
+            case .failed(let e):
+                log.error("concurrency limit lookup failed: \(e)")
                 WorkerMetrics.liveLimitLookupFailed.increment()
                 box.value(.failed)
-            case .failure(let e):
-                log.error("concurrency limit lookup failed: \(e.description)")
-                WorkerMetrics.liveLimitLookupFailed.increment()
+            case .released:
                 box.value(.failed)
             }
         })
@@ -121,7 +116,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
 
     /// Frees a slot (the poll was answered or its client left).
     func release(envId: String, member: String) {
-        push(Job(args: ["ZREM", Self.key(envId), member]) { _ in })
+        push(Job(op: .release(envId: envId, member: member)) { _ in })
     }
 }
 
