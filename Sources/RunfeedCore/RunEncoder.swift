@@ -1,4 +1,7 @@
 // Row model and the Electric shape-log encoding of TaskRun rows (§4.4, §4.5, §5).
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One TaskRun row as raw libpq text values.
 public struct RunRow: Sendable, Equatable {
@@ -145,9 +148,23 @@ public enum RunEncoder {
     }
 
     static func replaceAll(_ haystack: String, _ needle: String, _ replacement: String) -> String {
+        guard !needle.isEmpty, haystack.utf8.count >= needle.utf8.count else { return haystack }
+        // Most bodies hold no match: find that out without copying.
+        let found: Bool = haystack.utf8.withContiguousStorageIfAvailable { h in
+            needle.utf8.withContiguousStorageIfAvailable { n in
+                guard let first = n.first else { return false }
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+                    i += 1
+                }
+                return false
+            } ?? true
+        } ?? true
+        guard found else { return haystack }
         let h = Array(haystack.utf8)
         let n = Array(needle.utf8)
-        guard !n.isEmpty, h.count >= n.count else { return haystack }
         var out: [UInt8] = []
         var i = 0
         var changed = false

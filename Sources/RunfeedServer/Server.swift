@@ -242,11 +242,18 @@ public final class Server: @unchecked Sendable {
             let now = wallMs()
             for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
         }
-        var messages = rows.map { row, op in
-            RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: op)
+        let body: String
+        if rows.count <= 1 {
+            // One row (or none): the same body for every feed answered with this row version — a fan-out
+            // encodes it once.
+            body = singleRowBody(rows.first, columns, legacy: apiVersion != RunEncoder.currentApiVersion)
+        } else {
+            var messages = rows.map { row, op in
+                RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: op)
+            }
+            messages.append(RunEncoder.upToDate)
+            body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: apiVersion)
         }
-        messages.append(RunEncoder.upToDate)
-        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: apiVersion)
         let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
         var response = ElectricResponse.feed(
             handle: handle, offset: offset, cursor: live ? String(nextCursor()) : nil, live: live,
@@ -255,6 +262,19 @@ public final class Server: @unchecked Sendable {
         response.headers.append(contentsOf: extraHeaders)
         respond(conn, response)
         return offset
+    }
+
+    /// The body of an answer with at most one row, cached like `value`.
+    private func singleRowBody(_ row: (RunRow, String)?, _ columns: ColumnSet, legacy: Bool) -> String {
+        let key = row.map { "body|\($0.0.id)|\($0.0.updatedAtMs)|\(columns.signature)|\($0.1)|\(legacy)" } ?? "body||\(legacy)"
+        let now = monotonicMs()
+        if let hit = encoded.get(key, nowMs: now) { return hit }
+        var messages = row.map { [RunEncoder.changeMessage(runId: $0.0.id, valueJSON: value($0.0, columns), operation: $0.1)] } ?? []
+        messages.append(RunEncoder.upToDate)
+        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages),
+                                                         apiVersion: legacy ? nil : RunEncoder.currentApiVersion)
+        encoded.set(key, body, nowMs: now)
+        return body
     }
 
     /// The encoded `value` object, shared by every feed that emits the same row version with the same columns.

@@ -234,3 +234,15 @@ final class RunEncoderTests: XCTestCase {
         XCTAssertTrue(RunEncoder.rewriteForLegacyApiVersion(body, apiVersion: "2025-07-16").contains(#""status":"DEQUEUED""#))
     }
 }
+
+final class ReplaceAllTests: XCTestCase {
+    func testReplacesEveryMatchIncludingAtTheEdgesAndReturnsTheInputWhenThereIsNone() {
+        XCTAssertEqual(RunEncoder.replaceAll("abXabXab", "ab", "c"), "cXcXc")
+        XCTAssertEqual(RunEncoder.replaceAll("aaa", "aa", "b"), "ba")
+        XCTAssertEqual(RunEncoder.replaceAll("no match here", "zz", "y"), "no match here")
+        XCTAssertEqual(RunEncoder.replaceAll("ab", "abc", "y"), "ab")
+        XCTAssertEqual(RunEncoder.replaceAll("", "a", "y"), "")
+        XCTAssertEqual(RunEncoder.replaceAll("x", "", "y"), "x")
+        XCTAssertEqual(RunEncoder.replaceAll("é-é", "é", "e"), "e-e")
+    }
+}
