@@ -870,6 +870,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run of every scenario)")
     ap.add_argument("--only", default="capacity,fanout,churn,dbload,snapshots",
                     help="comma-separated scenarios to run")
+    ap.add_argument("--capacity-sizes", default="1000,5000,10000,20000")
+    ap.add_argument("--capacity-kinds", default="run,tag")
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--no-doc", action="store_true", help="print the tables, do not rewrite the document")
     ap.add_argument("--command", default="make bench")
@@ -888,7 +890,8 @@ def main():
            "workers": stack.workers, "nginx_workers": len(stack.nginx_pids()[1])}
     q = a.quick
     if "capacity" in only:
-        res["capacity"] = capacity(stack, data, [200, 1000] if q else [1000, 5000, 10000, 20000], ["run", "tag"])
+        sizes = [200, 1000] if q else [int(x) for x in a.capacity_sizes.split(",")]
+        res["capacity"] = capacity(stack, data, sizes, a.capacity_kinds.split(","))
     if "fanout" in only:
         res["fanout"] = []
         sizes = [(100, 5), (1000, 5)] if q else [(100, 20), (1000, 20), (10000, 10)]

@@ -95,7 +95,9 @@ final class RunFeedRegistry {
             return
         case .readRow:
             let r = feed.request
-            server?.store.readRow(envId: r.envId, runId: r.runId, freshAfter: freshAfter) { [weak self] result in
+            guard let store = server?.store else { return }
+            let read = feed.machine.state == .reading(.backstop) ? store.readRowBatched : store.readRow
+            read(r.envId, r.runId, freshAfter) { [weak self] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
                 var updatedAt: Int64?
                 if case .success(let row) = result, let row {

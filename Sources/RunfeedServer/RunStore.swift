@@ -18,6 +18,10 @@ final class RunStore {
     private var rows: BoundedTTLCache<String, CachedRow>
     private var slots: [String: ReadSlot] = [:]
     private var lookupFlights = SingleFlight<String, Result<RunLookup?, PGError>>()
+    /// Backstop reads waiting to go out together, per environment (see `readRowBatched`).
+    private var batched: [String: [(runId: String, done: (Result<RunRow?, PGError>) -> Void)]] = [:]
+    private var batchTimer: EventLoop.TimerID?
+    static let batchWindowMs: Int64 = 50
 
     struct CachedRow {
         var row: RunRow?
@@ -32,10 +36,16 @@ final class RunStore {
     }
 
 
+    static let minimumRowRetentionMs: Int64 = 2_000
+
     init(db: LoopDatabase, lookupTtlMs: Int64, rowTtlMs: Int64, maxEntries: Int) {
         self.db = db
         lookups = BoundedTTLCache(ttlMs: lookupTtlMs, maxEntries: maxEntries)
-        rows = BoundedTTLCache(ttlMs: rowTtlMs, maxEntries: maxEntries)
+        // Kept for at least 2 s: every reader checks when the read started (`freshAfter`), so keeping a row
+        // longer never serves it staler than asked — a snapshot still takes only reads younger than
+        // `rowTtlMs` — while the clients of a large fan-out, which re-arm over a second or more, find the
+        // read that answered them instead of starting new ones.
+        rows = BoundedTTLCache(ttlMs: max(rowTtlMs, Self.minimumRowRetentionMs), maxEntries: maxEntries)
     }
 
     /// The run with this friendly id in this environment (nil: not there). Misses are never cached:
@@ -125,6 +135,55 @@ final class RunStore {
         }
         slot.current = [done]
         start(slot, key: key, envId: envId, runId: runId)
+    }
+
+    /// `readRow` for reads that may wait a moment (the backstop re-read at each hold deadline): a read
+    /// that started late enough is shared as usual, otherwise the run joins a batch that goes out within
+    /// `batchWindowMs` as one `id = ANY(…)` query per environment. Holding thousands of polls then costs a
+    /// few queries a second instead of one per poll per hold.
+    func readRowBatched(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
+        let key = envId + "\u{0}" + runId
+        if let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= freshAfter {
+            done(.success(c.row))
+            return
+        }
+        if let slot = slots[key], let started = slot.currentStartedAt, started >= freshAfter {
+            slot.current.append(done)
+            return
+        }
+        batched[envId, default: []].append((runId, done))
+        if batchTimer == nil {
+            batchTimer = db.loop.schedule(afterMs: Self.batchWindowMs) { [weak self] in self?.flushBatched() }
+        }
+    }
+
+    private func flushBatched() {
+        batchTimer = nil
+        let pending = batched
+        batched = [:]
+        for (envId, waiters) in pending {
+            let ids = Array(Set(waiters.map(\.runId))).sorted()
+            for start in stride(from: 0, to: ids.count, by: 1000) {
+                let chunk = Array(ids[start..<min(start + 1000, ids.count)])
+                let chunkSet = Set(chunk)
+                let startedAt = monotonicUs()
+                WorkerMetrics.runRowReads.increment()
+                let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
+                db.query(q.sql, q.params) { [self] result in
+                    var byId: [String: RunRow] = [:]
+                    if case .success(let got) = result {
+                        for raw in got.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                        let now = monotonicMs()
+                        for id in chunk {
+                            rows.set(envId + "\u{0}" + id, CachedRow(row: byId[id], startedAt: startedAt), nowMs: now)
+                        }
+                    }
+                    for w in waiters where chunkSet.contains(w.runId) {
+                        w.done(result.map { _ in byId[w.runId] })
+                    }
+                }
+            }
+        }
     }
 
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
