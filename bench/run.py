@@ -98,6 +98,20 @@ def children(pid):
     return kids
 
 
+def postgres_cpu_ticks(pids):
+    """CPU of every PostgreSQL process: the live ones, plus what the postmaster has reaped from
+    backends that already exited (their time moves to its cutime/cstime)."""
+    total = cpu_ticks(pids)
+    if pids:
+        try:
+            with open(f"/proc/{pids[0]}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[13]) + int(fields[14])
+        except OSError:
+            pass
+    return total
+
+
 def cpu_ticks(pids):
     total = 0
     for p in pids:
@@ -614,11 +628,10 @@ def db_load(stack, data, psql, redis, k, seconds, change_rate):
     gen = Generator("electric", stack.port, paths, k, auth(stack), duration=seconds + 120, ramp=2500, quiet=True)
     stack.wait_until(f"{k} held", lambda: stack.held("run") >= k, 60)
     time.sleep(1.0)
-    pg_pids = stack.postgres_pids()
     s0 = stack.scrape()
     m0 = stack.metric("runfeed_postgres_queries_total", s0)
     r0 = stack.metric("runfeed_run_row_reads_total", s0)
-    c0 = cpu_ticks(pg_pids)
+    c0 = postgres_cpu_ticks(stack.postgres_pids())
     t0 = time.monotonic()
     n = 0
     while time.monotonic() - t0 < seconds:
@@ -633,7 +646,7 @@ def db_load(stack, data, psql, redis, k, seconds, change_rate):
     s1 = stack.scrape()
     m1 = stack.metric("runfeed_postgres_queries_total", s1)
     r1 = stack.metric("runfeed_run_row_reads_total", s1)
-    c1 = cpu_ticks(pg_pids)
+    c1 = postgres_cpu_ticks(stack.postgres_pids())
     gen.stop()
     stack.wait_until("drain", lambda: stack.held("run") == 0, 30)
     return {"k": k, "seconds": round(elapsed, 1), "changes": n, "queries": m1 - m0,
@@ -646,14 +659,13 @@ def naive(stack, data, k, seconds):
     with open(runs_file, "w") as f:
         for rid in data.ids:
             f.write(f"{rid} {stack.env}\n")
-    pg_pids = stack.postgres_pids()
-    c0 = cpu_ticks(pg_pids)
+    c0 = postgres_cpu_ticks(stack.postgres_pids())
     t0 = time.monotonic()
     out = subprocess.run([LOAD, "naive-postgres", "--database-url", stack.db, "--runs-file", runs_file,
                           "--subscribers", str(k), "--connections", "8", "--duration", str(seconds)],
                          capture_output=True, text=True, check=True).stdout
     elapsed = time.monotonic() - t0
-    c1 = cpu_ticks(stack.postgres_pids())
+    c1 = postgres_cpu_ticks(stack.postgres_pids())
     line = next(l for l in out.splitlines() if l.startswith("NAIVE "))
     kv = parse_kv(line)
     return {"k": k, "qps": float(kv["qps"]), "queries": int(kv["queries"]), "seconds": float(kv["seconds"]),
@@ -661,7 +673,7 @@ def naive(stack, data, k, seconds):
             "pg_cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / elapsed}
 
 
-def snapshots(stack, data, seconds, connections):
+def snapshots(stack, data, seconds, connections, profile_to=None):
     static_dir = os.path.join(stack.state, "bench-static")
     os.makedirs(static_dir, exist_ok=True)
     cases = [("single run", f"/realtime/v1/runs/{data.friendly[1]}?offset=-1", "run.json"),
@@ -675,8 +687,15 @@ def snapshots(stack, data, seconds, connections):
         rowcount = sum(1 for m in json.loads(body) if "value" in m)
         for system, p, hdrs in (("runfeed", path, auth(stack)), ("nginx static", f"/bench/static/{static}", [])):
             gen = Generator("rate", stack.port, [p], connections, hdrs, duration=seconds + 1, warmup=1, quiet=True)
+            perf = None
+            if profile_to and system == "runfeed" and static == "list.json":
+                perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", profile_to, "--", "sleep", "3600"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for pr in gen.procs:
                 pr.wait(timeout=seconds + 30)
+            if perf:
+                perf.send_signal(2)
+                perf.wait(timeout=60)
             gen.stop()
             kv = parse_kv(gen.summaries("RATE ")[0])
             rows.append({"case": label, "system": system, "rows": rowcount, "body_bytes": len(body),
@@ -741,7 +760,7 @@ def versions():
         "nchan": first_line(["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"]),
         "postgres": first_line(["psql", "--version"]),
         "redis": first_line(["redis-server", "--version"]),
-        "clickhouse": first_line(["clickhouse-server", "--version"]),
+        "clickhouse": first_line(["clickhouse-client", "--version"]).replace("ClickHouse client version", "ClickHouse"),
         "ulimit_n": first_line(["bash", "-c", "ulimit -Hn"]),
     }
 
@@ -851,22 +870,29 @@ def render(res):
         for r in rows:
             peer = next((x for x in rows if x["case"] == r["case"] and x["system"] == "nginx static"), None)
             rat = ratio(r["rps"], peer["rps"]) if r["system"] == "runfeed" and peer else ""
-            lines.append(f"| {r['case']} ({r['rows']} rows) | {r['system']} | {fmt_int(r['body_bytes'])} B | {r['rps']:,.0f} | "
+            lines.append(f"| {r['case']} ({fmt_int(r['rows'])} row{'' if r['rows'] == 1 else 's'}) | {r['system']} | {fmt_int(r['body_bytes'])} B | {r['rps']:,.0f} | "
                          f"{fmt_ms(r['p50_ms'])} ms | {fmt_ms(r['p99_ms'])} ms | {rat} | {r['errors']} |")
         lines.append("")
         lines.append(f"{res['snapshot_connections']} keep-alive connections, {res['snapshot_seconds']} s each after 1 s of warm-up; "
                      "the static files are the very bodies runfeed returned.")
         s["snapshots"] = "\n".join(lines)
+    profiles = []
     if res.get("profile"):
-        p = res["profile"]
-        lines = [f"System-wide `perf record -a -g -F 499` during the {fmt_int(res['profile_k'])}-subscriber runfeed fan-out rounds.", "",
+        profiles.append(("profile", res["profile"],
+                         f"System-wide `perf record -a -g -F 499` during the {fmt_int(res['profile_k'])}-subscriber runfeed fan-out rounds."))
+    if res.get("profile_snapshots"):
+        profiles.append(("profile_snapshots", res["profile_snapshots"],
+                         "System-wide `perf record -a -g -F 499` while runfeed answers 1,000-run tag-list snapshots (the "
+                         "weakest ratio to its nginx peer)."))
+    for section, p, title in profiles:
+        lines = [title, "",
                  "CPU samples by process (thread name):", "", "| share | process |", "|---|---|"]
         lines += [f"| {pc:.1f} % | `{c}` |" for pc, c in p["by_comm"]]
         lines += ["", "Where the workers spend it: runfeed's own functions by inclusive time (callees included; "
                   "share of all samples of the machine):", "",
                   "| inclusive | self | function |", "|---|---|---|"]
         lines += [f"| {c:.2f} % | {sf:.2f} % | `{sym[:110]}` |" for c, sf, sym in p["worker_symbols"]]
-        s["profile"] = "\n".join(lines)
+        s[section] = "\n".join(lines)
     return s
 
 
@@ -932,7 +958,10 @@ def main():
             res["dbload"].append({"k": k, "naive": nv, "runfeed": rf})
     if "snapshots" in only:
         res["snapshot_connections"], res["snapshot_seconds"] = 16, (3 if q else 10)
-        res["snapshots"] = snapshots(stack, data, res["snapshot_seconds"], res["snapshot_connections"])
+        prof = os.path.join(stack.state, "perf-snapshots.data") if shutil.which("perf") else None
+        res["snapshots"] = snapshots(stack, data, res["snapshot_seconds"], res["snapshot_connections"], profile_to=prof)
+        if prof:
+            res["profile_snapshots"] = profile_report(prof, stack.worker_pids())
     psql.close()
     res["duration_s"] = time.monotonic() - t_begin
     with open(os.path.join(stack.state, "bench-results.json"), "w") as f:

@@ -47,12 +47,16 @@ public enum RunColumn: String, CaseIterable, Sendable {
 /// An ordered subset of the run columns (always in wire order).
 public struct ColumnSet: Hashable, Sendable {
     public let columns: [RunColumn]
+    /// Sorted skipped column names joined by `,` (empty when nothing is skipped). Stable cache-key material,
+    /// computed once (it keys the encoded-row cache, looked up once per row of every answer).
+    public let signature: String
 
     public static let all = ColumnSet(skipping: [])
 
     /// All columns except `skipping`, in wire order.
     public init(skipping: Set<RunColumn>) {
         columns = RunColumn.allCases.filter { !skipping.contains($0) }
+        signature = RunColumn.allCases.filter { skipping.contains($0) }.map(\.rawValue).sorted().joined(separator: ",")
     }
 
     public var skipped: [RunColumn] {
@@ -60,8 +64,6 @@ public struct ColumnSet: Hashable, Sendable {
         return RunColumn.allCases.filter { !present.contains($0) }
     }
 
-    /// Sorted skipped column names joined by `,` (empty when nothing is skipped). Stable cache-key material.
-    public var signature: String { skipped.map(\.rawValue).sorted().joined(separator: ",") }
 
     public func contains(_ c: RunColumn) -> Bool { columns.contains(c) }
 

@@ -152,12 +152,17 @@ public enum RunEncoder {
         // Most bodies hold no match: find that out without copying.
         let found: Bool = haystack.utf8.withContiguousStorageIfAvailable { h in
             needle.utf8.withContiguousStorageIfAvailable { n in
-                guard let first = n.first else { return false }
-                var i = 0
-                let last = h.count - n.count
-                while i <= last {
-                    if h[i] == first && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
-                    i += 1
+                // memchr to each occurrence of an anchor byte, memcmp around it (memmem is a GNU
+                // extension). The anchor is the needle's first upper-case letter if it has one: quotes
+                // and colons are everywhere in JSON, upper case is rare.
+                guard let base = h.baseAddress, let nb = n.baseAddress else { return false }
+                let a = (0..<n.count).first { nb[$0] >= 65 && nb[$0] <= 90 } ?? 0
+                var p = UnsafeRawPointer(base + a)
+                let last = UnsafeRawPointer(base + h.count - n.count + a)  // the last place the anchor can be
+                while p <= last {
+                    guard let hit = memchr(p, Int32(nb[a]), last - p + 1) else { return false }
+                    if memcmp(UnsafeRawPointer(hit) - a, nb, n.count) == 0 { return true }
+                    p = UnsafeRawPointer(hit) + 1
                 }
                 return false
             } ?? true

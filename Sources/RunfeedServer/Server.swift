@@ -44,7 +44,8 @@ public final class Server: @unchecked Sendable {
         auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries)
         store = RunStore(db: db, lookupTtlMs: config.authCacheTtlMs, rowTtlMs: config.runCacheTtlMs,
                          maxEntries: config.runCacheMaxEntries)
-        encoded = BoundedTTLCache(ttlMs: 2_000, maxEntries: config.runCacheMaxEntries)
+        // Encoded values and whole change messages of recent row versions (two entries per row).
+        encoded = BoundedTTLCache(ttlMs: 2_000, maxEntries: config.runCacheMaxEntries * 2)
         channels = EnvChannels(loop: loop, subscriber: subscriber, config: config)
         feeds = RunFeedRegistry(loop: loop, channels: channels, config: config)
         let resolver: MembershipResolver
@@ -248,9 +249,7 @@ public final class Server: @unchecked Sendable {
             // encodes it once.
             body = singleRowBody(rows.first, columns, legacy: apiVersion != RunEncoder.currentApiVersion)
         } else {
-            var messages = rows.map { row, op in
-                RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: op)
-            }
+            var messages = rows.map { row, op in message(row, columns, op) }
             messages.append(RunEncoder.upToDate)
             body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: apiVersion)
         }
@@ -269,12 +268,23 @@ public final class Server: @unchecked Sendable {
         let key = row.map { "body|\($0.0.id)|\($0.0.updatedAtMs)|\(columns.signature)|\($0.1)|\(legacy)" } ?? "body||\(legacy)"
         let now = monotonicMs()
         if let hit = encoded.get(key, nowMs: now) { return hit }
-        var messages = row.map { [RunEncoder.changeMessage(runId: $0.0.id, valueJSON: value($0.0, columns), operation: $0.1)] } ?? []
+        var messages = row.map { [message($0.0, columns, $0.1)] } ?? []
         messages.append(RunEncoder.upToDate)
         let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages),
                                                          apiVersion: legacy ? nil : RunEncoder.currentApiVersion)
         encoded.set(key, body, nowMs: now)
         return body
+    }
+
+    /// One change message (key, value, operation), cached like `value`: a 1,000-row snapshot served
+    /// again within the cache's life is a concatenation.
+    private func message(_ row: RunRow, _ columns: ColumnSet, _ operation: String) -> String {
+        let key = "msg|\(row.id)|\(row.updatedAtMs)|\(columns.signature)|\(operation)"
+        let now = monotonicMs()
+        if let hit = encoded.get(key, nowMs: now) { return hit }
+        let m = RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: operation)
+        encoded.set(key, m, nowMs: now)
+        return m
     }
 
     /// The encoded `value` object, shared by every feed that emits the same row version with the same columns.

@@ -246,3 +246,15 @@ final class ReplaceAllTests: XCTestCase {
         XCTAssertEqual(RunEncoder.replaceAll("é-é", "é", "e"), "e-e")
     }
 }
+
+final class ReplaceAllAnchorTests: XCTestCase {
+    func testFindsMatchesWhateverTheAnchorPosition() {
+        let n = #""status":"DEQUEUED""#
+        XCTAssertEqual(RunEncoder.replaceAll(n, n, "x"), "x")
+        XCTAssertEqual(RunEncoder.replaceAll("D" + n + "D", n, "x"), "DxD")
+        XCTAssertEqual(RunEncoder.replaceAll(#""status":"DEQUEUE"#, n, "x"), #""status":"DEQUEUE"#)
+        XCTAssertEqual(RunEncoder.replaceAll(#"DDDD"status":"DEQUEUED"DD"#, n, "x"), "DDDDxDD")
+        XCTAssertEqual(RunEncoder.replaceAll("aXbXc", "X", "-"), "a-b-c")
+        XCTAssertEqual(RunEncoder.replaceAll("abc", "bc", "-"), "a-")
+    }
+}
