@@ -760,7 +760,7 @@ def versions():
         "nchan": first_line(["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"]),
         "postgres": first_line(["psql", "--version"]),
         "redis": first_line(["redis-server", "--version"]),
-        "clickhouse": first_line(["clickhouse-client", "--version"]).replace("ClickHouse client version", "ClickHouse"),
+        "clickhouse": first_line(["clickhouse-client", "--version"]).replace("ClickHouse client version", "ClickHouse").rstrip("."),
         "ulimit_n": first_line(["bash", "-c", "ulimit -Hn"]),
     }
 
