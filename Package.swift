@@ -49,12 +49,14 @@ let package = Package(
         ]),
 
         // Benchmark load generator (bench/README.md): held long-polls, request rates, naive polling.
+        .target(name: "RunfeedLoadCore", path: "bench/load/Core"),
         .executableTarget(name: "runfeed-load", dependencies: [
-            "RunfeedIO", "RunfeedCore", "CPostgres",
+            "RunfeedLoadCore", "RunfeedIO", "RunfeedCore", "CPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "bench/load"),
+        ], path: "bench/load/Tool"),
 
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
+        .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import RunfeedLoadCore
 import ArgumentParser
 import RunfeedIO
 #if canImport(Glibc)

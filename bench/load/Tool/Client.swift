@@ -1,3 +1,4 @@
+import RunfeedLoadCore
 import RunfeedIO
 #if canImport(Glibc)
 import Glibc

@@ -1,19 +1,21 @@
 /// Incremental HTTP/1.1 response parser for the load generator: status line, headers, and a body
 /// framed by Content-Length or chunked transfer coding. Bodies are counted, not kept: only the first
 /// `prefixLimit` bytes are retained (enough to tag an nchan message). Pure: no I/O.
-struct HTTPResponse {
-    var status: Int = 0
+public struct HTTPResponse: Equatable {
+    public var status: Int = 0
     /// The headers the generator reads (lower-cased names); only the last value of a repeated one is kept.
-    var headers: [String: String] = [:]
-    var bodyBytes: Int = 0
-    var bodyPrefix: [UInt8] = []
-    var keepAlive = true
+    public var headers: [String: String] = [:]
+    public var bodyBytes: Int = 0
+    public var bodyPrefix: [UInt8] = []
+    public var keepAlive = true
+
+    public init() {}
 }
 
-enum HTTPParseError: Error, CustomStringConvertible {
+public enum HTTPParseError: Error, CustomStringConvertible {
     case headTooLarge, badStatusLine, badChunkSize, badFraming
 
-    var description: String {
+    public var description: String {
         switch self {
         case .headTooLarge: return "response head over 64 KB"
         case .badStatusLine: return "bad status line"
@@ -23,9 +25,9 @@ enum HTTPParseError: Error, CustomStringConvertible {
     }
 }
 
-struct HTTPResponseParser {
-    static let headLimit = 64 * 1024
-    var prefixLimit = 64
+public struct HTTPResponseParser {
+    public static let headLimit = 64 * 1024
+    public var prefixLimit = 64
 
     private enum State {
         case head
@@ -40,12 +42,12 @@ struct HTTPResponseParser {
     private var line: [UInt8] = []     // head bytes or the current chunk-size/trailer line
     private var current = HTTPResponse()
     /// True for a response to HEAD or a status without a body (1xx, 204, 304).
-    var expectNoBody = false
+    public var expectNoBody = false
 
-    init(prefixLimit: Int = 64) { self.prefixLimit = prefixLimit }
+    public init(prefixLimit: Int = 64) { self.prefixLimit = prefixLimit }
 
     /// Feeds bytes; calls `onResponse` for every response completed by them.
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onResponse: (HTTPResponse) -> Void) throws {
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onResponse: (HTTPResponse) -> Void) throws {
         var i = 0
         let n = bytes.count
         while i < n {

@@ -1,3 +1,4 @@
+import RunfeedLoadCore
 import CPostgres
 import RunfeedCore
 import RunfeedIO
