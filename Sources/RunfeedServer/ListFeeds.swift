@@ -34,7 +34,7 @@ final class LiveListFeed {
     let id: UInt64
     let request: ListFeedRequest
     let floorMs: Int64
-    var deadline: EventLoop.TimerID?
+    let parking: PollParking
     var deadlinePassed = false
     /// A resolve or hydrate for this feed is in flight; notifications wait in `pendingRuns`.
     var busy = false
@@ -43,11 +43,12 @@ final class LiveListFeed {
     /// only the offset floor is known (another worker answered the previous poll).
     var workingSet: [String: Int64]?
 
-    init(id: UInt64, request: ListFeedRequest, floorMs: Int64, workingSet: [String: Int64]?) {
+    init(id: UInt64, request: ListFeedRequest, floorMs: Int64, workingSet: [String: Int64]?, parking: PollParking) {
         self.id = id
         self.request = request
         self.floorMs = floorMs
         self.workingSet = workingSet
+        self.parking = parking
     }
 }
 
@@ -145,22 +146,18 @@ final class ListFeedRegistry {
 
     func startLive(_ request: ListFeedRequest, offset: Offset) {
         let env = request.envId
-        channels.retain(env)
+        let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
+        parking.retainChannel()
         let feed = LiveListFeed(id: nextId, request: request, floorMs: max(0, offset.updatedAtMs),
-                                workingSet: validWorkingSet(request, offset: offset.text))
+                                workingSet: validWorkingSet(request, offset: offset.text), parking: parking)
         nextId += 1
         feeds[feed.id] = feed
         index.add(feed.id, envId: env, filter: request.filter)
-        let hold = HoldTiming.holdMs(baseMs: config.holdMs, jitterRatio: config.jitterRatio, unit: Double.random(in: 0..<1))
-        feed.deadline = loop.schedule(afterMs: hold) { [weak self] in
-            feed.deadline = nil
-            self?.deadline(feed)
-        }
-        loop.watch(fd: request.conn.fd, events: EV_IN | EV_RDHUP) { [weak self] _ in
+        parking.arm(config, onDeadline: { [weak self] in self?.deadline(feed) }, onGone: { [weak self] in
             guard let self, self.feeds[feed.id] != nil else { return }
             WorkerMetrics.listAbort.increment()
             self.finish(feed, rows: [], offsetMs: feed.floorMs)
-        }
+        })
         if !channels.covers(env, sinceMs: offset.tail) {
             // This worker was not listening during the client's gap (cold start, or the previous poll
             // was answered by another worker or host): resolve once before holding.
@@ -286,11 +283,8 @@ final class ListFeedRegistry {
 
     private func finish(_ feed: LiveListFeed, rows: [(RunRow, String)], offsetMs: Int64) {
         guard feeds.removeValue(forKey: feed.id) != nil else { return }
-        if let t = feed.deadline { loop.cancel(t) }
-        feed.deadline = nil
-        loop.unwatch(fd: feed.request.conn.fd)
+        feed.parking.unpark()
         index.remove(feed.id)
-        channels.release(feed.request.envId)
         let sent = server?.answerList(feed.request, rows: rows, offsetMs: offsetMs, live: true)
         store(feed.request, feed.workingSet, offset: sent)
     }

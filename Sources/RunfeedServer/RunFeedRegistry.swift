@@ -7,14 +7,15 @@ final class LiveRunFeed {
     let request: RunFeedRequest
     let floorMs: Int64
     var machine: RunFeedPoll
-    var deadline: EventLoop.TimerID?
+    let parking: PollParking
     var lastRow: RunRow?
 
-    init(id: UInt64, request: RunFeedRequest, floorMs: Int64, machine: RunFeedPoll) {
+    init(id: UInt64, request: RunFeedRequest, floorMs: Int64, machine: RunFeedPoll, parking: PollParking) {
         self.id = id
         self.request = request
         self.floorMs = floorMs
         self.machine = machine
+        self.parking = parking
     }
 }
 
@@ -49,27 +50,20 @@ final class RunFeedRegistry {
     func startLive(_ request: RunFeedRequest, offset: Offset) {
         let floor = max(0, offset.updatedAtMs)
         let env = request.envId
-        channels.retain(env)
+        let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
+        parking.retainChannel()
         let covered = channels.covers(env, sinceMs: offset.tail)
         let heardAt = covered ? channels.lastHeard(env, runId: request.runId, sinceMs: offset.tail) : nil
         let freshAfter = gapReadFreshAfter(covered: covered, heard: heardAt, nowUs: monotonicUs())
         let feed = LiveRunFeed(id: nextId, request: request, floorMs: floor,
-                               machine: RunFeedPoll(floorMs: floor, needsGapRead: freshAfter != nil))
+                               machine: RunFeedPoll(floorMs: floor, needsGapRead: freshAfter != nil), parking: parking)
         nextId += 1
         feeds[feed.id] = feed
         byRun[Self.runKey(env, request.runId), default: []].insert(feed.id)
         byEnv[env, default: []].insert(feed.id)
 
-        let hold = HoldTiming.holdMs(baseMs: config.holdMs, jitterRatio: config.jitterRatio, unit: Double.random(in: 0..<1))
-        feed.deadline = loop.schedule(afterMs: hold) { [weak self] in
-            feed.deadline = nil
-            self?.event(feed, .deadline)
-        }
-        // nginx closes the upstream connection when the client goes away; stdin was drained, so
-        // any readability now means EOF.
-        loop.watch(fd: request.conn.fd, events: EV_IN | EV_RDHUP) { [weak self] _ in
-            self?.event(feed, .aborted)
-        }
+        parking.arm(config, onDeadline: { [weak self] in self?.event(feed, .deadline) },
+                    onGone: { [weak self] in self?.event(feed, .aborted) })
         act(feed, feed.machine.start(), freshAfter: freshAfter ?? monotonicUs())
     }
 
@@ -107,7 +101,7 @@ final class RunFeedRegistry {
                 self.act(feed, feed.machine.handle(.rowRead(updatedAtMs: updatedAt)), freshAfter: freshAfter)
             }
         case .emitRow:
-            if feed.deadline == nil { WorkerMetrics.runBackstopDelivered.increment() }
+            if !feed.parking.deadlinePending { WorkerMetrics.runBackstopDelivered.increment() }
             finish(feed, row: feed.lastRow)
         case .emitUpToDate:
             finish(feed, row: nil)
@@ -121,16 +115,13 @@ final class RunFeedRegistry {
 
     private func remove(_ feed: LiveRunFeed) {
         guard feeds.removeValue(forKey: feed.id) != nil else { return }
-        if let t = feed.deadline { loop.cancel(t) }
-        feed.deadline = nil
-        loop.unwatch(fd: feed.request.conn.fd)
+        feed.parking.unpark()
         let env = feed.request.envId
         let key = Self.runKey(env, feed.request.runId)
         byRun[key]?.remove(feed.id)
         if byRun[key]?.isEmpty == true { byRun.removeValue(forKey: key) }
         byEnv[env]?.remove(feed.id)
         if byEnv[env]?.isEmpty == true { byEnv.removeValue(forKey: env) }
-        channels.release(env)
     }
 
     /// Answers every held poll with `up-to-date` now (drain).

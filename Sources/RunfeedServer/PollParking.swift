@@ -1,0 +1,54 @@
+import RunfeedCore
+import RunfeedIO
+
+/// How a held live poll waits, the same for single-run, tag and batch feeds: its environment's channel
+/// stays subscribed, a hold deadline (with jitter) is armed, and its upstream connection is watched —
+/// nginx closes it when the client goes away, and stdin was drained, so any readability means EOF.
+/// Loop thread only.
+final class PollParking {
+    private let loop: EventLoop
+    private let channels: EnvChannels
+    private let envId: String
+    private let fd: Int32
+    private var timer: EventLoop.TimerID?
+    private var parked = false
+
+    init(loop: EventLoop, channels: EnvChannels, envId: String, fd: Int32) {
+        self.loop = loop
+        self.channels = channels
+        self.envId = envId
+        self.fd = fd
+    }
+
+    /// True from `park` until the hold deadline fires or the poll ends.
+    var deadlinePending: Bool { timer != nil }
+
+    /// Keeps the environment's channel subscribed (call it before deciding whether the client's gap is
+    /// covered, so a lingering subscription is kept).
+    func retainChannel() {
+        guard !parked else { return }
+        parked = true
+        channels.retain(envId)
+    }
+
+    /// Arms the hold deadline and the watch for the client going away.
+    func arm(_ config: ServerConfig, onDeadline: @escaping () -> Void, onGone: @escaping () -> Void) {
+        retainChannel()
+        let hold = HoldTiming.holdMs(baseMs: config.holdMs, jitterRatio: config.jitterRatio, unit: Double.random(in: 0..<1))
+        timer = loop.schedule(afterMs: hold) { [weak self] in
+            self?.timer = nil
+            onDeadline()
+        }
+        loop.watch(fd: fd, events: EV_IN | EV_RDHUP) { _ in onGone() }
+    }
+
+    /// Ends the wait: cancels the deadline, stops watching, releases the channel. Idempotent.
+    func unpark() {
+        guard parked else { return }
+        parked = false
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        loop.unwatch(fd: fd)
+        channels.release(envId)
+    }
+}
