@@ -284,8 +284,11 @@ class Generator:
             with open(pf, "w") as f:
                 for i in range(base, base + count):
                     f.write(paths[i % len(paths)] + "\n")
+            # `ramp` is the total rate of new connections, shared by the processes: offering more than
+            # nginx and the workers accept overflows listen backlogs, and dropped SYNs come back only
+            # after the kernel's retransmission back-off (seconds).
             cmd = [LOAD, "http", "--protocol", proto, "--port", str(port), "--paths-file", pf,
-                   "--connections", str(count), "--duration", str(duration), "--ramp-per-sec", str(ramp),
+                   "--connections", str(count), "--duration", str(duration), "--ramp-per-sec", str(max(1, ramp // nproc)),
                    "--warmup", str(warmup)]
             for h in headers:
                 cmd += ["--header", h]
@@ -410,7 +413,7 @@ def capacity(stack, data, sizes, kinds):
             metric_kind = "run" if kind == "run" else "list"
             log(f"capacity: {n} held {kind} feeds")
             t0 = time.monotonic()
-            gen = Generator("electric", stack.port, paths, n, auth(stack), duration=120, ramp=2500, quiet=True)
+            gen = Generator("electric", stack.port, paths, n, auth(stack), duration=120, ramp=3000, quiet=True)
             ok = stack.wait_until(f"{n} held polls", lambda: stack.held(metric_kind) >= n, 60)
             ramp_s = time.monotonic() - t0
             time.sleep(1.0)
