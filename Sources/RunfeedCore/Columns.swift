@@ -59,11 +59,11 @@ public struct ColumnSet: Hashable, Sendable {
         signature = RunColumn.allCases.filter { skipping.contains($0) }.map(\.rawValue).sorted().joined(separator: ",")
     }
 
+    /// The columns left out, in wire order.
     public var skipped: [RunColumn] {
         let present = Set(columns)
         return RunColumn.allCases.filter { !present.contains($0) }
     }
-
 
     public func contains(_ c: RunColumn) -> Bool { columns.contains(c) }
 

@@ -15,7 +15,7 @@ public enum LimiterOutcome: Sendable, Equatable {
     case failed(String)
 }
 
-public struct LimiterBatch: Sendable, Equatable {
+public struct LimiterBatch: Sendable {
     public static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:" + envId }
 
     /// Admits ARGV[3…] one by one, in order, while the set holds at most ARGV[2] members; returns 1
@@ -44,10 +44,6 @@ public struct LimiterBatch: Sendable, Equatable {
     /// For each operation: which command answers it, and for an admission its position in that
     /// command's reply.
     public private(set) var answers: [(command: Int, position: Int)] = []
-
-    public static func == (a: LimiterBatch, b: LimiterBatch) -> Bool {
-        a.commands == b.commands && a.answers.map { [$0.command, $0.position] } == b.answers.map { [$0.command, $0.position] }
-    }
 
     /// `sha`: the script's SHA once loaded (EVALSHA), else the script text is sent (EVAL).
     public init(_ ops: [LimiterOp], limit: Int64, sha: String?) {

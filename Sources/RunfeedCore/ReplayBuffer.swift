@@ -78,8 +78,7 @@ public struct ReplayBuffer: Sendable {
 
     /// True when a change for `runId` arrived at or after `sinceMs` and is still in the window.
     public func changed(runId: String, sinceMs: Int64) -> Bool {
-        guard let at = latest[runId] else { return false }
-        return at >= sinceMs
+        lastArrival(runId: runId, sinceMs: sinceMs) != nil
     }
 
     /// Run ids whose latest change arrived at or after `sinceMs`.

@@ -80,19 +80,13 @@ public final class RedisClient {
         redisSetTimeout(c, tv)
         ctx = c
         if let auth = endpoint.authArgs {
-            if case .error(let e) = try commandOnce(auth) { throw IOError("redis AUTH: \(e)") }
+            if case .error(let e) = try pipelineOnce([auth])[0] { throw IOError("redis AUTH: \(e)") }
         }
     }
 
     /// Sends one command; reconnects once if the connection is gone.
     public func command(_ args: [String]) throws -> RedisReply {
-        if ctx == nil { try connect() }
-        do {
-            return try commandOnce(args)
-        } catch {
-            try connect()
-            return try commandOnce(args)
-        }
+        try pipeline([args])[0]
     }
 
     /// Sends several commands in one write and reads their replies in order (one round trip);
@@ -128,18 +122,6 @@ public final class RedisClient {
         return replies
     }
 
-    private func commandOnce(_ args: [String]) throws -> RedisReply {
-        guard let c = ctx else { throw IOError("redis: not connected") }
-        let raw = withArgv(args) { argc, argv, lens in redisCommandArgv(c, argc, argv, lens) }
-        guard let raw else {
-            redisFree(c)
-            ctx = nil
-            throw IOError("redis: connection lost")
-        }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return RedisReply(reply)
-    }
 }
 
 /// Calls `body` with argc/argv/argvlen for hiredis's *Argv functions (binary-safe).

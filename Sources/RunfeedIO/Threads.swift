@@ -50,21 +50,7 @@ public final class JobQueue<Job>: @unchecked Sendable {
     }
 
     /// Blocks until a job is available; nil once closed and empty.
-    public func pop() -> Job? {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        while head >= jobs.count {
-            if closed { return nil }
-            pthread_cond_wait(&c, &m)
-        }
-        let job = jobs[head]
-        head += 1
-        if head > 1024 && head * 2 > jobs.count {
-            jobs.removeFirst(head)
-            head = 0
-        }
-        return job
-    }
+    public func pop() -> Job? { popBatch(max: 1)?.first }
 
     /// Blocks until a job is available, then takes up to `max` of them; nil once closed and empty.
     public func popBatch(max: Int) -> [Job]? {

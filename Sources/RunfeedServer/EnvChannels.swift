@@ -65,10 +65,11 @@ final class EnvChannels {
         replays[env]?.records(sinceMs: sinceMs - config.clockSkewMs) ?? []
     }
 
-    /// When this worker last heard a record of `runId` in `env` (wall ms, local monotonic µs), if that was
-    /// since `sinceMs` (allowing for clock skew).
-    func lastHeard(_ env: String, runId: String, sinceMs: Int64) -> (atMs: Int64, heardUs: Int64?)? {
-        replays[env]?.lastArrival(runId: runId, sinceMs: sinceMs - config.clockSkewMs)
+    /// How fresh a read of `runId` must be for a poll whose gap began at `sinceMs` (`gapReadFreshAfter`;
+    /// `covered` is `covers(env, sinceMs:)`): it depends on when this worker last heard a record of the run.
+    func gapReadFreshAfter(_ env: String, runId: String, sinceMs: Int64, covered: Bool, nowUs: Int64) -> Int64? {
+        let heard = covered ? replays[env]?.lastArrival(runId: runId, sinceMs: sinceMs - config.clockSkewMs) : nil
+        return RunfeedCore.gapReadFreshAfter(covered: covered, heard: heard, nowUs: nowUs)
     }
 
     func subscriptionChanged(channel: String, at: Int64?) {

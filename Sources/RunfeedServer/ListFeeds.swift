@@ -173,8 +173,8 @@ final class ListFeedRegistry {
         var cached: [RunRow] = []
         for r in missed {
             guard let store = server?.store,
-                  let freshAfter = gapReadFreshAfter(covered: true, heard: channels.lastHeard(env, runId: r.runId, sinceMs: offset.tail),
-                                                     nowUs: now),
+                  let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: offset.tail, covered: true,
+                                                              nowUs: now),
                   let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
             cached.append(row)
         }

@@ -30,6 +30,26 @@ final class LoopDatabase: @unchecked Sendable {
     }
 }
 
+extension LoopDatabase {
+    /// Full rows of up to 1,000 runs of one environment by id, in one `id = ANY(…)` query (tag and
+    /// batch hydrates, batched backstop reads).
+    func readRuns(envId: String, ids: [String], _ done: @escaping (Result<[String: RunRow], PGError>) -> Void) {
+        let q = PostgresListSQL.hydrate(envId: envId, runIds: ids, columns: .all)
+        query(q.sql, q.params) { result in
+            done(result.map { got in
+                var byId: [String: RunRow] = [:]
+                for raw in got.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                return byId
+            })
+        }
+    }
+
+    /// `ids` in slices of at most 1,000, the most one `readRuns` query takes.
+    static func chunks(_ ids: [String]) -> [[String]] {
+        stride(from: 0, to: ids.count, by: 1000).map { Array(ids[$0..<min($0 + 1000, ids.count)]) }
+    }
+}
+
 /// Carries a loop-confined value through another thread and back. Only touched on the loop.
 final class LoopBox<T>: @unchecked Sendable {
     let value: T

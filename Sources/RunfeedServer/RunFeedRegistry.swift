@@ -53,8 +53,8 @@ final class RunFeedRegistry {
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
         let covered = channels.covers(env, sinceMs: offset.tail)
-        let heardAt = covered ? channels.lastHeard(env, runId: request.runId, sinceMs: offset.tail) : nil
-        let freshAfter = gapReadFreshAfter(covered: covered, heard: heardAt, nowUs: monotonicUs())
+        let freshAfter = channels.gapReadFreshAfter(env, runId: request.runId, sinceMs: offset.tail, covered: covered,
+                                                    nowUs: monotonicUs())
         let feed = LiveRunFeed(id: nextId, request: request, floorMs: floor,
                                machine: RunFeedPoll(floorMs: floor, needsGapRead: freshAfter != nil), parking: parking)
         nextId += 1

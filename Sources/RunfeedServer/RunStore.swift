@@ -103,8 +103,15 @@ final class RunStore {
 
     /// A row already read by a read that started at or after `freshAfter` (monotonic µs), if still cached.
     func cachedRow(envId: String, runId: String, freshAfter: Int64) -> RunRow? {
-        guard let c = rows.get(envId + "\u{0}" + runId, nowMs: monotonicMs()), c.startedAt >= freshAfter else { return nil }
-        return c.row
+        fresh(Self.rowKey(envId, runId), after: freshAfter)?.row
+    }
+
+    private static func rowKey(_ envId: String, _ runId: String) -> String { envId + "\u{0}" + runId }
+
+    /// The cached read of `key` if it started at or after `after` (monotonic µs).
+    private func fresh(_ key: String, after: Int64) -> CachedRow? {
+        guard let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= after else { return nil }
+        return c
     }
 
     /// Keeps rows read elsewhere (a tag or batch feed's hydrate that started at `startedAt`) for the
@@ -112,8 +119,8 @@ final class RunStore {
     func remember(envId: String, rows read: [RunRow], startedAt: Int64) {
         let now = monotonicMs()
         for row in read {
-            let key = envId + "\u{0}" + row.id
-            if let c = rows.get(key, nowMs: now), c.startedAt >= startedAt { continue }
+            let key = Self.rowKey(envId, row.id)
+            if fresh(key, after: startedAt) != nil { continue }
             rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: now)
         }
     }
@@ -122,8 +129,8 @@ final class RunStore {
     /// `freshAfter` (monotonic µs): a cached row or an in-flight read that started late enough is
     /// shared; otherwise a new read starts (after the in-flight one, if any).
     func readRow(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
-        let key = envId + "\u{0}" + runId
-        if let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= freshAfter {
+        let key = Self.rowKey(envId, runId)
+        if let c = fresh(key, after: freshAfter) {
             done(.success(c.row))
             return
         }
@@ -142,8 +149,8 @@ final class RunStore {
     /// `batchWindowMs` as one `id = ANY(…)` query per environment. Holding thousands of polls then costs a
     /// few queries a second instead of one per poll per hold.
     func readRowBatched(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
-        let key = envId + "\u{0}" + runId
-        if let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= freshAfter {
+        let key = Self.rowKey(envId, runId)
+        if let c = fresh(key, after: freshAfter) {
             done(.success(c.row))
             return
         }
@@ -163,23 +170,19 @@ final class RunStore {
         batched = [:]
         for (envId, waiters) in pending {
             let ids = Array(Set(waiters.map(\.runId))).sorted()
-            for start in stride(from: 0, to: ids.count, by: 1000) {
-                let chunk = Array(ids[start..<min(start + 1000, ids.count)])
+            for chunk in LoopDatabase.chunks(ids) {
                 let chunkSet = Set(chunk)
                 let startedAt = monotonicUs()
                 WorkerMetrics.runRowReads.increment()
-                let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
-                db.query(q.sql, q.params) { [self] result in
-                    var byId: [String: RunRow] = [:]
-                    if case .success(let got) = result {
-                        for raw in got.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                db.readRuns(envId: envId, ids: chunk) { [self] result in
+                    if case .success(let byId) = result {
                         let now = monotonicMs()
                         for id in chunk {
-                            rows.set(envId + "\u{0}" + id, CachedRow(row: byId[id], startedAt: startedAt), nowMs: now)
+                            rows.set(Self.rowKey(envId, id), CachedRow(row: byId[id], startedAt: startedAt), nowMs: now)
                         }
                     }
                     for w in waiters where chunkSet.contains(w.runId) {
-                        w.done(result.map { _ in byId[w.runId] })
+                        w.done(result.map { $0[w.runId] })
                     }
                 }
             }

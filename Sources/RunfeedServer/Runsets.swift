@@ -172,19 +172,17 @@ final class RunsetService {
             done(.success([]))
             return
         }
-        let chunks = stride(from: 0, to: ids.count, by: 1000).map { Array(ids[$0..<min($0 + 1000, ids.count)]) }
+        let chunks = LoopDatabase.chunks(ids)
         var byId: [String: RunRow] = [:]
         var remaining = chunks.count
         var failed: RunsetFailure?
         let startedAt = monotonicUs()
         for chunk in chunks {
             WorkerMetrics.listHydrates.increment()
-            let q = PostgresListSQL.hydrate(envId: envId, runIds: chunk, columns: .all)
-            db.query(q.sql, q.params) { [self] result in
+            db.readRuns(envId: envId, ids: chunk) { [self] result in
                 switch result {
                 case .failure(let e): failed = .database(e.description)
-                case .success(let rows):
-                    for raw in rows.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                case .success(let rows): byId.merge(rows) { a, _ in a }
                 }
                 remaining -= 1
                 if remaining == 0 {

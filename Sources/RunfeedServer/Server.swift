@@ -44,7 +44,7 @@ public final class Server: @unchecked Sendable {
         auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries)
         store = RunStore(db: db, lookupTtlMs: config.authCacheTtlMs, rowTtlMs: config.runCacheTtlMs,
                          maxEntries: config.runCacheMaxEntries)
-        // Encoded values and whole change messages of recent row versions (two entries per row).
+        // Encoded change messages of recent row versions, and single-row answer bodies.
         encoded = BoundedTTLCache(ttlMs: 2_000, maxEntries: config.runCacheMaxEntries * 2)
         channels = EnvChannels(loop: loop, subscriber: subscriber, config: config)
         feeds = RunFeedRegistry(loop: loop, channels: channels, config: config)
@@ -243,16 +243,11 @@ public final class Server: @unchecked Sendable {
             let now = wallMs()
             for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
         }
-        let body: String
-        if rows.count <= 1 {
-            // One row (or none): the same body for every feed answered with this row version — a fan-out
-            // encodes it once.
-            body = singleRowBody(rows.first, columns, legacy: apiVersion != RunEncoder.currentApiVersion)
-        } else {
-            var messages = rows.map { row, op in message(row, columns, op) }
-            messages.append(RunEncoder.upToDate)
-            body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages), apiVersion: apiVersion)
-        }
+        // One row (or none): the same body for every feed answered with that row version — a fan-out
+        // encodes it once.
+        let body = rows.count > 1 ? feedBody(rows, columns, apiVersion) : encodedOnce(
+            "body|\(rows.first.map { "\($0.0.id)|\($0.0.updatedAtMs)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
+        ) { feedBody(rows, columns, apiVersion) }
         let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
         var response = ElectricResponse.feed(
             handle: handle, offset: offset, cursor: live ? String(nextCursor()) : nil, live: live,
@@ -263,36 +258,22 @@ public final class Server: @unchecked Sendable {
         return offset
     }
 
-    /// The body of an answer with at most one row, cached like `value`.
-    private func singleRowBody(_ row: (RunRow, String)?, _ columns: ColumnSet, legacy: Bool) -> String {
-        let key = row.map { "body|\($0.0.id)|\($0.0.updatedAtMs)|\(columns.signature)|\($0.1)|\(legacy)" } ?? "body||\(legacy)"
-        let now = monotonicMs()
-        if let hit = encoded.get(key, nowMs: now) { return hit }
-        var messages = row.map { [message($0.0, columns, $0.1)] } ?? []
-        messages.append(RunEncoder.upToDate)
-        let body = RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages),
-                                                         apiVersion: legacy ? nil : RunEncoder.currentApiVersion)
-        encoded.set(key, body, nowMs: now)
-        return body
+    /// The rows as change messages, then `up-to-date`. Each message is cached per row version, columns
+    /// and operation: a 1,000-row snapshot served again within the cache's life is a concatenation.
+    private func feedBody(_ rows: [(RunRow, String)], _ columns: ColumnSet, _ apiVersion: String?) -> String {
+        let messages = rows.map { row, op in
+            encodedOnce("msg|\(row.id)|\(row.updatedAtMs)|\(columns.signature)|\(op)") {
+                RunEncoder.changeMessage(runId: row.id, valueJSON: RunEncoder.valueJSON(row, columns: columns), operation: op)
+            }
+        }
+        return RunEncoder.rewriteForLegacyApiVersion(RunEncoder.body(messages + [RunEncoder.upToDate]), apiVersion: apiVersion)
     }
 
-    /// One change message (key, value, operation), cached like `value`: a 1,000-row snapshot served
-    /// again within the cache's life is a concatenation.
-    private func message(_ row: RunRow, _ columns: ColumnSet, _ operation: String) -> String {
-        let key = "msg|\(row.id)|\(row.updatedAtMs)|\(columns.signature)|\(operation)"
+    /// `make()`, or what it gave for `key` within the last 2 s.
+    private func encodedOnce(_ key: String, _ make: () -> String) -> String {
         let now = monotonicMs()
         if let hit = encoded.get(key, nowMs: now) { return hit }
-        let m = RunEncoder.changeMessage(runId: row.id, valueJSON: value(row, columns), operation: operation)
-        encoded.set(key, m, nowMs: now)
-        return m
-    }
-
-    /// The encoded `value` object, shared by every feed that emits the same row version with the same columns.
-    private func value(_ row: RunRow, _ columns: ColumnSet) -> String {
-        let key = "\(row.id)|\(row.updatedAtMs)|\(columns.signature)"
-        let now = monotonicMs()
-        if let hit = encoded.get(key, nowMs: now) { return hit }
-        let v = RunEncoder.valueJSON(row, columns: columns)
+        let v = make()
         encoded.set(key, v, nowMs: now)
         return v
     }
