@@ -78,11 +78,17 @@ def proc_sample(pid):
                 out["rss_kb"] = int(v.split()[0])
             elif k == "Threads":
                 out["threads"] = int(v)
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     out["cpu_ticks"] = int(fields[11]) + int(fields[12])
     out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     return out
+
+
+def stat_fields(pid):
+    """/proc/<pid>/stat after the command name: fields[1] is the parent, [11]/[12] user/system CPU
+    ticks, [13]/[14] those of reaped children."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
 
 
 def children(pid):
@@ -90,9 +96,8 @@ def children(pid):
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        kids.append(int(d))
+                if int(stat_fields(d)[1]) == pid:
+                    kids.append(int(d))
             except (OSError, ValueError, IndexError):
                 pass
     return kids
@@ -104,8 +109,7 @@ def postgres_cpu_ticks(pids):
     total = cpu_ticks(pids)
     if pids:
         try:
-            with open(f"/proc/{pids[0]}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = stat_fields(pids[0])
             total += int(fields[13]) + int(fields[14])
         except OSError:
             pass
@@ -116,8 +120,7 @@ def cpu_ticks(pids):
     total = 0
     for p in pids:
         try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = stat_fields(p)
             total += int(fields[11]) + int(fields[12])
         except OSError:
             pass
