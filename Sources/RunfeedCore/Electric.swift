@@ -3,26 +3,51 @@
 // MARK: Offsets
 
 /// A server-minted offset `<updatedAtMs>_<tail>`.
+///
+/// The tail is `<basisMs>` (an offset minted before version tokens, or typed by hand: 1…19 digits) or
+/// `<basisMs><token>` with the token as exactly 20 digits (21…39 digits in all). `basisMs` is the wall-clock
+/// time the client's view was read (records that arrived after it may not be in the view); the token is the
+/// digest of the row a single-run client holds (0: none), or the id of a list connection's working set
+/// (0: none stored). The client only echoes the offset, which still looks like `<number>_<number>`.
 public struct Offset: Hashable, Sendable {
     public var updatedAtMs: Int64
+    /// `basisMs`: when the view the client holds was read (wall ms).
     public var tail: Int64
+    /// nil for an offset without a token.
+    public var token: UInt64?
 
-    public init(updatedAtMs: Int64, tail: Int64) {
+    public init(updatedAtMs: Int64, tail: Int64, token: UInt64? = nil) {
         self.updatedAtMs = updatedAtMs
         self.tail = tail
+        self.token = token
     }
 
-    public var text: String { "\(updatedAtMs)_\(tail)" }
+    public var basisMs: Int64 { tail }
+
+    public var text: String {
+        guard let token else { return "\(updatedAtMs)_\(tail)" }
+        let t = String(token)
+        return "\(updatedAtMs)_\(max(0, tail))" + String(repeating: "0", count: 20 - t.utf8.count) + t
+    }
 
     /// The offset floor (§4.6): the first segment, with non-positive values counting as 0.
     public var floorMs: Int64 { max(0, updatedAtMs) }
 
-    /// Accepts `<digits>_<digits>` (1…19 ASCII digits each, fitting in Int64). Signs, spaces and anything
-    /// else are rejected.
+    /// Accepts `<digits>_<digits>`: 1…19 digits fitting in Int64 first; then 1…19 digits (no token) or
+    /// 21…39 digits (the last 20 are the token, fitting in UInt64). Signs, spaces and anything else are
+    /// rejected.
     public static func parse(_ s: String) -> Offset? {
         let parts = s.utf8.split(separator: UInt8(ascii: "_"), maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 2, let a = parseDigits(parts[0]), let b = parseDigits(parts[1]) else { return nil }
-        return Offset(updatedAtMs: a, tail: b)
+        guard parts.count == 2, let a = parseDigits(parts[0]) else { return nil }
+        let tail = parts[1]
+        if tail.count <= 19 {
+            guard let b = parseDigits(tail) else { return nil }
+            return Offset(updatedAtMs: a, tail: b)
+        }
+        guard tail.count >= 21, tail.count <= 39 else { return nil }
+        let split = tail.index(tail.endIndex, offsetBy: -20)
+        guard let b = parseDigits(tail[..<split]), let t = parseUInt64(tail[split...]) else { return nil }
+        return Offset(updatedAtMs: a, tail: b, token: t)
     }
 
     static func parseDigits(_ bytes: Substring.UTF8View.SubSequence) -> Int64? {
@@ -32,6 +57,19 @@ public struct Offset: Hashable, Sendable {
             guard c >= 0x30, c <= 0x39 else { return nil }
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
             let (r, o2) = m.addingReportingOverflow(Int64(c - 0x30))
+            guard !o1, !o2 else { return nil }
+            v = r
+        }
+        return v
+    }
+
+    static func parseUInt64(_ bytes: Substring.UTF8View.SubSequence) -> UInt64? {
+        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+        var v: UInt64 = 0
+        for c in bytes {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (r, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
             guard !o1, !o2 else { return nil }
             v = r
         }

@@ -178,14 +178,21 @@ public enum ListHandle: Equatable, Sendable {
 
 // MARK: Diff
 
-/// One resolved run: its internal id and `updatedAt` in ms.
+/// One resolved or hydrated run: its internal id, `updatedAt` in ms (only for the offset's first segment)
+/// and its version (digest and read time).
 public struct RunVersion: Sendable, Equatable {
     public var runId: String
     public var updatedAtMs: Int64
+    public var version: RowVersion
 
-    public init(runId: String, updatedAtMs: Int64) {
+    public init(runId: String, updatedAtMs: Int64, version: RowVersion) {
         self.runId = runId
         self.updatedAtMs = updatedAtMs
+        self.version = version
+    }
+
+    public init(_ row: RunRow) {
+        self.init(runId: row.id, updatedAtMs: row.updatedAtMs, version: row.version)
     }
 }
 
@@ -204,86 +211,146 @@ public struct ListEmit: Sendable, Equatable {
     }
 }
 
-public struct ListDiffResult: Sendable, Equatable {
-    /// In the order of the rows given.
-    public var emits: [ListEmit]
-    /// The next offset's first segment: `max(floor, max updatedAt of all rows)`.
-    public var offsetMs: Int64
-
-    public init(emits: [ListEmit], offsetMs: Int64) {
-        self.emits = emits
-        self.offsetMs = offsetMs
-    }
-}
+/// What a list connection's client holds: for every member run it was sent, the version sent. Nil where
+/// it is unknown (the working set expired, or could not be read after a hop): then every row is sent.
+public typealias ListView = [String: RowVersion]
 
 public enum ListDiff {
-    /// The diff rules of §9. With a working set (runId → last emitted `updatedAt`): a run not in it is an
-    /// insert, one with `u > prev` an update, anything else is skipped. Without one: `u > floorMs` is an
-    /// update (the client's offset floor; the SDK upserts). A run listed more than once is judged once, by its
-    /// newest occurrence (the first of equal ones). Rows with the same ms as what was sent are not re-sent.
-    public static func diff(_ rows: [RunVersion], workingSet: [String: Int64]?, floorMs: Int64) -> ListDiffResult {
-        var offset = floorMs
-        var best: [String: Int] = [:]  // runId → index of its newest occurrence
+    /// The rows to send. With a view: a run not in it is an insert; a run whose row differs from the
+    /// version sent and was read later than it is an update (same-millisecond and earlier-stamped writes
+    /// included); the same row, or an older read of it, is skipped. Without a view every row is an update
+    /// (the SDK upserts; nothing can be assumed about what the client holds). A run listed more than once is
+    /// judged once, by its latest read (the first of equal ones).
+    public static func diff(_ rows: [RunVersion], view: ListView?) -> [ListEmit] {
+        var emits: [ListEmit] = []
+        for i in latestPerRun(rows) {
+            let r = rows[i]
+            guard let view else {
+                emits.append(ListEmit(index: i, operation: ListEmit.update))
+                continue
+            }
+            if let prev = view[r.runId] {
+                if prev.isSupersededBy(r.version) { emits.append(ListEmit(index: i, operation: ListEmit.update)) }
+            } else {
+                emits.append(ListEmit(index: i, operation: ListEmit.insert))
+            }
+        }
+        return emits
+    }
+
+    /// The index of each run's latest read in `rows`, in the order of `rows`.
+    static func latestPerRun(_ rows: [RunVersion]) -> [Int] {
+        var best: [String: Int] = [:]
         best.reserveCapacity(rows.count)
         for (i, r) in rows.enumerated() {
-            offset = max(offset, r.updatedAtMs)
             if let j = best[r.runId] {
-                if r.updatedAtMs > rows[j].updatedAtMs { best[r.runId] = i }
+                if r.version.readAtUs > rows[j].version.readAtUs { best[r.runId] = i }
             } else {
                 best[r.runId] = i
             }
         }
-        var emits: [ListEmit] = []
-        for (i, r) in rows.enumerated() where best[r.runId] == i {
-            if let ws = workingSet {
-                if let prev = ws[r.runId] {
-                    if r.updatedAtMs > prev { emits.append(ListEmit(index: i, operation: ListEmit.update)) }
-                } else {
-                    emits.append(ListEmit(index: i, operation: ListEmit.insert))
-                }
-            } else if r.updatedAtMs > floorMs {
-                emits.append(ListEmit(index: i, operation: ListEmit.update))
+        return rows.indices.filter { best[rows[$0].runId] == $0 }
+    }
+
+    /// The view after sending `emits` of `rows` (a notification's hydrate): the sent versions replace or
+    /// join what was there; nothing else changes.
+    public static func merge(_ view: ListView, _ rows: [RunVersion], emits: [ListEmit]) -> ListView {
+        var v = view
+        for e in emits { v[rows[e.index].runId] = rows[e.index].version }
+        return v
+    }
+
+    /// The view after a full resolve (snapshot, cold resolve, backstop) and sending `emits` of its `rows`:
+    /// exactly the members the resolve found, each at the version the client now holds. A run the resolve
+    /// did not find stays only if the client's version of it was read after the resolve's rows (the resolve
+    /// came from a cache a moment old and cannot speak for it).
+    public static func replace(_ view: ListView?, _ rows: [RunVersion], emits: [ListEmit]) -> ListView {
+        var out: ListView = [:]
+        out.reserveCapacity(rows.count)
+        let emitted = Set(emits.map(\.index))
+        for i in latestPerRun(rows) {
+            let r = rows[i]
+            if emitted.contains(i) || view == nil {
+                out[r.runId] = r.version
+            } else if let prev = view?[r.runId] {
+                out[r.runId] = prev
             }
         }
-        return ListDiffResult(emits: emits, offsetMs: offset)
-    }
-
-    /// Adds `rows` to a working set, keeping the larger `updatedAt` per run (notification fast path).
-    public static func merge(_ ws: inout [String: Int64], _ rows: [RunVersion]) {
-        for r in rows {
-            if let prev = ws[r.runId], prev >= r.updatedAtMs { continue }
-            ws[r.runId] = r.updatedAtMs
+        if let view {
+            let resolvedAt = rows.map(\.version.readAtUs).min() ?? Int64.min
+            for (id, v) in view where out[id] == nil && v.readAtUs > resolvedAt && !rows.isEmpty {
+                out[id] = v
+            }
         }
+        return out
     }
 
-    /// A working set made of exactly `rows` (snapshot, cold resolve and backstop); max `updatedAt` per run.
-    public static func replace(_ rows: [RunVersion]) -> [String: Int64] {
-        var ws: [String: Int64] = [:]
-        ws.reserveCapacity(rows.count)
-        merge(&ws, rows)
-        return ws
+    /// The offset's first segment after an answer: `max(floor, max updatedAt of the rows)`.
+    public static func offsetMs(_ rows: [RunVersion], floorMs: Int64) -> Int64 {
+        rows.reduce(floorMs) { max($0, $1.updatedAtMs) }
+    }
+}
+
+/// The change of a view between two answers, as the shared working-set store applies it.
+public struct ListViewDelta: Sendable, Equatable {
+    /// Runs added or at a new version, in run-id order.
+    public var changed: [(String, RowVersion)]
+    public var removed: [String]
+
+    public static func == (a: ListViewDelta, b: ListViewDelta) -> Bool {
+        a.removed == b.removed && a.changed.count == b.changed.count
+            && zip(a.changed, b.changed).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 
-    /// Replaces the membership with exactly `rows`, but never lowers a version the connection has
-    /// already been sent: a resolve served from a cache a moment old must not make the next diff
-    /// emit a row again.
-    public static func replace(_ rows: [RunVersion], previous: [String: Int64]?) -> [String: Int64] {
-        var ws = replace(rows)
-        if let previous {
-            for (id, u) in ws { if let p = previous[id], p > u { ws[id] = p } }
+    public init(changed: [(String, RowVersion)], removed: [String]) {
+        self.changed = changed
+        self.removed = removed
+    }
+
+    /// What turns `old` (nil: nothing stored) into `new`, in run-id order.
+    public static func between(_ old: ListView?, _ new: ListView) -> ListViewDelta {
+        let changed = new.filter { old?[$0.key] != $0.value }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        let removed = (old ?? [:]).keys.filter { new[$0] == nil }.sorted()
+        return ListViewDelta(changed: changed, removed: removed)
+    }
+
+    public var isEmpty: Bool { changed.isEmpty && removed.isEmpty }
+}
+
+/// The text of one working-set entry in the shared store: `<digest hex>:<readAtUs>`.
+public enum ListViewCodec {
+    public static func encode(_ v: RowVersion) -> String {
+        String(v.digest, radix: 16) + ":" + String(v.readAtUs)
+    }
+
+    public static func decode(_ s: String) -> RowVersion? {
+        let parts = s.utf8.split(separator: UInt8(ascii: ":"), maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count <= 16, let d = UInt64(Substring(parts[0]), radix: 16),
+              let r = Int64(Substring(parts[1])) else { return nil }
+        return RowVersion(digest: d, readAtUs: r)
+    }
+
+    /// The field that names the token the stored view belongs to (run ids never start with `@`).
+    public static let tokenField = "@token"
+
+    /// A view from `HGETALL` pairs, if it belongs to `token`; nil when it is another token's, or malformed.
+    public static func view(fromPairs pairs: [String], token: UInt64) -> ListView? {
+        guard pairs.count % 2 == 0 else { return nil }
+        var view: ListView = [:]
+        var owner: UInt64?
+        var i = 0
+        while i < pairs.count {
+            let k = pairs[i], v = pairs[i + 1]
+            i += 2
+            if k == tokenField {
+                owner = UInt64(v)
+                continue
+            }
+            guard let rv = decode(v) else { return nil }
+            view[k] = rv
         }
-        return ws
-    }
-
-    /// The same, for a connection whose history is known only by its offset floor: a version at or
-    /// below the floor counts as seen at the floor (the floor rule would not send it), so a resolve
-    /// served from a slightly older cache cannot make a later read of the same row look new.
-    public static func replace(_ rows: [RunVersion], previous: [String: Int64]?, floorMs: Int64) -> [String: Int64] {
-        var ws = replace(rows, previous: previous)
-        if previous == nil {
-            for (id, u) in ws where u < floorMs { ws[id] = floorMs }
-        }
-        return ws
+        guard owner == token else { return nil }
+        return view
     }
 }
 

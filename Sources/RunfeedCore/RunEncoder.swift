@@ -24,6 +24,11 @@ public struct RunRow: Sendable, Equatable {
     public let updatedAtMs: Int64
     /// The run's tags (NULL or malformed → []; NULL elements dropped).
     public let runTags: [String]
+    /// `RunRow.digest(raw:)`: identifies this version of the row on every worker.
+    public let digest: UInt64
+    /// When the read that produced this row started (wall clock, µs since the epoch; 0 = unknown). Set by
+    /// the reader; orders versions of a run (`RowVersion`).
+    public var readAtUs: Int64 = 0
 
     /// Nil unless `raw` has 28 entries (26 is also accepted: no env/batch ids) and id, friendlyId, status,
     /// createdAt and updatedAt are present and well-formed.
@@ -47,6 +52,7 @@ public struct RunRow: Sendable, Equatable {
         self.createdAtMs = created
         self.updatedAtMs = updated
         self.runTags = tags
+        self.digest = RunRow.digest(raw: full)
     }
 
     /// The raw text of one column.

@@ -14,13 +14,24 @@ public enum HoldTiming {
 /// Inputs to a live single-run poll.
 public enum RunFeedEvent: Sendable, Equatable {
     /// A row read finished; nil means the run is gone (or not visible).
-    case rowRead(updatedAtMs: Int64?)
+    case rowRead(RunReadResult?)
     /// A change record for the run arrived.
     case notified
     /// The hold deadline passed.
     case deadline
     /// The client went away.
     case aborted
+}
+
+/// What a row read found: the version of the run's row.
+public struct RunReadResult: Sendable, Equatable {
+    public var updatedAtMs: Int64
+    public var digest: UInt64
+
+    public init(updatedAtMs: Int64, digest: UInt64) {
+        self.updatedAtMs = updatedAtMs
+        self.digest = digest
+    }
 }
 
 /// What the caller should do next.
@@ -39,7 +50,9 @@ public enum RunFeedAction: Sendable, Equatable {
 
 /// The decision machine of one live single-run long-poll. Pure: the caller performs the reads, timers and replies.
 ///
-/// - A read result newer than `floorMs` ends the poll with `.emitRow`.
+/// - A read result the client does not hold (`view`: a different digest, or for an offset without one a
+///   later `updatedAt` than its floor) ends the poll with `.emitRow`. Same-millisecond writes and writes
+///   stamped earlier than the version the client holds are new rows like any other.
 /// - Otherwise a read made for the deadline (the backstop) ends it with `.emitUpToDate`; other reads go back to
 ///   holding — unless a notification arrived while that read was in flight, in which case it is read again
 ///   (the in-flight read may predate the notified write).
@@ -66,15 +79,26 @@ public struct RunFeedPoll: Sendable, Equatable {
         case done
     }
 
-    public let floorMs: Int64
+    /// What the client holds.
+    public let view: RunClientView
     public let needsGapRead: Bool
     public private(set) var state: State = .idle
     /// A notification arrived during a non-backstop read; re-read if that read shows nothing new.
     public private(set) var notifiedDuringRead = false
 
-    public init(floorMs: Int64, needsGapRead: Bool) {
-        self.floorMs = floorMs
+    public init(view: RunClientView, needsGapRead: Bool) {
+        self.view = view
         self.needsGapRead = needsGapRead
+    }
+
+    /// A poll whose client is known only by its offset floor.
+    public init(floorMs: Int64, needsGapRead: Bool) {
+        self.init(view: .floor(floorMs), needsGapRead: needsGapRead)
+    }
+
+    private func isNew(_ r: RunReadResult?) -> Bool {
+        guard let r else { return false }
+        return view.isNew(updatedAtMs: r.updatedAtMs, digest: r.digest)
     }
 
     public var isDone: Bool { state == .done }
@@ -105,7 +129,7 @@ public struct RunFeedPoll: Sendable, Equatable {
             case .deadline: return beginRead(.backstop)
             case .rowRead(let u):
                 // An unsolicited result is still data: emit it if it advances, else keep holding.
-                if let u, u > floorMs { return finish(.emitRow) }
+                if isNew(u) { return finish(.emitRow) }
                 return .hold
             }
         case .reading(let reason):
@@ -120,7 +144,7 @@ public struct RunFeedPoll: Sendable, Equatable {
                 notifiedDuringRead = false
                 return .hold
             case .rowRead(let u):
-                if let u, u > floorMs { return finish(.emitRow) }
+                if isNew(u) { return finish(.emitRow) }
                 if reason == .backstop { return finish(.emitUpToDate) }
                 if notifiedDuringRead { return beginRead(.notify) }
                 state = .holding

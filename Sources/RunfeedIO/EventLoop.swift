@@ -30,6 +30,14 @@ public func wallMs() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// Microseconds since the Unix epoch on the wall clock (when a row read started: versions read on
+/// different workers and hosts are ordered by it).
+public func wallUs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+}
+
 /// One epoll loop on one thread. It owns timers, watched file descriptors (parked FastCGI
 /// connections, the Redis socket, the signal fd) and a queue of closures posted from other threads.
 /// Everything except `execute` and `stop` must be called on the loop thread.

@@ -29,269 +29,325 @@ final class ListFeedRequest {
     var workingSetKey: String { ctx.envId + "\u{0}" + handle }
 }
 
-/// A parked live poll of a list feed.
+/// Where the view of a list client came from, for the metrics.
+enum ViewSource: String {
+    /// A snapshot: the client holds nothing yet.
+    case snapshot
+    /// This worker's copy (the previous poll was answered here).
+    case local
+    /// The shared store (the previous poll was answered by another worker or host).
+    case shared
+    /// Unknown (no token, the stored view expired or could not be read): every member is re-sent.
+    case unknown
+    /// Not looked up (a drain answering at once).
+    case none
+}
+
+/// A parked live poll of a list feed: the decision machine plus what the loop needs to carry out its actions.
 final class LiveListFeed {
     let id: UInt64
     let request: ListFeedRequest
-    let floorMs: Int64
+    /// The client's offset.
+    let offset: Offset
+    /// The view the client holds (as loaded for its offset), the base of the next stored view.
+    let baseView: ListView?
+    let source: ViewSource
+    var machine: ListFeedPoll
     let parking: PollParking
-    var deadlinePassed = false
-    /// A resolve or hydrate for this feed is in flight; notifications wait in `pendingRuns`.
-    var busy = false
-    var pendingRuns: Set<String> = []
-    /// What this connection has been sent (`runId → updatedAt`), when this worker knows it; nil means
-    /// only the offset floor is known (another worker answered the previous poll).
-    var workingSet: [String: Int64]?
+    /// The rows of the last resolve or hydrate fed to the machine (its emits index into them).
+    var lastRows: [RunRow] = []
+    /// When the read behind `lastRows` started (wall ms): the basis of the next offset if it is answered.
+    var lastReadBasisMs: Int64
 
-    init(id: UInt64, request: ListFeedRequest, floorMs: Int64, workingSet: [String: Int64]?, parking: PollParking) {
+    init(id: UInt64, request: ListFeedRequest, offset: Offset, baseView: ListView?, source: ViewSource, parking: PollParking) {
         self.id = id
         self.request = request
-        self.floorMs = floorMs
-        self.workingSet = workingSet
+        self.offset = offset
+        self.baseView = baseView
+        self.source = source
+        self.machine = ListFeedPoll(view: baseView, floorMs: offset.floorMs)
         self.parking = parking
+        self.lastReadBasisMs = offset.basisMs
     }
 }
 
-/// A connection's working set, with the offset of the response that last updated it. It is valid only
-/// for a request that carries that same offset: if the client's previous poll was answered by another
-/// worker, this copy is stale and the offset floor decides instead.
-struct WorkingSet {
-    var versions: [String: Int64]
-    var offset: String
+/// A connection's view as this worker last stored it, under the token its offset carries.
+struct LocalView {
+    var token: UInt64
+    var view: ListView
+    /// When it was last written to the shared store (monotonic ms).
+    var savedAtMs: Int64
 }
 
-/// Held list feeds of this worker, the wake index over them, per-connection working sets and the
-/// per-environment leading-edge coalescing of change records.
+/// Held list feeds of this worker, the wake index over them, the connections' views (what each client
+/// holds: local copies of the shared working sets) and the per-environment leading-edge coalescing of
+/// change records.
 ///
-/// For each delivered batch of records the registry finds the feeds a record can match (by batch, by
-/// tag, or every tag feed for a partial record), hydrates the union of their runs from Postgres once,
-/// re-checks each row against each feed's filter (tags and createdAt from the authoritative row) and
-/// diffs it against the feed's working set. A feed with nothing new keeps holding; at its deadline it
-/// re-resolves in full (the backstop) and replaces its working set.
+/// Each held poll is a `ListFeedPoll`. For each delivered batch of records the registry finds the feeds a
+/// record can match (by batch, by tag, or every tag feed for a partial record), hydrates the union of their
+/// runs from Postgres once, re-checks each row against each feed's filter and lets each feed's machine diff
+/// its rows against the client's view. Before an answer that changes the client's view goes out, the view
+/// is stored in the shared store under a fresh token carried by the offset, so the next poll can land on any
+/// worker or host.
 final class ListFeedRegistry {
     private let loop: EventLoop
     private let channels: EnvChannels
     private let runsets: RunsetService
+    private let views: SharedViews
     private let config: ServerConfig
     weak var server: Server?
 
     private var feeds: [UInt64: LiveListFeed] = [:]
+    /// Live requests whose client view is being loaded from the shared store.
+    private var loading: [UInt64: (request: ListFeedRequest, offset: Offset)] = [:]
     private var index = WakeIndex<UInt64>()
-    private var workingSets: BoundedTTLCache<String, WorkingSet>
+    private var localViews: BoundedTTLCache<String, LocalView>
     private var coalescers: [String: LeadingEdgeCoalescer] = [:]
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
     private var nextId: UInt64 = 1
 
-
-    init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, config: ServerConfig) {
+    init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, views: SharedViews, config: ServerConfig) {
         self.loop = loop
         self.channels = channels
         self.runsets = runsets
+        self.views = views
         self.config = config
-        workingSets = BoundedTTLCache(ttlMs: config.workingSetTtlMs, maxEntries: config.workingSetMaxEntries)
+        localViews = BoundedTTLCache(ttlMs: config.workingSetTtlMs, maxEntries: config.workingSetMaxEntries)
         channels.onRecord.append { [weak self] env, record in self?.offer(env: env, record: record) }
         channels.onResubscribed.append { [weak self] env in self?.resubscribed(env: env) }
     }
 
     var count: Int { feeds.count }
 
-    func purgeExpired(nowMs: Int64) { workingSets.purgeExpired(nowMs: nowMs) }
+    func purgeExpired(nowMs: Int64) { localViews.purgeExpired(nowMs: nowMs) }
+
+    // MARK: client views
+
+    /// What the client of `request` holds, for its offset: this worker's copy if it stored the view the
+    /// offset names, else the shared store's; nil when unknown (no token, expired, Redis unavailable).
+    private func clientView(_ request: ListFeedRequest, offset: Offset, _ done: @escaping (ListView?, ViewSource) -> Void) {
+        guard let token = offset.token, token != 0 else {
+            WorkerMetrics.listViewUnknown.increment()
+            done(nil, .unknown)
+            return
+        }
+        if let local = localViews.get(request.workingSetKey, nowMs: monotonicMs()), local.token == token {
+            WorkerMetrics.listViewLocal.increment()
+            done(local.view, .local)
+            return
+        }
+        views.load(envId: request.envId, handle: request.handle, token: token) { view in
+            if view == nil { WorkerMetrics.listViewUnknown.increment() } else { WorkerMetrics.listViewShared.increment() }
+            done(view, view == nil ? .unknown : .shared)
+        }
+    }
+
+    /// Stores `view` (when it changed) before the answer carrying its token goes out, then answers.
+    private func answer(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64,
+                        from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, live: Bool,
+                        source: ViewSource) {
+        let now = monotonicMs()
+        guard changed, let view else {
+            // The client's view is unchanged: its offset keeps the same token.
+            let token = previous?.token
+            if let token, token != 0, var local = localViews.get(request.workingSetKey, nowMs: now), local.token == token,
+               now - local.savedAtMs > config.workingSetTtlMs / 2 {
+                local.savedAtMs = now
+                localViews.set(request.workingSetKey, local, nowMs: now)
+                views.touch(envId: request.envId, handle: request.handle)
+            }
+            server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), live: live,
+                               view: source)
+            return
+        }
+        var token = UInt64.random(in: 1...UInt64.max)
+        if token == previous?.token { token &+= 1 }
+        localViews.set(request.workingSetKey, LocalView(token: token, view: view, savedAtMs: now), nowMs: now)
+        let base = previous?.token.flatMap { $0 == 0 ? nil : $0 }
+        views.save(envId: request.envId, handle: request.handle, base: base, baseView: base == nil ? nil : baseView,
+                   token: token, view: view) { [weak self] stored in
+            if !stored { WorkerMetrics.listViewStoreFailed.increment() }
+            self?.server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
+                                     live: live, view: source)
+        }
+    }
 
     // MARK: non-live
 
-    /// Snapshot (`offset=-1`): every row as an insert. Catch-up (an offset with a known handle): the
-    /// diff against the connection's working set. Either way the working set is replaced.
+    /// Snapshot (`offset=-1`): every row as an insert. Catch-up (an offset with a known handle): the rows
+    /// the client does not hold, against its view (all rows when the view is unknown).
     func snapshot(_ request: ListFeedRequest, offset: OffsetParam) {
-        runsets.runset(request.ctx, request.filter) { [self] result in
-            switch result {
-            case .failure:
-                server?.fail(request.conn, .unavailable)
-            case .success(let rows):
-                let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
-                var emits: [(RunRow, String)]
-                var offsetMs: Int64
-                var previous: [String: Int64]?
-                var floor: Int64 = 0
-                switch offset {
-                case .snapshot:
-                    emits = rows.map { ($0, "insert") }
-                    offsetMs = rows.map(\.updatedAtMs).max() ?? 0
-                case .at(let o):
-                    previous = validWorkingSet(request, offset: o.text)
-                    floor = max(0, o.updatedAtMs)
-                    let d = ListDiff.diff(versions, workingSet: previous, floorMs: floor)
-                    emits = d.emits.map { (rows[$0.index], $0.operation) }
-                    offsetMs = d.offsetMs
-                }
-                let sent = server?.answerList(request, rows: emits, offsetMs: offsetMs, live: false)
-                store(request, ListDiff.replace(versions, previous: previous, floorMs: floor), offset: sent)
+        switch offset {
+        case .snapshot:
+            resolveAndAnswer(request, previous: nil, view: nil, source: .snapshot)
+        case .at(let o):
+            clientView(request, offset: o) { [self] view, source in
+                resolveAndAnswer(request, previous: o, view: view, source: source)
             }
         }
     }
 
-    private func validWorkingSet(_ request: ListFeedRequest, offset: String) -> [String: Int64]? {
-        guard let ws = workingSets.get(request.workingSetKey, nowMs: monotonicMs()), ws.offset == offset else { return nil }
-        return ws.versions
-    }
-
-    private func store(_ request: ListFeedRequest, _ versions: [String: Int64]?, offset: String?) {
-        if let versions, let offset {
-            workingSets.set(request.workingSetKey, WorkingSet(versions: versions, offset: offset), nowMs: monotonicMs())
-        } else {
-            workingSets.remove(request.workingSetKey)
+    private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
+        runsets.runset(request.ctx, request.filter) { [self] result in
+            guard case .success(let set) = result else {
+                server?.fail(request.conn, .unavailable)
+                return
+            }
+            let versions = set.rows.map(RunVersion.init)
+            var emits = ListDiff.diff(versions, view: view)
+            if source == .snapshot { emits = emits.map { ListEmit(index: $0.index, operation: ListEmit.insert) } }
+            let next = ListDiff.replace(view, versions, emits: emits)
+            answer(request, rows: emits.map { (set.rows[$0.index], $0.operation) },
+                   offsetMs: ListDiff.offsetMs(versions, floorMs: previous?.floorMs ?? 0),
+                   basisMs: set.resolvedAtUs / 1000, from: previous, baseView: view, view: next,
+                   changed: view != next || previous?.token == nil || previous?.token == 0, live: false, source: source)
         }
     }
 
     // MARK: live
 
     func startLive(_ request: ListFeedRequest, offset: Offset) {
+        let id = nextId
+        nextId += 1
+        // Keep the environment subscribed while the view loads, so the gap rule below can hold.
+        channels.retain(request.envId)
+        loading[id] = (request, offset)
+        clientView(request, offset: offset) { [self] view, source in
+            defer { channels.release(request.envId) }
+            guard loading.removeValue(forKey: id) != nil else { return }  // answered by a drain meanwhile
+            park(id: id, request, offset: offset, view: view, source: source)
+        }
+    }
+
+    private func park(id: UInt64, _ request: ListFeedRequest, offset: Offset, view: ListView?, source: ViewSource) {
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
-        let feed = LiveListFeed(id: nextId, request: request, floorMs: max(0, offset.updatedAtMs),
-                                workingSet: validWorkingSet(request, offset: offset.text), parking: parking)
-        nextId += 1
-        feeds[feed.id] = feed
-        index.add(feed.id, envId: env, filter: request.filter)
-        parking.arm(config, onDeadline: { [weak self] in self?.deadline(feed) }, onGone: { [weak self] in
-            guard let self, self.feeds[feed.id] != nil else { return }
+        let feed = LiveListFeed(id: id, request: request, offset: offset, baseView: view, source: source, parking: parking)
+        feeds[id] = feed
+        index.add(id, envId: env, filter: request.filter)
+        parking.arm(config, onDeadline: { [weak self] in
+            guard let self, self.feeds[id] != nil else { return }
+            WorkerMetrics.listBackstop.increment()
+            self.act(feed, feed.machine.handle(.deadline))
+        }, onGone: { [weak self] in
+            guard let self, self.feeds[id] != nil else { return }
             WorkerMetrics.listAbort.increment()
-            self.finish(feed, rows: [], offsetMs: feed.floorMs)
+            self.act(feed, feed.machine.handle(.aborted))
         })
-        if !channels.covers(env, sinceMs: offset.tail) {
-            // This worker was not listening during the client's gap (cold start, or the previous poll
-            // was answered by another worker or host): resolve once before holding.
+        let basis = offset.basisMs
+        guard view != nil, channels.covers(env, sinceMs: basis) else {
+            // This worker was not listening during the client's gap (cold start, a hop, a long gap), or
+            // what the client holds is unknown: resolve once before holding.
             WorkerMetrics.coldResolves.increment()
-            fullResolve(feed, endsPoll: false)
+            act(feed, feed.machine.start(.resolve))
             return
         }
-        let missed = channels.replayed(env, sinceMs: offset.tail).filter { request.filter.mayMatch($0) }
-        guard !missed.isEmpty else { return }
+        let missed = channels.replayed(env, sinceMs: basis).filter { request.filter.mayMatch($0) }
+        let action = feed.machine.start(.replay(Set(missed.map(\.runId))))
+        guard case .hydrate = action else {
+            act(feed, action)
+            return
+        }
         // Rows read after their record arrived here (by the hydrate that woke the other feeds of this
         // change) already show it: a client re-arming after such a change costs no new read.
         let now = monotonicUs()
         var cached: [RunRow] = []
         for r in missed {
             guard let store = server?.store,
-                  let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: offset.tail, covered: true,
-                                                              nowUs: now),
+                  let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
                   let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
             cached.append(row)
         }
         if cached.count == missed.count {
             WorkerMetrics.listGapFromCache.increment()
-            _ = deliver(feed, Self.newestFirst(cached.filter { request.filter.contains($0) }))
+            feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs()) / 1000
+            deliverHydrated(feed, rows: cached.filter { request.filter.contains($0) })
         } else {
-            hydrateAndDeliver([feed.id: Set(missed.map(\.runId))], env: env)
+            act(feed, action)
         }
     }
 
-    private func deadline(_ feed: LiveListFeed) {
-        guard feeds[feed.id] != nil else { return }
-        feed.deadlinePassed = true
-        if !feed.busy { backstop(feed) }
-    }
-
-    private func backstop(_ feed: LiveListFeed) {
-        WorkerMetrics.listBackstop.increment()
-        fullResolve(feed, endsPoll: true)
-    }
-
-    /// Resolves the whole set, diffs it against the working set and replaces the working set.
-    private func fullResolve(_ feed: LiveListFeed, endsPoll: Bool) {
-        feed.busy = true
-        runsets.runset(feed.request.ctx, feed.request.filter) { [self] result in
-            feed.busy = false
-            guard feeds[feed.id] != nil else { return }
-            guard case .success(let rows) = result else {
-                // Keep the working set; the client re-polls and the next backstop retries.
-                if endsPoll { finish(feed, rows: [], offsetMs: feed.floorMs) } else { settle(feed) }
-                return
+    /// Carries out one action of a feed's machine.
+    private func act(_ feed: LiveListFeed, _ action: ListPollAction) {
+        switch action {
+        case .hold, .finishSilently:
+            return
+        case .resolve:
+            runsets.runset(feed.request.ctx, feed.request.filter) { [self] result in
+                guard feeds[feed.id] != nil else { return }
+                switch result {
+                case .success(let set):
+                    feed.lastRows = set.rows
+                    feed.lastReadBasisMs = set.resolvedAtUs / 1000
+                    act(feed, feed.machine.handle(.resolved(set.rows.map(RunVersion.init))))
+                case .failure:
+                    act(feed, feed.machine.handle(.resolved(nil)))
+                }
             }
-            let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
-            let d = ListDiff.diff(versions, workingSet: feed.workingSet, floorMs: feed.floorMs)
-            feed.workingSet = ListDiff.replace(versions, previous: feed.workingSet, floorMs: feed.floorMs)
-            if !d.emits.isEmpty {
-                if endsPoll { WorkerMetrics.listBackstopDelivered.increment() }
-                finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: d.offsetMs)
-            } else if endsPoll {
-                finish(feed, rows: [], offsetMs: d.offsetMs)
-            } else {
-                settle(feed)
-            }
-        }
-    }
-
-    /// After a resolve or hydrate that emitted nothing: run what arrived meanwhile, or hold.
-    private func settle(_ feed: LiveListFeed) {
-        guard feeds[feed.id] != nil, !feed.busy else { return }
-        if feed.deadlinePassed {
-            backstop(feed)
-        } else if !feed.pendingRuns.isEmpty {
-            let runs = feed.pendingRuns
-            feed.pendingRuns = []
+        case .hydrate(let runs):
             hydrateAndDeliver([feed.id: runs], env: feed.request.envId)
+        case .answer(let emits):
+            if !feed.parking.deadlinePending { WorkerMetrics.listBackstopDelivered.increment() } else { WorkerMetrics.listNotify.increment() }
+            finish(feed, rows: emits.map { (feed.lastRows[$0.index], $0.operation) }, basisMs: answerBasis(feed, feed.lastReadBasisMs))
+        case .upToDate(let fromRead):
+            finish(feed, rows: [], basisMs: fromRead ? answerBasis(feed, feed.lastReadBasisMs) : feed.offset.basisMs)
         }
     }
 
-    /// Hydrates the union of the runs once and hands each feed its rows.
+    /// The basis of an answer built from a read that started at `readMs`: records still waiting in the
+    /// environment's coalescing window may predate it and were not read for this feed, so the basis
+    /// reaches back before them.
+    private func answerBasis(_ feed: LiveListFeed, _ readMs: Int64) -> Int64 {
+        guard let c = coalescers[feed.request.envId], c.pendingCount > 0 else { return readMs }
+        return min(readMs, wallMs() - config.coalesceWindowMs - 1)
+    }
+
+    /// Hydrates the union of the runs once and hands each feed the rows that match its filter.
     private func hydrateAndDeliver(_ wanted: [UInt64: Set<String>], env: String) {
-        var targets: [UInt64: Set<String>] = [:]
-        for (id, runs) in wanted {
-            guard let feed = feeds[id] else { continue }
-            if feed.busy {
-                feed.pendingRuns.formUnion(runs)
-            } else {
-                feed.busy = true
-                targets[id] = runs
-            }
-        }
-        guard !targets.isEmpty else { return }
-        let ids = Array(targets.values.reduce(into: Set<String>()) { $0.formUnion($1) }).sorted()
+        let ids = Array(wanted.values.reduce(into: Set<String>()) { $0.formUnion($1) }).sorted()
+        guard !ids.isEmpty else { return }
+        let startedMs = wallMs()
         runsets.hydrate(envId: env, ids: ids) { [self] result in
-            let byId: [String: RunRow]
+            let byId: [String: RunRow]?
             switch result {
             case .success(let rows): byId = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            case .failure: byId = [:]  // fall through to the backstop
+            case .failure: byId = nil  // the machine falls back to the backstop
             }
-            for (id, runs) in targets {
+            for (id, runs) in wanted {
                 guard let feed = feeds[id] else { continue }
-                feed.busy = false
-                let rows = Self.newestFirst(runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) })
-                if !deliver(feed, rows) { settle(feed) }
+                feed.lastReadBasisMs = startedMs
+                guard let byId else {
+                    act(feed, feed.machine.handle(.hydrated(nil)))
+                    continue
+                }
+                deliverHydrated(feed, rows: runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) })
             }
         }
     }
 
-    private static func newestFirst(_ rows: [RunRow]) -> [RunRow] {
-        rows.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+    private func deliverHydrated(_ feed: LiveListFeed, rows: [RunRow]) {
+        let sorted = rows.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+        feed.lastRows = sorted
+        act(feed, feed.machine.handle(.hydrated(sorted.map(RunVersion.init))))
     }
 
-    /// The notify fast path: diff the rows against the working set and merge; emit if anything is new.
-    private func deliver(_ feed: LiveListFeed, _ rows: [RunRow]) -> Bool {
-        guard !rows.isEmpty else { return false }
-        let versions = rows.map { RunVersion(runId: $0.id, updatedAtMs: $0.updatedAtMs) }
-        let d = ListDiff.diff(versions, workingSet: feed.workingSet, floorMs: feed.floorMs)
-        guard !d.emits.isEmpty else { return false }
-        // Without a working set only the floor is known: it advances with this answer's offset, and no
-        // partial working set is made up (it would turn every other member into an "insert").
-        if feed.workingSet != nil { ListDiff.merge(&feed.workingSet!, versions) }
-        WorkerMetrics.listNotify.increment()
-        finish(feed, rows: d.emits.map { (rows[$0.index], $0.operation) }, offsetMs: max(d.offsetMs, feed.floorMs))
-        return true
-    }
-
-    private func finish(_ feed: LiveListFeed, rows: [(RunRow, String)], offsetMs: Int64) {
+    private func finish(_ feed: LiveListFeed, rows: [(RunRow, String)], basisMs: Int64) {
         guard feeds.removeValue(forKey: feed.id) != nil else { return }
         feed.parking.unpark()
         index.remove(feed.id)
-        let sent = server?.answerList(feed.request, rows: rows, offsetMs: offsetMs, live: true)
-        store(feed.request, feed.workingSet, offset: sent)
+        let m = feed.machine
+        answer(feed.request, rows: rows, offsetMs: m.offsetMs, basisMs: basisMs, from: feed.offset, baseView: feed.baseView,
+               view: m.view, changed: m.viewChanged, live: true, source: feed.source)
     }
 
     /// Answers every held poll with `up-to-date` now (drain).
     func answerAll() {
-        for feed in Array(feeds.values) { finish(feed, rows: [], offsetMs: feed.floorMs) }
+        for (_, l) in loading {
+            server?.answerList(l.request, rows: [], offset: l.offset, live: true, view: .none)
+        }
+        loading = [:]
+        for feed in Array(feeds.values) { act(feed, feed.machine.handle(.aborted)) }
     }
 
     // MARK: change records
@@ -329,14 +385,23 @@ final class ListFeedRegistry {
         for r in records {
             for id in index.candidates(envId: env, record: r) { wanted[id, default: []].insert(r.runId) }
         }
-        if !wanted.isEmpty { hydrateAndDeliver(wanted, env: env) }
+        // Feeds holding now read together; feeds busy with a read keep the runs for later.
+        var reads: [UInt64: Set<String>] = [:]
+        for (id, runs) in wanted {
+            guard let feed = feeds[id] else { continue }
+            switch feed.machine.handle(.records(runs)) {
+            case .hydrate(let r): reads[id] = r
+            case let other: act(feed, other)
+            }
+        }
+        if !reads.isEmpty { hydrateAndDeliver(reads, env: env) }
     }
 
     /// Records published while the subscription was down are lost: re-resolve every held feed of the env.
     private func resubscribed(env: String) {
-        for feed in feeds.values where feed.request.envId == env && !feed.busy {
+        for feed in feeds.values where feed.request.envId == env {
             WorkerMetrics.coldResolves.increment()
-            fullResolve(feed, endsPoll: false)
+            act(feed, feed.machine.handle(.resync))
         }
     }
 }

@@ -35,10 +35,16 @@ extension LoopDatabase {
     /// batch hydrates, batched backstop reads).
     func readRuns(envId: String, ids: [String], _ done: @escaping (Result<[String: RunRow], PGError>) -> Void) {
         let q = PostgresListSQL.hydrate(envId: envId, runIds: ids, columns: .all)
+        let readAt = wallUs()
         query(q.sql, q.params) { result in
             done(result.map { got in
                 var byId: [String: RunRow] = [:]
-                for raw in got.rows { if let r = RunRow(raw: raw) { byId[r.id] = r } }
+                for raw in got.rows {
+                    if var r = RunRow(raw: raw) {
+                        r.readAtUs = readAt
+                        byId[r.id] = r
+                    }
+                }
                 return byId
             })
         }

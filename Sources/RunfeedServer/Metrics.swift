@@ -32,6 +32,29 @@ enum WorkerMetrics {
     static let coldResolves = Counter(label: "runfeed_cold_resolves_total")
     /// Tag and batch polls whose gap (changes since their previous answer) was served from rows already read.
     static let listGapFromCache = Counter(label: "runfeed_gap_reads_total", dimensions: [("kind", "list"), ("source", "cache")])
+    /// Where a list poll's client view came from: this worker's copy, the shared store, or unknown (every
+    /// member is re-sent).
+    static let listViewLocal = Counter(label: "runfeed_list_views_total", dimensions: [("source", "local")])
+    static let listViewShared = Counter(label: "runfeed_list_views_total", dimensions: [("source", "shared")])
+    static let listViewUnknown = Counter(label: "runfeed_list_views_total", dimensions: [("source", "unknown")])
+    static let listViewStoreFailed = Counter(label: "runfeed_list_view_store_failures_total")
+    /// List answers and their body bytes by where the client's view came from (`snapshot`, `local`, `shared`
+    /// after a hop, `unknown`): answers after a hop compared with the others.
+    private static let viewSources = ["snapshot", "local", "shared", "unknown", "none"]
+    private static let answersByView = Dictionary(uniqueKeysWithValues: viewSources.map {
+        ($0, Counter(label: "runfeed_list_answers_total", dimensions: [("view", $0)]))
+    })
+    private static let answerBytesByView = Dictionary(uniqueKeysWithValues: viewSources.map {
+        ($0, Counter(label: "runfeed_list_answer_bytes_total", dimensions: [("view", $0)]))
+    })
+    static func listAnswers(_ view: String) -> Counter { answersByView[view]! }
+    static func listAnswerBytes(_ view: String) -> Counter { answerBytesByView[view]! }
+    /// Shared working-set store traffic: commands by kind, and bytes sent in save commands.
+    private static let viewCommands = Dictionary(uniqueKeysWithValues: ["load", "save", "save_whole", "touch"].map {
+        ($0, Counter(label: "runfeed_shared_view_commands_total", dimensions: [("op", $0)]))
+    })
+    static func sharedViewCommands(_ op: String) -> Counter { viewCommands[op]! }
+    static let sharedViewBytesWritten = Counter(label: "runfeed_shared_view_bytes_written_total")
     static let runsetHit = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "hit")])
     static let runsetMiss = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "miss")])
     static let runsetCoalesced = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "coalesced")])

@@ -5,15 +5,18 @@ import RunfeedIO
 final class LiveRunFeed {
     let id: UInt64
     let request: RunFeedRequest
-    let floorMs: Int64
+    /// The client's offset: what it holds and when that was read.
+    let offset: Offset
     var machine: RunFeedPoll
     let parking: PollParking
     var lastRow: RunRow?
+    /// When the last read of this poll started (wall ms), if it found a row.
+    var lastReadBasisMs: Int64?
 
-    init(id: UInt64, request: RunFeedRequest, floorMs: Int64, machine: RunFeedPoll, parking: PollParking) {
+    init(id: UInt64, request: RunFeedRequest, offset: Offset, machine: RunFeedPoll, parking: PollParking) {
         self.id = id
         self.request = request
-        self.floorMs = floorMs
+        self.offset = offset
         self.machine = machine
         self.parking = parking
     }
@@ -48,15 +51,15 @@ final class RunFeedRegistry {
     // MARK: feeds
 
     func startLive(_ request: RunFeedRequest, offset: Offset) {
-        let floor = max(0, offset.updatedAtMs)
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
         let covered = channels.covers(env, sinceMs: offset.tail)
         let freshAfter = channels.gapReadFreshAfter(env, runId: request.runId, sinceMs: offset.tail, covered: covered,
                                                     nowUs: monotonicUs())
-        let feed = LiveRunFeed(id: nextId, request: request, floorMs: floor,
-                               machine: RunFeedPoll(floorMs: floor, needsGapRead: freshAfter != nil), parking: parking)
+        let feed = LiveRunFeed(id: nextId, request: request, offset: offset,
+                               machine: RunFeedPoll(view: RunClientView(offset), needsGapRead: freshAfter != nil),
+                               parking: parking)
         nextId += 1
         feeds[feed.id] = feed
         byRun[Self.runKey(env, request.runId), default: []].insert(feed.id)
@@ -65,6 +68,15 @@ final class RunFeedRegistry {
         parking.arm(config, onDeadline: { [weak self] in self?.event(feed, .deadline) },
                     onGone: { [weak self] in self?.event(feed, .aborted) })
         act(feed, feed.machine.start(), freshAfter: freshAfter ?? monotonicUs())
+    }
+
+    /// Reads for a poll must start after the client's view was read: an older read (a cached row, or one
+    /// in flight) could show an older version than the one the client holds, and sending it would move the
+    /// client backwards. The client's basis is another worker's (or host's) wall clock: allow for skew.
+    private func notBefore(_ feed: LiveRunFeed, _ freshAfter: Int64) -> Int64 {
+        let nowUs = monotonicUs()
+        let sinceBasisUs = wallUs() - (feed.offset.basisMs + config.clockSkewMs) * 1000
+        return min(nowUs, max(freshAfter, nowUs - sinceBasisUs))
     }
 
     /// `notifiedAt`: for `.notified`, when the record arrived (monotonic µs); every read that started
@@ -91,14 +103,15 @@ final class RunFeedRegistry {
             let r = feed.request
             guard let store = server?.store else { return }
             let read = feed.machine.state == .reading(.backstop) ? store.readRowBatched : store.readRow
-            read(r.envId, r.runId, freshAfter) { [weak self] result in
+            read(r.envId, r.runId, notBefore(feed, freshAfter)) { [weak self] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
-                var updatedAt: Int64?
+                var found: RunReadResult?
                 if case .success(let row) = result, let row {
                     feed.lastRow = row
-                    updatedAt = row.updatedAtMs
+                    feed.lastReadBasisMs = row.readAtUs / 1000
+                    found = RunReadResult(updatedAtMs: row.updatedAtMs, digest: row.digest)
                 }
-                self.act(feed, feed.machine.handle(.rowRead(updatedAtMs: updatedAt)), freshAfter: freshAfter)
+                self.act(feed, feed.machine.handle(.rowRead(found)), freshAfter: freshAfter)
             }
         case .emitRow:
             if !feed.parking.deadlinePending { WorkerMetrics.runBackstopDelivered.increment() }
@@ -110,7 +123,7 @@ final class RunFeedRegistry {
 
     private func finish(_ feed: LiveRunFeed, row: RunRow?) {
         remove(feed)
-        server?.answerLive(feed.request, floorMs: feed.floorMs, row: row)
+        server?.answerLive(feed.request, offset: feed.offset, row: row, readBasisMs: feed.lastReadBasisMs)
     }
 
     private func remove(_ feed: LiveRunFeed) {

@@ -191,11 +191,18 @@ final class RunStore {
 
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
         let startedAt = monotonicUs()
+        let readAt = wallUs()
         slot.currentStartedAt = startedAt
         WorkerMetrics.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [runId, envId]) { [self] result in
-            let mapped: Result<RunRow?, PGError> = result.map { rows in rows.rows.first.flatMap { RunRow(raw: $0) } }
+            let mapped: Result<RunRow?, PGError> = result.map { rows in
+                rows.rows.first.flatMap { RunRow(raw: $0) }.map { r in
+                    var r = r
+                    r.readAtUs = readAt
+                    return r
+                }
+            }
             if case .success(let row) = mapped {
                 rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
             }

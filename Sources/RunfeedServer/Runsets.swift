@@ -83,13 +83,20 @@ final class PostgresResolver: MembershipResolver {
 
 /// Resolve + hydrate, cached for a second and single-flighted per filter, behind an admission gate, so a
 /// burst of identical subscriptions costs one membership query and one hydrate.
+/// One resolved set: the member rows and when the membership query started (wall µs). Change records that
+/// arrived after that moment may not be reflected in it.
+struct Runset {
+    var rows: [RunRow]
+    var resolvedAtUs: Int64
+}
+
 final class RunsetService {
     private let resolver: MembershipResolver
     private let db: LoopDatabase
     private let log: Logger
     private let limit: Int
-    private var cache: BoundedTTLCache<String, [RunRow]>
-    private var inflight: [String: [(Result<[RunRow], RunsetFailure>) -> Void]] = [:]
+    private var cache: BoundedTTLCache<String, Runset>
+    private var inflight: [String: [(Result<Runset, RunsetFailure>) -> Void]] = [:]
     private var gate: AdmissionGate
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextTicket: UInt64 = 1
@@ -112,7 +119,7 @@ final class RunsetService {
 
     /// The rows of the runs `filter` covers in `ctx`'s environment, newest first, each re-checked
     /// against the authoritative Postgres row.
-    func runset(_ ctx: AuthContext, _ filter: ListFilter, _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {
+    func runset(_ ctx: AuthContext, _ filter: ListFilter, _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
         // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
         let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
         if let rows = cache.get(key, nowMs: monotonicMs()) {
@@ -128,6 +135,7 @@ final class RunsetService {
         WorkerMetrics.runsetMiss.increment()
         inflight[key] = [done]
         admit { [self] in
+            let resolvedAtUs = wallUs()
             resolver.resolve(ctx, filter, limit: limit) { [self] result in
                 switch result {
                 case .failure(let e):
@@ -141,7 +149,8 @@ final class RunsetService {
                     hydrate(envId: ctx.envId, ids: ids) { [self] hydrated in
                         // Newest first by the authoritative createdAt (ClickHouse 18.16 keeps whole seconds).
                         finish(key, hydrated.map { rows in
-                            rows.filter { filter.contains($0) }.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) }
+                            Runset(rows: rows.filter { filter.contains($0) }.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) },
+                                   resolvedAtUs: resolvedAtUs)
                         })
                     }
                 }
@@ -149,7 +158,7 @@ final class RunsetService {
         }
     }
 
-    private func finish(_ key: String, _ result: Result<[RunRow], RunsetFailure>) {
+    private func finish(_ key: String, _ result: Result<Runset, RunsetFailure>) {
         if case .success(let rows) = result { cache.set(key, rows, nowMs: monotonicMs()) }
         let waiters = inflight.removeValue(forKey: key) ?? []
         if let next = gate.release(), let run = waiting.removeValue(forKey: next) { run() }

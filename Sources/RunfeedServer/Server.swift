@@ -19,6 +19,7 @@ public final class Server: @unchecked Sendable {
     let feeds: RunFeedRegistry
     let lists: ListFeedRegistry
     let runsets: RunsetService
+    let views: SharedViews
     let clickhouse: ClickHousePool?
     let limiter: ConcurrencyLimiter?
     /// Live polls holding a concurrency slot, by connection: released when the poll is answered.
@@ -61,7 +62,8 @@ public final class Server: @unchecked Sendable {
         runsets = RunsetService(resolver: resolver, db: db, log: log, limit: config.maxListResults,
                                 ttlMs: config.runsetCacheTtlMs, maxEntries: config.runsetCacheMaxEntries,
                                 admissionLimit: config.resolveAdmissionLimit)
-        lists = ListFeedRegistry(loop: loop, channels: channels, runsets: runsets, config: config)
+        views = SharedViews(loop: loop, endpoint: config.redis, ttlMs: config.workingSetTtlMs, log: log)
+        lists = ListFeedRegistry(loop: loop, channels: channels, runsets: runsets, views: views, config: config)
         if let limit = config.concurrencyLimit {
             limiter = ConcurrencyLimiter(loop: loop, endpoint: config.rateLimitRedis, limit: limit, threads: 2, log: log)
         } else {
@@ -192,7 +194,7 @@ public final class Server: @unchecked Sendable {
                 apiVersion: conn.info.headers["x-trigger-api-version"])
             if query.live, case .at(let offset) = query.offset {
                 if draining {
-                    answerLive(feed, floorMs: max(0, offset.updatedAtMs), row: nil)
+                    answerLive(feed, offset: offset, row: nil, readBasisMs: nil)
                 } else {
                     withLiveSlot(conn, envId: ctx.envId) { self.feeds.startLive(feed, offset: offset) }
                 }
@@ -204,40 +206,58 @@ public final class Server: @unchecked Sendable {
 
     /// Non-live: the initial snapshot (`offset=-1` or no handle), or a catch-up from a known offset.
     private func snapshot(_ feed: RunFeedRequest, query: FeedQuery) {
-        var floor: Int64?
-        if case .at(let o) = query.offset, query.handle == feed.handle { floor = max(0, o.updatedAtMs) }
+        var previous: Offset?
+        if case .at(let o) = query.offset, query.handle == feed.handle { previous = o }
         // A catch-up reads afresh (read-your-writes); a snapshot may share a row read ≤ 250 ms old.
-        let freshAfter = floor == nil ? monotonicUs() - config.runCacheTtlMs * 1000 : monotonicUs()
+        let freshAfter = previous == nil ? monotonicUs() - config.runCacheTtlMs * 1000 : monotonicUs()
+        let requestedAt = wallMs()
         store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: freshAfter) { [self] result in
             guard case .success(let row) = result else {
                 fail(feed.conn, .unavailable)
                 return
             }
-            var rows: [(RunRow, String)] = []
-            var offsetMs = floor ?? 0
-            if let row, floor == nil || row.updatedAtMs > floor! {
-                rows = [(row, floor == nil ? "insert" : "update")]
-                offsetMs = row.updatedAtMs
+            let basis = row.map { $0.readAtUs / 1000 } ?? requestedAt
+            if let previous {
+                // Catch-up: the row if the client does not hold it.
+                let view = RunClientView(previous)
+                if let row, view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest) {
+                    sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
+                             apiVersion: feed.apiVersion, rows: [(row, "update")],
+                             offset: Offset(updatedAtMs: row.updatedAtMs, tail: basis, token: row.digest), live: false)
+                } else {
+                    sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
+                             apiVersion: feed.apiVersion, rows: [],
+                             offset: Offset(updatedAtMs: previous.updatedAtMs, tail: basis, token: view.token), live: false)
+                }
+                return
             }
             sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
-                     apiVersion: feed.apiVersion, rows: rows, offsetMs: offsetMs, live: false)
+                     apiVersion: feed.apiVersion, rows: row.map { [($0, "insert")] } ?? [],
+                     offset: Offset(updatedAtMs: row?.updatedAtMs ?? 0, tail: basis, token: row?.digest ?? 0), live: false)
         }
     }
 
-    /// Answers a live poll: the row if it advanced, else `[up-to-date]` at the client's floor.
-    func answerLive(_ feed: RunFeedRequest, floorMs: Int64, row: RunRow?) {
-        let advanced = row.flatMap { $0.updatedAtMs > floorMs ? $0 : nil }
+    /// Answers a live poll: the row if the client does not hold it, else `[up-to-date]` with the client's
+    /// view (its basis moved to `readBasisMs` when a read confirmed it).
+    func answerLive(_ feed: RunFeedRequest, offset: Offset, row: RunRow?, readBasisMs: Int64?) {
+        let view = RunClientView(offset)
+        if let row, view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest) {
+            sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
+                     apiVersion: feed.apiVersion, rows: [(row, "update")],
+                     offset: Offset(updatedAtMs: row.updatedAtMs, tail: row.readAtUs / 1000, token: row.digest), live: true)
+            return
+        }
         sendFeed(feed.conn, handle: feed.handle, columns: feed.columns, legacyHeaderNames: feed.legacyHeaderNames,
-                 apiVersion: feed.apiVersion, rows: advanced.map { [($0, "update")] } ?? [],
-                 offsetMs: advanced?.updatedAtMs ?? floorMs, live: true)
+                 apiVersion: feed.apiVersion, rows: [],
+                 offset: Offset(updatedAtMs: offset.updatedAtMs, tail: readBasisMs ?? offset.basisMs, token: view.token), live: true)
     }
 
     /// Sends a feed answer — the rows (inserts or updates) then `up-to-date` — with the headers of a
-    /// live or non-live response. Returns the offset sent.
+    /// live or non-live response. Returns the size of the body.
     @discardableResult
     private func sendFeed(_ conn: FastCGIConnection, handle: String, columns: ColumnSet, legacyHeaderNames: Bool,
-                          apiVersion: String?, rows: [(RunRow, String)], offsetMs: Int64, live: Bool,
-                          extraHeaders: [(String, String)] = []) -> String {
+                          apiVersion: String?, rows: [(RunRow, String)], offset: Offset, live: Bool,
+                          extraHeaders: [(String, String)] = []) -> Int {
         if live {
             // Now minus each emitted row's updatedAt.
             let now = wallMs()
@@ -248,14 +268,14 @@ public final class Server: @unchecked Sendable {
         let body = rows.count > 1 ? feedBody(rows, columns, apiVersion) : encodedOnce(
             "body|\(rows.first.map { "\($0.0.id)|\($0.0.updatedAtMs)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
         ) { feedBody(rows, columns, apiVersion) }
-        let offset = Offset(updatedAtMs: offsetMs, tail: wallMs()).text
+        let offset = offset.text
         var response = ElectricResponse.feed(
             handle: handle, offset: offset, cursor: live ? String(nextCursor()) : nil, live: live,
             schema: live ? nil : RunEncoder.schemaHeader(columns), body: body, upToDate: true,
             legacyHeaderNames: legacyHeaderNames)
         response.headers.append(contentsOf: extraHeaders)
         respond(conn, response)
-        return offset
+        return body.utf8.count
     }
 
     /// The rows as change messages, then `up-to-date`. Each message is cached per row version, columns
@@ -387,7 +407,7 @@ public final class Server: @unchecked Sendable {
     private func startList(_ request: ListFeedRequest, query: FeedQuery) {
         if query.live, case .at(let offset) = query.offset, query.handle == request.handle {
             if draining {
-                answerList(request, rows: [], offsetMs: max(0, offset.updatedAtMs), live: true)
+                answerList(request, rows: [], offset: offset, live: true, view: .none)
             } else {
                 withLiveSlot(request.conn, envId: request.envId) { self.lists.startLive(request, offset: offset) }
             }
@@ -397,12 +417,13 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// Answers a list feed: the rows (inserts or updates) then `up-to-date`. Returns the offset sent.
-    @discardableResult
-    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, live: Bool) -> String {
-        sendFeed(request.conn, handle: request.handle, columns: request.columns,
-                 legacyHeaderNames: request.legacyHeaderNames, apiVersion: request.apiVersion, rows: rows,
-                 offsetMs: offsetMs, live: live, extraHeaders: request.extraHeaders)
+    /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
+    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offset: Offset, live: Bool, view: ViewSource) {
+        WorkerMetrics.listAnswers(view.rawValue).increment()
+        let bytes = sendFeed(request.conn, handle: request.handle, columns: request.columns,
+                        legacyHeaderNames: request.legacyHeaderNames, apiVersion: request.apiVersion, rows: rows,
+                        offset: offset, live: live, extraHeaders: request.extraHeaders)
+        WorkerMetrics.listAnswerBytes(view.rawValue).increment(by: Int64(bytes))
     }
 
     /// Every second, drops expired cache entries: the caches are bounded in entries, and this bounds

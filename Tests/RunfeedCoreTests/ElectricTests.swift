@@ -24,6 +24,99 @@ final class OffsetTests: XCTestCase {
         XCTAssertEqual(OffsetParam.snapshot.floorMs, 0)
         XCTAssertEqual(OffsetParam.at(o).floorMs, 123)
     }
+
+    // MARK: Version tokens
+
+    private func pad20(_ t: UInt64) -> String {
+        let s = String(t)
+        return String(repeating: "0", count: 20 - s.count) + s
+    }
+
+    func testOffsetsWithoutTokenHaveNone() {
+        XCTAssertNil(Offset.parse("1_2")?.token)
+        XCTAssertEqual(Offset.parse("5_1"), Offset(updatedAtMs: 5, tail: 1))
+        XCTAssertEqual(Offset.parse("5_9223372036854775807"), Offset(updatedAtMs: 5, tail: Int64.max))
+        XCTAssertNil(Offset.parse("5_9223372036854775807")?.token)
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7).text, "5_7")
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7).basisMs, 7)
+    }
+
+    func testTokenText() {
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7, token: 1).text, "5_700000000000000000001")
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7, token: 0).text, "5_700000000000000000000")
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 0, token: 0).text, "5_000000000000000000000")
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7, token: UInt64.max).text, "5_718446744073709551615")
+        XCTAssertEqual(Offset.parse("5_700000000000000000001"), Offset(updatedAtMs: 5, tail: 7, token: 1))
+        XCTAssertEqual(Offset(updatedAtMs: 5, tail: 7, token: 1).description, "5_700000000000000000001")
+        // Still `<number>_<number>` to the client.
+        XCTAssertTrue(Offset(updatedAtMs: 5, tail: 7, token: UInt64.max).text.utf8.allSatisfy {
+            $0 == UInt8(ascii: "_") || ($0 >= 0x30 && $0 <= 0x39)
+        })
+    }
+
+    func testTokenRoundTrips() {
+        let tails: [Int64] = [0, 7, 1_760_000_000_123, Int64.max]  // 1…19 digits
+        for token in [UInt64(0), 1, 42, 1 << 63, UInt64.max] {
+            for tail in tails {
+                for u in [Int64(0), 1_760_000_000_123, Int64.max] {
+                    let o = Offset(updatedAtMs: u, tail: tail, token: token)
+                    let text = o.text
+                    let tailDigits = text.split(separator: "_")[1].count
+                    XCTAssertEqual(tailDigits, String(tail).count + 20, text)
+                    XCTAssertEqual(Offset.parse(text), o, text)
+                    XCTAssertEqual(Offset.parse(text)?.text, text)
+                    XCTAssertEqual(Offset.parse(text)?.token, token)
+                }
+            }
+        }
+        // Parsing text with a token and printing it again.
+        for s in ["0_1" + pad20(0), "0_1" + pad20(1), "0_1" + pad20(UInt64.max),
+                  "1760000000123_9223372036854775807" + pad20(UInt64.max),
+                  "1760000000123_1760000000000" + pad20(0xDEAD_BEEF)] {
+            XCTAssertEqual(Offset.parse(s)?.text, s, s)
+        }
+        XCTAssertEqual(Offset.parse("3_9223372036854775807" + pad20(9)),
+                       Offset(updatedAtMs: 3, tail: Int64.max, token: 9))
+        // Leading zeros in the basis are accepted (and printed without them).
+        XCTAssertEqual(Offset.parse("3_007" + pad20(9)), Offset(updatedAtMs: 3, tail: 7, token: 9))
+    }
+
+    func testTokenRejections() {
+        let bad: [String] = [
+            // A tail of exactly 20 digits is ambiguous and rejected.
+            "5_" + "00000000000000000001", "5_" + "12345678901234567890", "5_" + String(repeating: "0", count: 20),
+            // More than 39 digits.
+            "5_" + String(repeating: "1", count: 40), "5_0" + pad20(1) + "0000000000000000000",
+            "5_" + String(repeating: "0", count: 41),
+            // Token overflow (20 digits above UInt64.max).
+            "5_7" + "18446744073709551616", "5_7" + "99999999999999999999", "5_9223372036854775807" + "18446744073709551616",
+            // Basis overflow (19 digits above Int64.max).
+            "5_9223372036854775808" + pad20(1), "5_9999999999999999999" + pad20(1),
+            // Non-digits anywhere in the tail or token.
+            "5_7" + "0000000000000000000a", "5_7a" + "0000000000000000000", "5_a" + pad20(1), "5_-7" + pad20(1),
+            "5_+7" + pad20(1), "5_ 7" + pad20(1), "5_7" + pad20(1) + " ", "5_7 " + "0000000000000000001",
+            "5_7" + "+0000000000000000001", "5_7" + "-0000000000000000001", "5_7_" + pad20(1),
+            // The first segment keeps its rules.
+            "-5_7" + pad20(1), "12345678901234567890_7" + pad20(1), "_7" + pad20(1),
+        ]
+        for s in bad { XCTAssertNil(Offset.parse(s), s) }
+        // The boundaries that are accepted.
+        XCTAssertNotNil(Offset.parse("5_7" + "18446744073709551615"))
+        XCTAssertNotNil(Offset.parse("5_" + "1234567890123456789"))  // 19 digits
+        XCTAssertEqual(Offset.parse("5_" + "100000000000000000001"), Offset(updatedAtMs: 5, tail: 1, token: 1))  // 21 digits
+        XCTAssertNil(Offset.parse("5_" + "123456789012345678901"))  // 21 digits, token 2345…8901 > UInt64.max
+        XCTAssertNotNil(Offset.parse("5_" + "123456789012345678901234567890123456789"))  // 39 digits
+        XCTAssertNil(Offset.parse("5_" + "923456789012345678901234567890123456789"))  // 39 digits, basis too big
+    }
+
+    func testQueryAcceptsTokenOffsets() {
+        let q = try? FeedQuery.parse(queryString: "handle=run-cm1&live=true&offset=1760000000123_1760000000000" + pad20(77)).get()
+        XCTAssertEqual(q?.offset, .at(Offset(updatedAtMs: 1_760_000_000_123, tail: 1_760_000_000_000, token: 77)))
+        XCTAssertEqual(q?.offset.floorMs, 1_760_000_000_123)
+        if case .success = FeedQuery.parse(queryString: "offset=1_" + String(repeating: "1", count: 20)) {
+            XCTFail("a 20-digit tail was accepted")
+        }
+    }
 }
 
 final class FeedQueryTests: XCTestCase {

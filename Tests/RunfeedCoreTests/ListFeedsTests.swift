@@ -190,92 +190,295 @@ final class ListHandleTests: XCTestCase {
 
 // MARK: Diff
 
+/// A resolved or hydrated row: run id, updatedAt (ms), digest, and when its read started (µs).
+func rv(_ id: String, _ updatedAtMs: Int64, _ digest: UInt64, at readAtUs: Int64) -> RunVersion {
+    RunVersion(runId: id, updatedAtMs: updatedAtMs, version: RowVersion(digest: digest, readAtUs: readAtUs))
+}
+
+func ver(_ digest: UInt64, at readAtUs: Int64) -> RowVersion { RowVersion(digest: digest, readAtUs: readAtUs) }
+
 final class ListDiffTests: XCTestCase {
-    private func v(_ id: String, _ u: Int64) -> RunVersion { RunVersion(runId: id, updatedAtMs: u) }
     private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
 
-    func testWithoutWorkingSetEmitsUpdatesNewerThanFloor() {
-        let r = ListDiff.diff([v("a", 100), v("b", 200), v("c", 50)], workingSet: nil, floorMs: 100)
-        XCTAssertEqual(r, ListDiffResult(emits: [e(1, "update")], offsetMs: 200))
+    func testWithoutViewEveryRowIsAnUpdate() {
+        // Nothing is known about what the client holds: every row is sent, as an upsert, whatever its stamp.
+        let rows = [rv("a", 100, 1, at: 10), rv("b", 200, 2, at: 10), rv("c", 50, 3, at: 10)]
+        XCTAssertEqual(ListDiff.diff(rows, view: nil), [e(0, "update"), e(1, "update"), e(2, "update")])
+        XCTAssertEqual(ListDiff.offsetMs(rows, floorMs: 100), 200)
+        XCTAssertEqual(ListDiff.diff([rv("a", 1, 1, at: 0), rv("b", 2, 2, at: 0)], view: nil),
+                       [e(0, "update"), e(1, "update")])
+        XCTAssertEqual(ListDiff.diff([], view: nil), [])
     }
 
-    func testWithoutWorkingSetFloorZeroSendsEverythingAsUpdates() {
-        let r = ListDiff.diff([v("a", 1), v("b", 2)], workingSet: nil, floorMs: 0)
-        XCTAssertEqual(r.emits, [e(0, "update"), e(1, "update")])
-        XCTAssertEqual(r.offsetMs, 2)
+    func testWithView() {
+        let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10)]
+        let rows = [rv("a", 100, 1, at: 20), rv("b", 200, 3, at: 20), rv("c", 10, 4, at: 20)]
+        XCTAssertEqual(ListDiff.diff(rows, view: view), [e(1, "update"), e(2, "insert")])
+        XCTAssertEqual(ListDiff.offsetMs(rows, floorMs: 150), 200)
     }
 
-    func testWithWorkingSet() {
-        let ws: [String: Int64] = ["a": 100, "b": 150]
-        let r = ListDiff.diff([v("a", 100), v("b", 200), v("c", 10)], workingSet: ws, floorMs: 150)
-        XCTAssertEqual(r.emits, [e(1, "update"), e(2, "insert")])
-        XCTAssertEqual(r.offsetMs, 200)
+    func testNewMemberIsAnInsertWhateverItsStamp() {
+        // Membership is decided by the view, not by updatedAt or the floor.
+        XCTAssertEqual(ListDiff.diff([rv("new", 5, 1, at: 0)], view: ["old": ver(9, at: 900)]), [e(0, "insert")])
+        XCTAssertEqual(ListDiff.offsetMs([rv("new", 5, 1, at: 0)], floorMs: 900), 900)
     }
 
-    func testWorkingSetIgnoresFloorForMembership() {
-        // A new member older than the floor is still an insert: the working set decides.
-        let r = ListDiff.diff([v("new", 5)], workingSet: ["old": 900], floorMs: 900)
-        XCTAssertEqual(r.emits, [e(0, "insert")])
-        XCTAssertEqual(r.offsetMs, 900)
+    func testSameContentIsNotEmitted() {
+        let view: ListView = ["a": ver(7, at: 10)]
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 7, at: 10)], view: view), [])
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 7, at: 99)], view: view), [])
+        XCTAssertEqual(ListDiff.diff([rv("a", 101, 7, at: 99)], view: view), [])
     }
 
-    func testEqualMillisecondIsNotEmitted() {
-        XCTAssertEqual(ListDiff.diff([v("a", 100)], workingSet: ["a": 100], floorMs: 0).emits, [])
-        XCTAssertEqual(ListDiff.diff([v("a", 100)], workingSet: nil, floorMs: 100).emits, [])
-        XCTAssertEqual(ListDiff.diff([v("a", 101)], workingSet: ["a": 100], floorMs: 0).emits, [e(0, "update")])
+    func testSameMillisecondDifferentContentIsAnUpdate() {
+        let view: ListView = ["a": ver(7, at: 10)]
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 8, at: 11)], view: view), [e(0, "update")])
     }
 
-    func testOlderRowNeverEmits() {
-        let r = ListDiff.diff([v("a", 90)], workingSet: ["a": 100], floorMs: 0)
-        XCTAssertEqual(r.emits, [])
-        XCTAssertEqual(r.offsetMs, 90)
+    func testEarlierStampedLaterReadIsAnUpdate() {
+        // A commit that carries an earlier app-server stamp than the version the client holds.
+        XCTAssertEqual(ListDiff.diff([rv("a", 90, 8, at: 20)], view: ["a": ver(7, at: 10)]), [e(0, "update")])
+        XCTAssertEqual(ListDiff.offsetMs([rv("a", 90, 8, at: 20)], floorMs: 100), 100)
+    }
+
+    func testStaleReadIsNotEmitted() {
+        // A different row read no later than the client's version is an older version: never sent.
+        let view: ListView = ["a": ver(7, at: 10)]
+        XCTAssertEqual(ListDiff.diff([rv("a", 500, 8, at: 9)], view: view), [])
+        XCTAssertEqual(ListDiff.diff([rv("a", 500, 8, at: 10)], view: view), [])
+        XCTAssertEqual(ListDiff.diff([rv("a", 500, 8, at: 0)], view: view), [])
+        XCTAssertEqual(ListDiff.offsetMs([rv("a", 90, 8, at: 9)], floorMs: 0), 90)
     }
 
     func testOffsetCoversAllRowsAndFloor() {
-        XCTAssertEqual(ListDiff.diff([v("a", 500)], workingSet: ["a": 500], floorMs: 100).offsetMs, 500)
-        XCTAssertEqual(ListDiff.diff([v("a", 10)], workingSet: nil, floorMs: 1000).offsetMs, 1000)
-        XCTAssertEqual(ListDiff.diff([], workingSet: nil, floorMs: 77), ListDiffResult(emits: [], offsetMs: 77))
-        XCTAssertEqual(ListDiff.diff([], workingSet: [:], floorMs: 0), ListDiffResult(emits: [], offsetMs: 0))
+        XCTAssertEqual(ListDiff.offsetMs([rv("a", 500, 1, at: 0)], floorMs: 100), 500)
+        XCTAssertEqual(ListDiff.offsetMs([rv("a", 10, 1, at: 0)], floorMs: 1000), 1000)
+        XCTAssertEqual(ListDiff.offsetMs([], floorMs: 77), 77)
+        XCTAssertEqual(ListDiff.offsetMs([], floorMs: 0), 0)
+        XCTAssertEqual(ListDiff.offsetMs([rv("a", 10, 1, at: 0), rv("b", 30, 1, at: 0), rv("c", 20, 1, at: 0)], floorMs: 0), 30)
     }
 
-    func testEmptyWorkingSetMakesEverythingAnInsert() {
-        let r = ListDiff.diff([v("a", 1), v("b", 2)], workingSet: [:], floorMs: 1_000)
-        XCTAssertEqual(r.emits, [e(0, "insert"), e(1, "insert")])
-        XCTAssertEqual(r.offsetMs, 1_000)
+    func testEmptyViewMakesEverythingAnInsert() {
+        XCTAssertEqual(ListDiff.diff([rv("a", 1, 1, at: 5), rv("b", 2, 2, at: 5)], view: [:]),
+                       [e(0, "insert"), e(1, "insert")])
     }
 
-    func testDuplicateRunsAreJudgedOnceByNewestOccurrence() {
-        XCTAssertEqual(ListDiff.diff([v("a", 100), v("a", 200)], workingSet: nil, floorMs: 0).emits, [e(1, "update")])
-        XCTAssertEqual(ListDiff.diff([v("a", 200), v("a", 100)], workingSet: nil, floorMs: 0).emits, [e(0, "update")])
-        XCTAssertEqual(ListDiff.diff([v("a", 200), v("a", 200)], workingSet: [:], floorMs: 0).emits, [e(0, "insert")])
-        XCTAssertEqual(ListDiff.diff([v("a", 100), v("b", 1), v("a", 300)], workingSet: ["a": 200], floorMs: 0).emits,
+    func testDuplicateRunsAreJudgedOnceByLatestRead() {
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 1, at: 1), rv("a", 200, 2, at: 2)], view: nil), [e(1, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 200, 2, at: 2), rv("a", 100, 1, at: 1)], view: nil), [e(0, "update")])
+        // Equal reads: the first one.
+        XCTAssertEqual(ListDiff.diff([rv("a", 200, 1, at: 2), rv("a", 200, 2, at: 2)], view: [:]), [e(0, "insert")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 1, at: 100), rv("b", 1, 5, at: 1), rv("a", 300, 3, at: 300)],
+                                     view: ["a": ver(2, at: 200)]),
                        [e(1, "insert"), e(2, "update")])
+        // The latest read holds what the client already has: nothing, even if another occurrence differs.
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 9, at: 250), rv("a", 100, 2, at: 300)], view: ["a": ver(2, at: 200)]), [])
+        // Sorted by updatedAt, the latest read can come last and be earlier-stamped.
+        XCTAssertEqual(ListDiff.diff([rv("a", 300, 9, at: 250), rv("a", 100, 3, at: 300)], view: ["a": ver(2, at: 200)]),
+                       [e(1, "update")])
     }
 
-    func testMergeKeepsMax() {
-        var ws: [String: Int64] = ["a": 200]
-        ListDiff.merge(&ws, [v("a", 100), v("b", 5), v("b", 7), v("b", 6)])
-        XCTAssertEqual(ws, ["a": 200, "b": 7])
-        ListDiff.merge(&ws, [v("a", 201)])
-        XCTAssertEqual(ws["a"], 201)
+    func testMerge() {
+        let view: ListView = ["a": ver(1, at: 10), "z": ver(26, at: 1)]
+        let rows = [rv("a", 100, 2, at: 20), rv("b", 100, 5, at: 20), rv("c", 100, 6, at: 20)]
+        // Only the sent rows change the view; the rest (and runs the hydrate did not list) stay.
+        let merged = ListDiff.merge(view, rows, emits: [e(0, "update"), e(1, "insert")])
+        XCTAssertEqual(merged, ["a": ver(2, at: 20), "b": ver(5, at: 20), "z": ver(26, at: 1)])
+        XCTAssertEqual(ListDiff.merge(view, rows, emits: []), view)
+        // An emitted row replaces whatever was there (diff only emits what supersedes it).
+        XCTAssertEqual(ListDiff.merge(["a": ver(1, at: 10)], [rv("a", 1, 3, at: 11)], emits: [e(0, "update")]),
+                       ["a": ver(3, at: 11)])
     }
 
-    func testReplace() {
-        XCTAssertEqual(ListDiff.replace([v("a", 1), v("a", 3), v("b", 2), v("a", 2)]), ["a": 3, "b": 2])
-        XCTAssertEqual(ListDiff.replace([]), [:])
+    func testMergeOfDiffWithDuplicates() {
+        let view: ListView = ["a": ver(1, at: 10)]
+        let rows = [rv("a", 100, 2, at: 20), rv("a", 90, 3, at: 30)]
+        let emits = ListDiff.diff(rows, view: view)
+        XCTAssertEqual(emits, [e(1, "update")])
+        XCTAssertEqual(ListDiff.merge(view, rows, emits: emits), ["a": ver(3, at: 30)])
     }
 
     func testSnapshotThenLiveScenario() {
-        let snapshot = [v("a", 100), v("b", 120)]
-        var ws = ListDiff.replace(snapshot)
-        XCTAssertEqual(ListDiff.diff(snapshot, workingSet: ws, floorMs: 120).emits, [])
-        let live = [v("b", 130), v("c", 125)]
-        let r = ListDiff.diff(live, workingSet: ws, floorMs: 120)
-        XCTAssertEqual(r.emits, [e(0, "update"), e(1, "insert")])
-        XCTAssertEqual(r.offsetMs, 130)
-        ListDiff.merge(&ws, live)
-        XCTAssertEqual(ws, ["a": 100, "b": 130, "c": 125])
-        XCTAssertEqual(ListDiff.diff(live, workingSet: ws, floorMs: r.offsetMs).emits, [])
+        // The snapshot sends every member (no view yet).
+        let snapshot = [rv("a", 100, 1, at: 1_000), rv("b", 120, 2, at: 1_000)]
+        let sent = ListDiff.diff(snapshot, view: nil)
+        XCTAssertEqual(sent.count, 2)
+        var view = ListDiff.replace(nil, snapshot, emits: sent)
+        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(2, at: 1_000)])
+        // The same rows again: nothing new.
+        XCTAssertEqual(ListDiff.diff(snapshot, view: view), [])
+        // Live: b changes within the same millisecond, c joins with an older stamp.
+        let live = [rv("b", 120, 3, at: 2_000), rv("c", 110, 4, at: 2_000)]
+        let emits = ListDiff.diff(live, view: view)
+        XCTAssertEqual(emits, [e(0, "update"), e(1, "insert")])
+        XCTAssertEqual(ListDiff.offsetMs(live, floorMs: 120), 120)
+        view = ListDiff.merge(view, live, emits: emits)
+        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(3, at: 2_000), "c": ver(4, at: 2_000)])
+        XCTAssertEqual(ListDiff.diff(live, view: view), [])
+        // A cached resolve older than the live reads moves nothing backwards.
+        let cached = [rv("a", 100, 1, at: 1_500), rv("b", 120, 2, at: 1_500), rv("c", 110, 5, at: 1_500)]
+        XCTAssertEqual(ListDiff.diff(cached, view: view), [])
+    }
+}
+
+final class ListDiffReplaceTests: XCTestCase {
+    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+
+    func testWithoutViewTheResolveIsTheView() {
+        let rows = [rv("a", 5, 1, at: 10), rv("b", 9, 2, at: 10)]
+        XCTAssertEqual(ListDiff.replace(nil, rows, emits: ListDiff.diff(rows, view: nil)),
+                       ["a": ver(1, at: 10), "b": ver(2, at: 10)])
+        XCTAssertEqual(ListDiff.replace(nil, [], emits: []), [:])
+        // Duplicates: the latest read of each run.
+        let dup = [rv("a", 1, 1, at: 1), rv("a", 3, 3, at: 3), rv("b", 2, 2, at: 2), rv("a", 2, 2, at: 2)]
+        XCTAssertEqual(ListDiff.replace(nil, dup, emits: ListDiff.diff(dup, view: nil)),
+                       ["a": ver(3, at: 3), "b": ver(2, at: 2)])
+    }
+
+    func testSentRowsReplaceTheClientsVersion() {
+        let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10)]
+        let rows = [rv("a", 5, 3, at: 20), rv("b", 5, 2, at: 20), rv("c", 5, 4, at: 20)]
+        let emits = ListDiff.diff(rows, view: view)
+        XCTAssertEqual(emits, [e(0, "update"), e(2, "insert")])
+        XCTAssertEqual(ListDiff.replace(view, rows, emits: emits),
+                       ["a": ver(3, at: 20), "b": ver(2, at: 10), "c": ver(4, at: 20)])
+    }
+
+    func testSkippedStaleRowsKeepTheClientsVersion() {
+        // The resolve came from a cache older than the version the client holds.
+        let view: ListView = ["a": ver(7, at: 50), "b": ver(8, at: 50)]
+        let rows = [rv("a", 5, 6, at: 40), rv("b", 5, 8, at: 40)]
+        let emits = ListDiff.diff(rows, view: view)
+        XCTAssertEqual(emits, [])
+        let replaced = ListDiff.replace(view, rows, emits: emits)
+        XCTAssertEqual(replaced, view)
+        // Diffing the stale resolve against the result still emits nothing; a fresh read of a new row does.
+        XCTAssertEqual(ListDiff.diff(rows, view: replaced), [])
+        XCTAssertEqual(ListDiff.diff([rv("a", 5, 6, at: 60)], view: replaced), [e(0, "update")])
+    }
+
+    func testRunsNoLongerListedAreDropped() {
+        let view: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 10)]
+        let rows = [rv("a", 5, 1, at: 20)]
+        XCTAssertEqual(ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view)), ["a": ver(1, at: 10)])
+        // Read at the same moment as the resolve: the resolve speaks for it.
+        let same: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 20)]
+        XCTAssertEqual(ListDiff.replace(same, rows, emits: []), ["a": ver(1, at: 10)])
+    }
+
+    func testRunsReadAfterTheResolveStay() {
+        // The client's version of "new" came from a hydrate that started after the (cached) resolve.
+        let view: ListView = ["a": ver(1, at: 10), "new": ver(2, at: 30), "gone": ver(3, at: 5)]
+        let rows = [rv("a", 5, 1, at: 20)]
+        XCTAssertEqual(ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view)),
+                       ["a": ver(1, at: 10), "new": ver(2, at: 30)])
+    }
+}
+
+// MARK: Working-set store
+
+final class ListViewDeltaTests: XCTestCase {
+    func testChangedAndRemoved() {
+        let old: ListView = ["b": ver(2, at: 1), "a": ver(1, at: 1), "x": ver(9, at: 1), "c": ver(3, at: 1)]
+        let new: ListView = ["c": ver(4, at: 2), "a": ver(1, at: 1), "d": ver(5, at: 2), "b": ver(2, at: 3)]
+        let d = ListViewDelta.between(old, new)
+        XCTAssertEqual(d.changed.map(\.0), ["b", "c", "d"])
+        XCTAssertEqual(d.changed.map(\.1), [ver(2, at: 3), ver(4, at: 2), ver(5, at: 2)])
+        XCTAssertEqual(d.removed, ["x"])
+        XCTAssertFalse(d.isEmpty)
+        XCTAssertEqual(d, ListViewDelta(changed: [("b", ver(2, at: 3)), ("c", ver(4, at: 2)), ("d", ver(5, at: 2))],
+                                        removed: ["x"]))
+    }
+
+    func testRemovedIsSorted() {
+        let old: ListView = ["z": ver(1, at: 1), "m": ver(1, at: 1), "a": ver(1, at: 1), "k": ver(1, at: 1)]
+        XCTAssertEqual(ListViewDelta.between(old, ["k": ver(1, at: 1)]).removed, ["a", "m", "z"])
+        XCTAssertEqual(ListViewDelta.between(old, ["k": ver(1, at: 1)]).changed.count, 0)
+        XCTAssertEqual(ListViewDelta.between(old, [:]).removed, ["a", "k", "m", "z"])
+    }
+
+    func testNilOldIsEverything() {
+        let new: ListView = ["b": ver(2, at: 1), "a": ver(1, at: 1)]
+        let d = ListViewDelta.between(nil, new)
+        XCTAssertEqual(d, ListViewDelta(changed: [("a", ver(1, at: 1)), ("b", ver(2, at: 1))], removed: []))
+        XCTAssertTrue(ListViewDelta.between(nil, [:]).isEmpty)
+    }
+
+    func testUnchangedIsEmpty() {
+        let v: ListView = ["a": ver(1, at: 1), "b": ver(2, at: 2)]
+        XCTAssertTrue(ListViewDelta.between(v, v).isEmpty)
+        XCTAssertEqual(ListViewDelta.between(v, v), ListViewDelta(changed: [], removed: []))
+    }
+
+    func testEqualityIsOrderSensitive() {
+        XCTAssertNotEqual(ListViewDelta(changed: [("a", ver(1, at: 1)), ("b", ver(2, at: 1))], removed: []),
+                          ListViewDelta(changed: [("b", ver(2, at: 1)), ("a", ver(1, at: 1))], removed: []))
+        XCTAssertNotEqual(ListViewDelta(changed: [("a", ver(1, at: 1))], removed: []),
+                          ListViewDelta(changed: [("a", ver(1, at: 2))], removed: []))
+    }
+
+    func testApplyingTheDeltaGivesTheNewView() {
+        let old: ListView = ["a": ver(1, at: 1), "b": ver(2, at: 1), "c": ver(3, at: 1)]
+        let new: ListView = ["a": ver(1, at: 1), "b": ver(7, at: 5), "d": ver(4, at: 5)]
+        let d = ListViewDelta.between(old, new)
+        var applied = old
+        for (k, v) in d.changed { applied[k] = v }
+        for k in d.removed { applied[k] = nil }
+        XCTAssertEqual(applied, new)
+    }
+}
+
+final class ListViewCodecTests: XCTestCase {
+    func testEncode() {
+        XCTAssertEqual(ListViewCodec.encode(ver(0xdead_beef, at: 1_760_000_000_123_456)), "deadbeef:1760000000123456")
+        XCTAssertEqual(ListViewCodec.encode(ver(UInt64.max, at: 0)), "ffffffffffffffff:0")
+        XCTAssertEqual(ListViewCodec.encode(ver(1, at: -5)), "1:-5")
+    }
+
+    func testRoundTrip() {
+        for v in [ver(1, at: 0), ver(0xdead_beef, at: 1_760_000_000_123_456), ver(UInt64.max, at: Int64.max),
+                  ver(1 << 63, at: Int64.min), ver(0, at: 1)] {
+            XCTAssertEqual(ListViewCodec.decode(ListViewCodec.encode(v)), v, ListViewCodec.encode(v))
+        }
+    }
+
+    func testRejectsMalformed() {
+        for bad in ["", ":", "ff", "ff:", ":5", "ff:5:6", "zz:5", "ff:x", "ff:5.0", "ff:5 ", " ff:5", "ff :5",
+                    "10000000000000000:5", "00000000000000001:5", "ff:9223372036854775808", "ff;5", "0xff:5",
+                    "-1:5"] {
+            XCTAssertNil(ListViewCodec.decode(bad), bad)
+        }
+        XCTAssertEqual(ListViewCodec.decode("0000000000000001:5"), ver(1, at: 5))  // 16 hex digits
+    }
+
+    func testViewFromPairs() {
+        let pairs = ["@token", "77", "run_a", "deadbeef:10", "run_b", "1:20"]
+        XCTAssertEqual(ListViewCodec.view(fromPairs: pairs, token: 77), ["run_a": ver(0xdead_beef, at: 10), "run_b": ver(1, at: 20)])
+        // The token field may come anywhere.
+        XCTAssertEqual(ListViewCodec.view(fromPairs: ["run_a", "2:3", "@token", "18446744073709551615"], token: UInt64.max),
+                       ["run_a": ver(2, at: 3)])
+        // An empty working set that belongs to the token.
+        XCTAssertEqual(ListViewCodec.view(fromPairs: ["@token", "5"], token: 5), [:])
+        XCTAssertEqual(ListViewCodec.tokenField, "@token")
+    }
+
+    func testViewFromPairsRejects() {
+        let pairs = ["@token", "77", "run_a", "deadbeef:10"]
+        XCTAssertNil(ListViewCodec.view(fromPairs: pairs, token: 78), "another token")
+        XCTAssertNil(ListViewCodec.view(fromPairs: ["run_a", "deadbeef:10"], token: 77), "missing token")
+        XCTAssertNil(ListViewCodec.view(fromPairs: [], token: 77), "nothing stored")
+        XCTAssertNil(ListViewCodec.view(fromPairs: ["@token", "77", "run_a"], token: 77), "odd pair count")
+        XCTAssertNil(ListViewCodec.view(fromPairs: ["@token"], token: 77), "odd pair count")
+        XCTAssertNil(ListViewCodec.view(fromPairs: ["@token", "77", "run_a", "garbage"], token: 77), "malformed value")
+        XCTAssertNil(ListViewCodec.view(fromPairs: ["@token", "x77", "run_a", "1:1"], token: 77), "malformed token")
+    }
+
+    func testStoreRoundTrip() {
+        // What the store writes (token + encoded view) reads back as the same view.
+        let view: ListView = ["a": ver(1, at: 10), "b": ver(UInt64.max, at: 20), "c": ver(0xabc, at: 0)]
+        var pairs = [ListViewCodec.tokenField, String(UInt64(123_456_789))]
+        for (k, v) in view.sorted(by: { $0.key < $1.key }) { pairs += [k, ListViewCodec.encode(v)] }
+        XCTAssertEqual(ListViewCodec.view(fromPairs: pairs, token: 123_456_789), view)
     }
 }
 
@@ -413,27 +616,5 @@ final class ListFilterTests: XCTestCase {
         // The escaped JSON still decodes to the original tags.
         let json = String(emoji.split(separator: "|")[1])
         XCTAssertEqual(JSONValue.parse(json)?.stringArrayValue, ["😀"])
-    }
-}
-
-final class ListDiffReplaceTests: XCTestCase {
-    func testReplaceKeepsNewerVersionsAlreadySent() {
-        let ws = ListDiff.replace([RunVersion(runId: "a", updatedAtMs: 5), RunVersion(runId: "b", updatedAtMs: 9)],
-                                  previous: ["a": 7, "b": 3, "gone": 1])
-        XCTAssertEqual(ws, ["a": 7, "b": 9])
-        XCTAssertEqual(ListDiff.replace([RunVersion(runId: "a", updatedAtMs: 5)], previous: nil), ["a": 5])
-        // A stale (cached) resolve diffed against the result emits nothing for run a.
-        XCTAssertTrue(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 5)], workingSet: ws, floorMs: 0).emits.isEmpty)
-    }
-
-    func testReplaceWithoutHistoryRaisesVersionsToTheFloor() {
-        let rows = [RunVersion(runId: "a", updatedAtMs: 5), RunVersion(runId: "b", updatedAtMs: 20)]
-        let ws = ListDiff.replace(rows, previous: nil, floorMs: 10)
-        XCTAssertEqual(ws, ["a": 10, "b": 20])
-        // A fresh read of a at 10 (what the floor already covered) is not new; at 11 it is.
-        XCTAssertTrue(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 10)], workingSet: ws, floorMs: 10).emits.isEmpty)
-        XCTAssertEqual(ListDiff.diff([RunVersion(runId: "a", updatedAtMs: 11)], workingSet: ws, floorMs: 10).emits.count, 1)
-        // With history, the floor does not rewrite it.
-        XCTAssertEqual(ListDiff.replace(rows, previous: ["a": 3], floorMs: 10), ["a": 5, "b": 20])
     }
 }
