@@ -30,6 +30,8 @@ seeds = {
         "runs_18446744073709551615_1_00000000", "/realtime/v1/runs/run_cm5q0x1y20003", "/realtime/v1/runs",
         "/realtime/v1/runs/", "/realtime/v1/batches/batch_cm5batch0001xyz//", "/realtime/v1/runs/a/b",
         "run-cm5q0x1y20003", "a" * 201,
+        "1760000000123_176000000012300000000000000000000042", "0_000000000000000000000", "1_1" + "9" * 20,
+        "1_1" + "18446744073709551615", "1_1" + "0" * 19, "ff00aa:1760000000123456", "1:2:3", ":", "zz:1",
     ],
     "changerecord": [
         '{"v":1,"runId":"cm5q0x1y20003","envId":"clx9k2abc0001","tags":["user:42"],"batchId":null,"updatedAtMs":1760000000123}',
