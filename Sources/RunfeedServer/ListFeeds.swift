@@ -136,9 +136,16 @@ final class ListFeedRegistry {
             done(local.view, .local)
             return
         }
-        views.load(envId: request.envId, handle: request.handle, token: token) { view in
-            if view == nil { WorkerMetrics.listViewUnknown.increment() } else { WorkerMetrics.listViewShared.increment() }
-            done(view, view == nil ? .unknown : .shared)
+        views.load(envId: request.envId, handle: request.handle, token: token) { [self] view in
+            guard let view else {
+                WorkerMetrics.listViewUnknown.increment()
+                done(nil, .unknown)
+                return
+            }
+            WorkerMetrics.listViewShared.increment()
+            // Kept here from now on; its expiry in Redis is refreshed by the next answer that keeps it.
+            localViews.set(request.workingSetKey, LocalView(token: token, view: view, savedAtMs: 0), nowMs: monotonicMs())
+            done(view, .shared)
         }
     }
 
