@@ -624,6 +624,14 @@ def churn(stack, data, psql, redis, feeds, rate, seconds):
             "pg_per_change": d("runfeed_postgres_queries_total") / nchg,
             "hydrates_per_change": d("runfeed_list_hydrates_total") / nchg,
             "ch_per_change": d('runfeed_membership_queries_total{resolver="clickhouse"}') / nchg,
+            # Answers and body bytes by where the client's view came from: this worker (no hop), the shared
+            # store (after a hop), unknown (every member re-sent).
+            "answers": {v: d(f'runfeed_list_answers_total{{view="{v}"}}') for v in ("local", "shared", "unknown")},
+            "answer_bytes": {v: d(f'runfeed_list_answer_bytes_total{{view="{v}"}}') for v in ("local", "shared", "unknown")},
+            # The shared working-set store's cost.
+            "view_cmds_per_change": sum(d(f'runfeed_shared_view_commands_total{{op="{o}"}}')
+                                        for o in ("load", "save", "save_whole", "touch")) / nchg,
+            "view_bytes_per_change": d("runfeed_shared_view_bytes_written_total") / nchg,
             "errors": len(gen.errors())}
 
 
@@ -854,7 +862,15 @@ def render(res):
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             f"| {fmt_int(c['feeds'])} | {c['tags']} | {c['rate']} | {c['seconds']} | {fmt_int(c['changes'])} | "
             f"{fmt_int(c['deliveries'])} ({c['missed']}) | {fmt_ms(c['lag_p50_ms'])} ms | {fmt_ms(c['lag_p99_ms'])} ms | "
-            f"{fmt_ms(c['lag_max_ms'])} ms | {c['pg_per_change']:.2f} | {c['hydrates_per_change']:.2f} | {c['ch_per_change']:.3f} | {c['errors']} |"])
+            f"{fmt_ms(c['lag_max_ms'])} ms | {c['pg_per_change']:.2f} | {c['hydrates_per_change']:.2f} | {c['ch_per_change']:.3f} | {c['errors']} |",
+            "",
+            "| client's view came from | answers | bytes per answer | Redis commands per change (shared views) | bytes written to Redis per change |",
+            "|---|---|---|---|---|",
+        ] + [
+            f"| {label} | {fmt_int(round(c['answers'][v]))} | {fmt_int(round(c['answer_bytes'][v] / c['answers'][v])) if c['answers'][v] else '–'} | "
+            + (f"{c['view_cmds_per_change']:.2f} | {fmt_int(round(c['view_bytes_per_change']))} |" if v == "local" else "| |")
+            for v, label in (("local", "this worker (no hop)"), ("shared", "the shared store (a hop)"),
+                             ("unknown", "unknown (all members re-sent)"))])
     if "dbload" in res:
         lines = ["| subscribers | naive polling: queries/s | naive: Postgres CPU | runfeed: queries/s | of which row reads/s | runfeed: Postgres CPU | naive ÷ runfeed queries |",
                  "|---|---|---|---|---|---|---|"]

@@ -58,6 +58,8 @@ final class LiveListFeed {
     var lastRows: [RunRow] = []
     /// When the read behind `lastRows` started (wall ms): the basis of the next offset if it is answered.
     var lastReadBasisMs: Int64
+    /// The next full resolve must have started at or after this (wall µs; 0: a cached one will do).
+    var resolveNotBeforeUs: Int64 = 0
 
     init(id: UInt64, request: ListFeedRequest, offset: Offset, baseView: ListView?, source: ViewSource, parking: PollParking) {
         self.id = id
@@ -195,7 +197,7 @@ final class ListFeedRegistry {
     }
 
     private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
-        runsets.runset(request.ctx, request.filter) { [self] result in
+        runsets.runset(request.ctx, request.filter, notBeforeUs: notBefore(previous)) { [self] result in
             guard case .success(let set) = result else {
                 server?.fail(request.conn, .unavailable)
                 return
@@ -209,6 +211,13 @@ final class ListFeedRegistry {
                    basisMs: set.resolvedAtUs / 1000, from: previous, baseView: view, view: next,
                    changed: view != next || previous?.token == nil || previous?.token == 0, live: false, source: source)
         }
+    }
+
+    /// A resolve for a client holding a view read at its offset's basis must have started after it
+    /// (allowing for another host's clock), or changes in between would wait for the backstop.
+    private func notBefore(_ offset: Offset?) -> Int64 {
+        guard let offset, offset.basisMs > 0 else { return 0 }
+        return min(wallUs(), (offset.basisMs + config.clockSkewMs) * 1000)
     }
 
     // MARK: live
@@ -247,6 +256,7 @@ final class ListFeedRegistry {
             // This worker was not listening during the client's gap (cold start, a hop, a long gap), or
             // what the client holds is unknown: resolve once before holding.
             WorkerMetrics.coldResolves.increment()
+            feed.resolveNotBeforeUs = notBefore(offset)
             act(feed, feed.machine.start(.resolve))
             return
         }
@@ -281,7 +291,9 @@ final class ListFeedRegistry {
         case .hold, .finishSilently:
             return
         case .resolve:
-            runsets.runset(feed.request.ctx, feed.request.filter) { [self] result in
+            let notBeforeUs = feed.resolveNotBeforeUs
+            feed.resolveNotBeforeUs = 0
+            runsets.runset(feed.request.ctx, feed.request.filter, notBeforeUs: notBeforeUs) { [self] result in
                 guard feeds[feed.id] != nil else { return }
                 switch result {
                 case .success(let set):
@@ -408,6 +420,7 @@ final class ListFeedRegistry {
     private func resubscribed(env: String) {
         for feed in feeds.values where feed.request.envId == env {
             WorkerMetrics.coldResolves.increment()
+            feed.resolveNotBeforeUs = wallUs()
             act(feed, feed.machine.handle(.resync))
         }
     }

@@ -96,7 +96,7 @@ final class RunsetService {
     private let log: Logger
     private let limit: Int
     private var cache: BoundedTTLCache<String, Runset>
-    private var inflight: [String: [(Result<Runset, RunsetFailure>) -> Void]] = [:]
+    private var inflight: [String: Flight] = [:]
     private var gate: AdmissionGate
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextTicket: UInt64 = 1
@@ -118,28 +118,51 @@ final class RunsetService {
     func purgeExpired(nowMs: Int64) { cache.purgeExpired(nowMs: nowMs) }
 
     /// The rows of the runs `filter` covers in `ctx`'s environment, newest first, each re-checked
-    /// against the authoritative Postgres row.
-    func runset(_ ctx: AuthContext, _ filter: ListFilter, _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
+    /// against the authoritative Postgres row. A cached or in-flight resolve is shared only if it started
+    /// at or after `notBeforeUs` (wall µs): a poll whose client already holds a view read at some moment
+    /// must not be answered from an older one, or changes in between would wait for the backstop.
+    func runset(_ ctx: AuthContext, _ filter: ListFilter, notBeforeUs: Int64 = 0,
+                _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
         // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
         let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
-        if let rows = cache.get(key, nowMs: monotonicMs()) {
+        if let set = cache.get(key, nowMs: monotonicMs()), set.resolvedAtUs >= notBeforeUs {
             WorkerMetrics.runsetHit.increment()
-            done(.success(rows))
+            done(.success(set))
             return
         }
-        if inflight[key] != nil {
+        if let flight = inflight[key] {
             WorkerMetrics.runsetCoalesced.increment()
-            inflight[key]!.append(done)
+            if flight.startedAtUs.map({ $0 >= notBeforeUs }) ?? true {
+                flight.waiters.append(done)
+            } else {
+                flight.next.append(done)
+            }
             return
         }
+        start(ctx, filter, key: key, waiters: [done])
+    }
+
+    private final class Flight {
+        /// When the membership query started (wall µs); nil while waiting for admission (it will start later).
+        var startedAtUs: Int64?
+        var waiters: [(Result<Runset, RunsetFailure>) -> Void]
+        /// Callers that need a resolve started after this one's: a new resolve when this one ends.
+        var next: [(Result<Runset, RunsetFailure>) -> Void] = []
+        init(_ waiters: [(Result<Runset, RunsetFailure>) -> Void]) { self.waiters = waiters }
+    }
+
+    private func start(_ ctx: AuthContext, _ filter: ListFilter, key: String,
+                       waiters: [(Result<Runset, RunsetFailure>) -> Void]) {
         WorkerMetrics.runsetMiss.increment()
-        inflight[key] = [done]
+        let flight = Flight(waiters)
+        inflight[key] = flight
         admit { [self] in
             let resolvedAtUs = wallUs()
+            flight.startedAtUs = resolvedAtUs
             resolver.resolve(ctx, filter, limit: limit) { [self] result in
                 switch result {
                 case .failure(let e):
-                    finish(key, .failure(e))
+                    finish(key, ctx, filter, .failure(e))
                 case .success(var ids):
                     if ids.count > limit {
                         WorkerMetrics.runsetTruncated.increment()
@@ -148,7 +171,7 @@ final class RunsetService {
                     }
                     hydrate(envId: ctx.envId, ids: ids) { [self] hydrated in
                         // Newest first by the authoritative createdAt (ClickHouse 18.16 keeps whole seconds).
-                        finish(key, hydrated.map { rows in
+                        finish(key, ctx, filter, hydrated.map { rows in
                             Runset(rows: rows.filter { filter.contains($0) }.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) },
                                    resolvedAtUs: resolvedAtUs)
                         })
@@ -158,11 +181,12 @@ final class RunsetService {
         }
     }
 
-    private func finish(_ key: String, _ result: Result<Runset, RunsetFailure>) {
-        if case .success(let rows) = result { cache.set(key, rows, nowMs: monotonicMs()) }
-        let waiters = inflight.removeValue(forKey: key) ?? []
+    private func finish(_ key: String, _ ctx: AuthContext, _ filter: ListFilter, _ result: Result<Runset, RunsetFailure>) {
+        if case .success(let set) = result { cache.set(key, set, nowMs: monotonicMs()) }
+        let flight = inflight.removeValue(forKey: key)
         if let next = gate.release(), let run = waiting.removeValue(forKey: next) { run() }
-        for w in waiters { w(result) }
+        if let flight, !flight.next.isEmpty { start(ctx, filter, key: key, waiters: flight.next) }
+        for w in flight?.waiters ?? [] { w(result) }
     }
 
     private func admit(_ work: @escaping () -> Void) {

@@ -263,10 +263,10 @@ public final class Server: @unchecked Sendable {
             let now = wallMs()
             for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
         }
-        // One row (or none): the same body for every feed answered with that row version — a fan-out
-        // encodes it once.
+        // One row (or none): the same body for every feed answered with that row version (its digest, not
+        // its updatedAt, which two versions can share) — a fan-out encodes it once.
         let body = rows.count > 1 ? feedBody(rows, columns, apiVersion) : encodedOnce(
-            "body|\(rows.first.map { "\($0.0.id)|\($0.0.updatedAtMs)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
+            "body|\(rows.first.map { "\($0.0.id)|\($0.0.digest)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
         ) { feedBody(rows, columns, apiVersion) }
         let offset = offset.text
         var response = ElectricResponse.feed(
@@ -282,7 +282,7 @@ public final class Server: @unchecked Sendable {
     /// and operation: a 1,000-row snapshot served again within the cache's life is a concatenation.
     private func feedBody(_ rows: [(RunRow, String)], _ columns: ColumnSet, _ apiVersion: String?) -> String {
         let messages = rows.map { row, op in
-            encodedOnce("msg|\(row.id)|\(row.updatedAtMs)|\(columns.signature)|\(op)") {
+            encodedOnce("msg|\(row.id)|\(row.digest)|\(columns.signature)|\(op)") {
                 RunEncoder.changeMessage(runId: row.id, valueJSON: RunEncoder.valueJSON(row, columns: columns), operation: op)
             }
         }
