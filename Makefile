@@ -31,7 +31,7 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: bench help deps build run stop status logs test test-sanitizers clean fuzz
+.PHONY: bench help deps build run stop status logs test test-model test-sanitizers clean fuzz
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
@@ -39,6 +39,7 @@ help:
 	@echo "make status  show the local stack's processes"
 	@echo "make test    unit tests, then integration tests on a throwaway stack"
 	@echo "make test-sanitizers  integration tests on ASan and TSan builds (.build-address, .build-thread)"
+	@echo "make test-model  the convergence model, MODEL_SEEDS (5000) seeds per topology (make test runs 200)"
 	@echo "make fuzz    libFuzzer targets (fuzz/targets), FUZZ_SECONDS (120) each; make test runs them 10 s each"
 	@echo "make clean   stop stacks, delete .runfeed/ and .build/"
 
@@ -92,6 +93,12 @@ test: deps
 	    LOG_LINES=80 bash scripts/stack.sh logs || true; \
 	fi; \
 	exit $$rc
+
+# The convergence model (Tests/RunfeedCoreTests/ConvergenceModelTests.swift) over more seeds than make test
+# runs: MODEL_SEEDS per topology (7 topologies; about 1 s per 100 seeds in a debug build).
+MODEL_SEEDS ?= 5000
+test-model:
+	RUNFEED_MODEL_SEEDS=$(MODEL_SEEDS) $(SWIFT) test --filter ConvergenceModelTests
 
 # AddressSanitizer and ThreadSanitizer builds (.build-address, .build-thread), each run through
 # tests/integration on its own throwaway stack (.runfeed/san-<s>; ports PG 2547x, Redis 2647x,

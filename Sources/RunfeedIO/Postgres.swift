@@ -7,9 +7,12 @@ import Glibc
 public struct PGRows: Sendable {
     public var columns: [String]
     public var rows: [[String?]]
-    public init(columns: [String], rows: [[String?]]) {
+    /// When the statement was sent (wall clock, µs since the epoch): it sees every commit before then.
+    public var startedAtUs: Int64
+    public init(columns: [String], rows: [[String?]], startedAtUs: Int64 = 0) {
         self.columns = columns
         self.rows = rows
+        self.startedAtUs = startedAtUs
     }
 }
 
@@ -65,6 +68,7 @@ public final class PGConnection {
 
     private func execOnce(_ sql: String, _ params: [String?]) throws -> PGRows {
         guard let c = conn else { throw PGError(description: "not connected", connectionLost: true) }
+        let startedAtUs = wallUs()
         let res: OpaquePointer? = withOptionalCStringArray(params) { values in
             PQexecParams(c, sql, Int32(params.count), nil, values, nil, nil, 0)
         }
@@ -97,7 +101,7 @@ public final class PGConnection {
             }
             rows.append(row)
         }
-        return PGRows(columns: columns, rows: rows)
+        return PGRows(columns: columns, rows: rows, startedAtUs: startedAtUs)
     }
 }
 

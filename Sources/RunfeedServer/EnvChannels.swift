@@ -91,9 +91,9 @@ final class EnvChannels {
             return
         }
         WorkerMetrics.recordsAccepted.increment()
-        var buffer = replays[env] ?? ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)
-        buffer.record(record, atMs: wallMs(), heardUs: monotonicUs())
-        replays[env] = buffer
+        // Mutated in place (no copy of the buffer per record).
+        replays[env, default: ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)]
+            .record(record, atMs: wallMs(), heardUs: monotonicUs())
         // The channel names the environment: a record never reaches another environment's feeds,
         // whatever envId it claims.
         for h in onRecord { h(env, record) }

@@ -58,7 +58,7 @@ final class LiveListFeed {
     var lastRows: [RunRow] = []
     /// When the read behind `lastRows` started (wall ms): the basis of the next offset if it is answered.
     var lastReadBasisMs: Int64
-    /// The next full resolve must have started at or after this (wall µs; 0: a cached one will do).
+    /// The next full resolve must have started at or after this (wall µs), besides `notBefore`.
     var resolveNotBeforeUs: Int64 = 0
 
     init(id: UInt64, request: ListFeedRequest, offset: Offset, baseView: ListView?, source: ViewSource, parking: PollParking) {
@@ -197,7 +197,7 @@ final class ListFeedRegistry {
     }
 
     private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
-        runsets.runset(request.ctx, request.filter, notBeforeUs: notBefore(previous)) { [self] result in
+        runsets.runset(request.ctx, request.filter, notBeforeUs: notBefore(previous, view: view)) { [self] result in
             guard case .success(let set) = result else {
                 server?.fail(request.conn, .unavailable)
                 return
@@ -213,11 +213,17 @@ final class ListFeedRegistry {
         }
     }
 
-    /// A resolve for a client holding a view read at its offset's basis must have started after it
-    /// (allowing for another host's clock), or changes in between would wait for the backstop.
-    private func notBefore(_ offset: Offset?) -> Int64 {
-        guard let offset, offset.basisMs > 0 else { return 0 }
-        return min(wallUs(), (offset.basisMs + config.clockSkewMs) * 1000)
+    /// The earliest start (wall µs) of any read used to answer a client holding `view` read at its offset's
+    /// basis: no earlier than the basis, nor than the newest read in its view, allowing for another host's
+    /// clock; capped at now. An older read (a runset cached a moment ago, a resolve in flight, cached rows)
+    /// could miss changes made since — they would wait for the backstop — or, where the view cannot
+    /// order it (a run the view no longer lists, an unknown view), send the client an older version.
+    private func notBefore(_ offset: Offset?, view: ListView?) -> Int64 {
+        let basisUs = (offset?.basisMs ?? 0) * 1000
+        let newestUs = view?.values.reduce(Int64(0)) { max($0, $1.readAtUs) } ?? 0
+        let floor = max(basisUs, newestUs)
+        guard floor > 0 else { return 0 }
+        return min(wallUs(), floor + config.clockSkewMs * 1000)
     }
 
     // MARK: live
@@ -256,7 +262,6 @@ final class ListFeedRegistry {
             // This worker was not listening during the client's gap (cold start, a hop, a long gap), or
             // what the client holds is unknown: resolve once before holding.
             WorkerMetrics.coldResolves.increment()
-            feed.resolveNotBeforeUs = notBefore(offset)
             act(feed, feed.machine.start(.resolve))
             return
         }
@@ -269,11 +274,12 @@ final class ListFeedRegistry {
         // Rows read after their record arrived here (by the hydrate that woke the other feeds of this
         // change) already show it: a client re-arming after such a change costs no new read.
         let now = monotonicUs()
+        let floorMono = now - (wallUs() - notBefore(offset, view: view))
         var cached: [RunRow] = []
         for r in missed {
             guard let store = server?.store,
                   let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
-                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
+                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: max(freshAfter, floorMono)) else { break }
             cached.append(row)
         }
         if cached.count == missed.count {
@@ -291,7 +297,7 @@ final class ListFeedRegistry {
         case .hold, .finishSilently:
             return
         case .resolve:
-            let notBeforeUs = feed.resolveNotBeforeUs
+            let notBeforeUs = max(feed.resolveNotBeforeUs, notBefore(feed.offset, view: feed.machine.view))
             feed.resolveNotBeforeUs = 0
             runsets.runset(feed.request.ctx, feed.request.filter, notBeforeUs: notBeforeUs) { [self] result in
                 guard feeds[feed.id] != nil else { return }

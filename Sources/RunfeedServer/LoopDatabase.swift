@@ -35,13 +35,13 @@ extension LoopDatabase {
     /// batch hydrates, batched backstop reads).
     func readRuns(envId: String, ids: [String], _ done: @escaping (Result<[String: RunRow], PGError>) -> Void) {
         let q = PostgresListSQL.hydrate(envId: envId, runIds: ids, columns: .all)
-        let readAt = wallUs()
         query(q.sql, q.params) { result in
             done(result.map { got in
                 var byId: [String: RunRow] = [:]
                 for raw in got.rows {
                     if var r = RunRow(raw: raw) {
-                        r.readAtUs = readAt
+                        // When the statement went out on its connection, not when it was queued.
+                        r.readAtUs = got.startedAtUs
                         byId[r.id] = r
                     }
                 }

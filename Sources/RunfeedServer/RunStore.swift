@@ -191,7 +191,6 @@ final class RunStore {
 
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
         let startedAt = monotonicUs()
-        let readAt = wallUs()
         slot.currentStartedAt = startedAt
         WorkerMetrics.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
@@ -199,7 +198,8 @@ final class RunStore {
             let mapped: Result<RunRow?, PGError> = result.map { rows in
                 rows.rows.first.flatMap { RunRow(raw: $0) }.map { r in
                     var r = r
-                    r.readAtUs = readAt
+                    // When the statement went out on its connection, not when it was queued.
+                    r.readAtUs = rows.startedAtUs
                     return r
                 }
             }
