@@ -104,6 +104,13 @@ public enum PostgresListSQL {
     public static let rowColumns = (RunColumn.allCases.map(\.sqlName) + ["\"runtimeEnvironmentId\"", "\"batchId\""])
         .joined(separator: ", ")
 
+    /// When the statement started on the database server (µs since the epoch): one clock for every worker
+    /// and host, so versions of a run read anywhere are ordered by it (`RowVersion`). Appended after
+    /// `rowColumns` in row reads (`readColumns`); `RunRow.init?(read:)` takes it off.
+    public static let readAtColumn = "(extract(epoch from statement_timestamp()) * 1000000)::bigint"
+    /// `rowColumns`, then `readAtColumn`.
+    public static let readColumns = rowColumns + ", " + readAtColumn
+
     static func limitPlusOne(_ limit: Int) -> Int { max(0, limit) == Int.max ? Int.max : max(0, limit) + 1 }
 
     /// Tag-feed membership: runs of the env created at or after `fromMs` that carry all `tags` (no tags clause
@@ -129,10 +136,10 @@ public enum PostgresListSQL {
     }
 
     /// Hydration by id: all 28 row values (`rowColumns`) whatever `columns` skips (the encoder drops skipped
-    /// columns), no ORDER BY. Params: `$1` env id, `$2` the ids as a text[] literal. Callers skip the query for
-    /// an empty id list.
+    /// columns), then the read time (`readAtColumn`), no ORDER BY. Params: `$1` env id, `$2` the ids as a
+    /// text[] literal. Callers skip the query for an empty id list.
     public static func hydrate(envId: String, runIds: [String], columns: ColumnSet) -> (sql: String, params: [String?]) {
-        ("SELECT \(rowColumns) FROM \"TaskRun\" WHERE \"runtimeEnvironmentId\" = $1 AND \"id\" = ANY($2::text[])",
+        ("SELECT \(readColumns) FROM \"TaskRun\" WHERE \"runtimeEnvironmentId\" = $1 AND \"id\" = ANY($2::text[])",
          [envId, PGText.arrayLiteralParam(runIds)])
     }
 }

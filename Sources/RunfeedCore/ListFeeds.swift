@@ -285,6 +285,20 @@ public enum ListDiff {
         return out
     }
 
+    /// The read time (database clock, µs) a row must be read after to be sent as it is to a client whose view
+    /// was read at `basisMs` and holds `view`: after the basis millisecond and after every read in the view.
+    public static func sendFloorUs(basisMs: Int64, view: ListView?) -> Int64 {
+        max(basisMs * 1000 + 999, view?.values.reduce(Int64.min) { max($0, $1.readAtUs) } ?? Int64.min)
+    }
+
+    /// Whether `rows` would send the client something read at or before `floorUs` (`sendFloorUs`): a read that
+    /// old (a runset cached a moment ago, a resolve in flight, a cached row) may show a version older than the
+    /// client holds — for a run its view no longer lists, or when the view is unknown — so such rows are
+    /// confirmed by a read started now before anything is sent.
+    public static func needsFresherRead(_ rows: [RunVersion], view: ListView?, floorUs: Int64) -> Bool {
+        diff(rows, view: view).contains { rows[$0.index].version.readAtUs <= floorUs }
+    }
+
     /// The offset's first segment after an answer: `max(floor, max updatedAt of the rows)`.
     public static func offsetMs(_ rows: [RunVersion], floorMs: Int64) -> Int64 {
         rows.reduce(floorMs) { max($0, $1.updatedAtMs) }
@@ -317,8 +331,11 @@ public struct ListViewDelta: Sendable, Equatable {
     public var isEmpty: Bool { changed.isEmpty && removed.isEmpty }
 }
 
-/// The text of one working-set entry in the shared store: `<digest hex>:<readAtUs>`.
+/// The shared store's text for views. A view is a hash: `@token` (the answer it belongs to), `@base` (a whole
+/// view written at once: a snapshot, or a rewrite) and one field per run changed since the base, whose value
+/// is the run's version or `-` for a run no longer in the view.
 public enum ListViewCodec {
+    /// One version: `<digest hex>:<readAtUs>`.
     public static func encode(_ v: RowVersion) -> String {
         String(v.digest, radix: 16) + ":" + String(v.readAtUs)
     }
@@ -332,25 +349,73 @@ public enum ListViewCodec {
 
     /// The field that names the token the stored view belongs to (run ids never start with `@`).
     public static let tokenField = "@token"
+    /// The field holding a whole view (`encodeBase`).
+    public static let baseField = "@base"
+    /// The value of a run field for a run no longer in the view.
+    public static let removed = "-"
 
-    /// A view from `HGETALL` pairs, if it belongs to `token`; nil when it is another token's, or malformed.
+    /// A whole view as one value: lines `@<readAtUs>` (the read time of the entries below it) and
+    /// `<runId> <digest hex>`. Entries are grouped by read time, so a snapshot (one or a few hydrate reads)
+    /// costs about the run id and 17 bytes per member.
+    public static func encodeBase(_ view: ListView) -> String {
+        var byRead: [Int64: [(String, UInt64)]] = [:]
+        for (id, v) in view { byRead[v.readAtUs, default: []].append((id, v.digest)) }
+        var out = ""
+        out.reserveCapacity(view.count * 40)
+        for (at, entries) in byRead.sorted(by: { $0.key < $1.key }) {
+            out += "@" + String(at) + "\n"
+            for (id, d) in entries { out += id + " " + String(d, radix: 16) + "\n" }
+        }
+        return out
+    }
+
+    /// `encodeBase`'s text back; nil when malformed (an entry before any read time, a bad line).
+    public static func decodeBase(_ s: String) -> ListView? {
+        var view: ListView = [:]
+        var at: Int64?
+        for line in s.utf8.split(separator: UInt8(ascii: "\n")) {
+            if line.first == UInt8(ascii: "@") {
+                guard let t = Int64(Substring(line.dropFirst())) else { return nil }
+                at = t
+                continue
+            }
+            let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2, omittingEmptySubsequences: false)
+            guard let at, parts.count == 2, !parts[0].isEmpty, parts[1].count <= 16,
+                  let d = UInt64(Substring(parts[1]), radix: 16) else { return nil }
+            view[String(Substring(parts[0]))] = RowVersion(digest: d, readAtUs: at)
+        }
+        return view
+    }
+
+    /// A view from `HGETALL` pairs, if it belongs to `token`: the base, then the run fields over it. Nil when it
+    /// is another token's, or malformed.
     public static func view(fromPairs pairs: [String], token: UInt64) -> ListView? {
         guard pairs.count % 2 == 0 else { return nil }
-        var view: ListView = [:]
+        var base: ListView = [:]
+        var changes: [(String, RowVersion?)] = []
         var owner: UInt64?
         var i = 0
         while i < pairs.count {
             let k = pairs[i], v = pairs[i + 1]
             i += 2
-            if k == tokenField {
+            switch k {
+            case tokenField:
                 owner = UInt64(v)
-                continue
+            case baseField:
+                guard let b = decodeBase(v) else { return nil }
+                base = b
+            default:
+                if v == removed {
+                    changes.append((k, nil))
+                } else {
+                    guard let rv = decode(v) else { return nil }
+                    changes.append((k, rv))
+                }
             }
-            guard let rv = decode(v) else { return nil }
-            view[k] = rv
         }
         guard owner == token else { return nil }
-        return view
+        for (k, v) in changes { base[k] = v }
+        return base
     }
 }
 

@@ -46,6 +46,14 @@ extension RunRow {
         return h.value == 0 ? 1 : h.value
     }
 
+    /// A row read with `PostgresListSQL.readColumns`: the 28 row values, then the statement's start on the
+    /// database server in µs (`readAtUs`; `fallbackReadAtUs` when it is missing or malformed).
+    public init?(read values: [String?], fallbackReadAtUs: Int64) {
+        guard values.count == RunRow.rawCount + 1 else { return nil }
+        self.init(raw: Array(values.prefix(RunRow.rawCount)))
+        readAtUs = values[RunRow.rawCount].flatMap { Int64($0) } ?? fallbackReadAtUs
+    }
+
     /// This row's version as a list working set records it.
     public var version: RowVersion { RowVersion(digest: digest, readAtUs: readAtUs) }
 }

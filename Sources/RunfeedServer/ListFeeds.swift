@@ -197,7 +197,7 @@ final class ListFeedRegistry {
     }
 
     private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
-        runsets.runset(request.ctx, request.filter, notBeforeUs: notBefore(previous, view: view)) { [self] result in
+        resolveForClient(request, notBeforeUs: notBefore(previous), offset: previous, view: view) { [self] result in
             guard case .success(let set) = result else {
                 server?.fail(request.conn, .unavailable)
                 return
@@ -213,17 +213,34 @@ final class ListFeedRegistry {
         }
     }
 
-    /// The earliest start (wall µs) of any read used to answer a client holding `view` read at its offset's
-    /// basis: no earlier than the basis, nor than the newest read in its view, allowing for another host's
-    /// clock; capped at now. An older read (a runset cached a moment ago, a resolve in flight, cached rows)
-    /// could miss changes made since — they would wait for the backstop — or, where the view cannot
-    /// order it (a run the view no longer lists, an unknown view), send the client an older version.
-    private func notBefore(_ offset: Offset?, view: ListView?) -> Int64 {
-        let basisUs = (offset?.basisMs ?? 0) * 1000
-        let newestUs = view?.values.reduce(Int64(0)) { max($0, $1.readAtUs) } ?? 0
-        let floor = max(basisUs, newestUs)
-        guard floor > 0 else { return 0 }
-        return min(wallUs(), floor + config.clockSkewMs * 1000)
+    /// The earliest start (wall µs) of a resolve that answers a client whose gap this worker did not hear
+    /// (a hop, a cold start, a catch-up): after the client's basis, allowing for other hosts' clocks, capped at
+    /// now. A runset cached or in flight from before could miss changes made since, which would then wait
+    /// for the backstop.
+    private func notBefore(_ offset: Offset?) -> Int64 {
+        guard let offset, offset.basisMs > 0 else { return 0 }
+        return min(wallUs(), (offset.basisMs + config.clockSkewMs) * 1000)
+    }
+
+    /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
+    private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
+        let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
+                                              floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view))
+        if stale { WorkerMetrics.confirmingReads.increment() }
+        return stale
+    }
+
+    /// A resolve whose rows may be sent to a client holding `view`: re-resolved afresh when the first one
+    /// (cached or shared) would send something read before the client's view.
+    private func resolveForClient(_ request: ListFeedRequest, notBeforeUs: Int64, offset: Offset?, view: ListView?,
+                                  _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
+        runsets.runset(request.ctx, request.filter, notBeforeUs: notBeforeUs) { [self] result in
+            if case .success(let set) = result, needsFresherRead(set.rows, offset: offset, view: view) {
+                runsets.runset(request.ctx, request.filter, notBeforeUs: wallUs(), done)
+                return
+            }
+            done(result)
+        }
     }
 
     // MARK: live
@@ -262,6 +279,7 @@ final class ListFeedRegistry {
             // This worker was not listening during the client's gap (cold start, a hop, a long gap), or
             // what the client holds is unknown: resolve once before holding.
             WorkerMetrics.coldResolves.increment()
+            feed.resolveNotBeforeUs = notBefore(offset)
             act(feed, feed.machine.start(.resolve))
             return
         }
@@ -274,15 +292,15 @@ final class ListFeedRegistry {
         // Rows read after their record arrived here (by the hydrate that woke the other feeds of this
         // change) already show it: a client re-arming after such a change costs no new read.
         let now = monotonicUs()
-        let floorMono = now - (wallUs() - notBefore(offset, view: view))
         var cached: [RunRow] = []
         for r in missed {
             guard let store = server?.store,
                   let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
-                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: max(freshAfter, floorMono)) else { break }
+                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
             cached.append(row)
         }
-        if cached.count == missed.count {
+        if cached.count == missed.count,
+           !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view) {
             WorkerMetrics.listGapFromCache.increment()
             feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs()) / 1000
             deliverHydrated(feed, rows: cached.filter { request.filter.contains($0) })
@@ -297,9 +315,9 @@ final class ListFeedRegistry {
         case .hold, .finishSilently:
             return
         case .resolve:
-            let notBeforeUs = max(feed.resolveNotBeforeUs, notBefore(feed.offset, view: feed.machine.view))
+            let notBeforeUs = feed.resolveNotBeforeUs
             feed.resolveNotBeforeUs = 0
-            runsets.runset(feed.request.ctx, feed.request.filter, notBeforeUs: notBeforeUs) { [self] result in
+            resolveForClient(feed.request, notBeforeUs: notBeforeUs, offset: feed.offset, view: feed.machine.view) { [self] result in
                 guard feeds[feed.id] != nil else { return }
                 switch result {
                 case .success(let set):

@@ -38,12 +38,9 @@ extension LoopDatabase {
         query(q.sql, q.params) { result in
             done(result.map { got in
                 var byId: [String: RunRow] = [:]
-                for raw in got.rows {
-                    if var r = RunRow(raw: raw) {
-                        // When the statement went out on its connection, not when it was queued.
-                        r.readAtUs = got.startedAtUs
-                        byId[r.id] = r
-                    }
+                // Read times from the database server's clock (one clock for every host).
+                for values in got.rows {
+                    if let r = RunRow(read: values, fallbackReadAtUs: got.startedAtUs) { byId[r.id] = r }
                 }
                 return byId
             })

@@ -55,6 +55,9 @@ enum WorkerMetrics {
     })
     static func sharedViewCommands(_ op: String) -> Counter { viewCommands[op]! }
     static let sharedViewBytesWritten = Counter(label: "runfeed_shared_view_bytes_written_total")
+    /// Rows a client does not hold that came from a read older than the client's view (a cache, a read in
+    /// flight): confirmed by a fresh read before anything is sent.
+    static let confirmingReads = Counter(label: "runfeed_confirming_reads_total")
     static let runsetHit = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "hit")])
     static let runsetMiss = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "miss")])
     static let runsetCoalesced = Counter(label: "runfeed_runset_resolves_total", dimensions: [("result", "coalesced")])

@@ -70,13 +70,12 @@ final class RunFeedRegistry {
         act(feed, feed.machine.start(), freshAfter: freshAfter ?? monotonicUs())
     }
 
-    /// Reads for a poll must start after the client's view was read: an older read (a cached row, or one
-    /// in flight) could show an older version than the one the client holds, and sending it would move the
-    /// client backwards. The client's basis is another worker's (or host's) wall clock: allow for skew.
-    private func notBefore(_ feed: LiveRunFeed, _ freshAfter: Int64) -> Int64 {
-        let nowUs = monotonicUs()
-        let sinceBasisUs = wallUs() - (feed.offset.basisMs + config.clockSkewMs) * 1000
-        return min(nowUs, max(freshAfter, nowUs - sinceBasisUs))
+    /// Whether `row`, which the client does not hold, may be sent as it is: only if it was read after the
+    /// read behind the client's view (both times from the database server's clock, the basis in whole ms).
+    /// An older read (a cached row, a read in flight) could show an older version than the one the client
+    /// holds; such a row is confirmed by a read started now before anything is sent.
+    private func readAfterClientsView(_ feed: LiveRunFeed, _ row: RunRow) -> Bool {
+        row.readAtUs > feed.offset.basisMs * 1000 + 999
     }
 
     /// `notifiedAt`: for `.notified`, when the record arrived (monotonic µs); every read that started
@@ -103,15 +102,18 @@ final class RunFeedRegistry {
             let r = feed.request
             guard let store = server?.store else { return }
             let read = feed.machine.state == .reading(.backstop) ? store.readRowBatched : store.readRow
-            read(r.envId, r.runId, notBefore(feed, freshAfter)) { [weak self] result in
+            read(r.envId, r.runId, freshAfter) { [weak self] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
-                var found: RunReadResult?
-                if case .success(let row) = result, let row {
-                    feed.lastRow = row
-                    feed.lastReadBasisMs = row.readAtUs / 1000
-                    found = RunReadResult(updatedAtMs: row.updatedAtMs, digest: row.digest)
+                if case .success(let row?) = result,
+                   feed.machine.view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest),
+                   !self.readAfterClientsView(feed, row) {
+                    WorkerMetrics.confirmingReads.increment()
+                    store.readRow(envId: r.envId, runId: r.runId, freshAfter: monotonicUs()) { [weak self] result in
+                        self?.completeRead(feed, result, freshAfter: freshAfter)
+                    }
+                    return
                 }
-                self.act(feed, feed.machine.handle(.rowRead(found)), freshAfter: freshAfter)
+                self.completeRead(feed, result, freshAfter: freshAfter)
             }
         case .emitRow:
             if !feed.parking.deadlinePending { WorkerMetrics.runBackstopDelivered.increment() }
@@ -119,6 +121,17 @@ final class RunFeedRegistry {
         case .emitUpToDate:
             finish(feed, row: nil)
         }
+    }
+
+    private func completeRead(_ feed: LiveRunFeed, _ result: Result<RunRow?, PGError>, freshAfter: Int64) {
+        guard feeds[feed.id] != nil else { return }
+        var found: RunReadResult?
+        if case .success(let row) = result, let row {
+            feed.lastRow = row
+            feed.lastReadBasisMs = row.readAtUs / 1000
+            found = RunReadResult(updatedAtMs: row.updatedAtMs, digest: row.digest)
+        }
+        act(feed, feed.machine.handle(.rowRead(found)), freshAfter: freshAfter)
     }
 
     private func finish(_ feed: LiveRunFeed, row: RunRow?) {

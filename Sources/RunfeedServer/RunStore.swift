@@ -193,15 +193,11 @@ final class RunStore {
         let startedAt = monotonicUs()
         slot.currentStartedAt = startedAt
         WorkerMetrics.runRowReads.increment()
-        let sql = "SELECT \(PostgresListSQL.rowColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
+        let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [runId, envId]) { [self] result in
             let mapped: Result<RunRow?, PGError> = result.map { rows in
-                rows.rows.first.flatMap { RunRow(raw: $0) }.map { r in
-                    var r = r
-                    // When the statement went out on its connection, not when it was queued.
-                    r.readAtUs = rows.startedAtUs
-                    return r
-                }
+                // The read time from the database server's clock (one clock for every host).
+                rows.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: rows.startedAtUs) }
             }
             if case .success(let row) = mapped {
                 rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())

@@ -6,10 +6,12 @@ import RunfeedIO
 /// exactly where the last answer left the client.
 ///
 /// One hash per connection, `runfeed:view:{<envId>}:<handle>` (the braces keep an environment in one
-/// cluster slot), with a field per run and `@token` naming the answer it belongs to; the token travels in
-/// the client's offset. An answer stores only what changed since the client's previous view, and only onto
-/// that view (a Lua script checks `@token`); otherwise it stores the whole view. The key expires after the
-/// working-set TTL unless answers keep refreshing it.
+/// cluster slot): `@token` names the answer the view belongs to (the token travels in the client's offset),
+/// `@base` holds a whole view as one value (a snapshot), and run fields hold what changed since
+/// (`ListViewCodec`). An answer stores only what changed since the client's previous view, and only onto
+/// that view (a Lua script checks `@token`); otherwise — or once the run fields outgrow the view — it
+/// rewrites the whole view as the base. The key expires after the working-set TTL unless answers keep
+/// refreshing it.
 ///
 /// Commands run on one thread with a blocking connection (never on the event loop); what is queued
 /// meanwhile goes out as one pipeline; completions come back on the loop.
@@ -65,8 +67,10 @@ final class SharedViews: @unchecked Sendable {
     func save(envId: String, handle: String, base: UInt64?, baseView: ListView?, token: UInt64, view: ListView,
               _ done: @escaping (Bool) -> Void) {
         let box = LoopBox(done)
-        let delta = ListViewDelta.between(base == nil ? nil : baseView, view)
-        push(Job(op: .save(key: Self.key(envId: envId, handle: handle), base: baseView == nil ? nil : base, token: token,
+        let base = baseView == nil ? nil : base
+        // Only a change onto a stored view needs the delta; a whole view is encoded on the store's thread.
+        let delta = base == nil ? ListViewDelta(changed: [], removed: []) : ListViewDelta.between(baseView, view)
+        push(Job(op: .save(key: Self.key(envId: envId, handle: handle), base: base, token: token,
                            delta: delta, full: view)) { _, ok in box.value(ok) })
     }
 
@@ -85,69 +89,79 @@ final class SharedViews: @unchecked Sendable {
         }
     }
 
-    /// Applies a change (or, with an empty base, a whole view) if the stored view is the base's.
-    /// KEYS[1] the hash; ARGV: base token ("" = replace), new token, TTL ms, count of removed runs, the
-    /// removed runs, then field/value pairs.
-    static let saveScript = """
-        if ARGV[1] == '' then redis.call('DEL', KEYS[1])
-        elseif redis.call('HGET', KEYS[1], '@token') ~= ARGV[1] then return 0 end
-        local n = tonumber(ARGV[4])
-        local i = 5
-        while i <= 4 + n do
-          local last = math.min(4 + n, i + 499)
-          redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
-          i = last + 1
-        end
+    /// Applies a change onto the stored view if it is the base's: KEYS[1] the hash; ARGV: base token, new
+    /// token, TTL ms, then field/value pairs (a run's version, or `-` for a run that left). Returns 0 when the
+    /// stored view is another (nothing is changed), else the hash's field count after the change.
+    static let changeScript = """
+        if redis.call('HGET', KEYS[1], '@token') ~= ARGV[1] then return 0 end
         redis.call('HSET', KEYS[1], '@token', ARGV[2])
+        local i = 4
         while i <= #ARGV do
           local last = math.min(#ARGV, i + 999)
           redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
           i = last + 1
         end
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
-        return 1
+        return redis.call('HLEN', KEYS[1])
         """
 
-    static func saveCommand(key: String, base: UInt64?, token: UInt64, ttlMs: Int64, set: [(String, RowVersion)],
-                            removed: [String]) -> [String] {
-        var args = ["EVAL", saveScript, "1", key, base.map { String($0) } ?? "", String(token), String(ttlMs),
-                    String(removed.count)]
-        args.reserveCapacity(args.count + removed.count + 2 * set.count)
-        args.append(contentsOf: removed)
-        for (id, v) in set {
+    static func changeCommand(key: String, base: UInt64, token: UInt64, ttlMs: Int64, delta: ListViewDelta) -> [String] {
+        var args = ["EVAL", changeScript, "1", key, String(base), String(token), String(ttlMs)]
+        args.reserveCapacity(args.count + 2 * (delta.changed.count + delta.removed.count))
+        for (id, v) in delta.changed {
             args.append(id)
             args.append(ListViewCodec.encode(v))
+        }
+        for id in delta.removed {
+            args.append(id)
+            args.append(ListViewCodec.removed)
         }
         return args
     }
 
+    /// A whole view as the base of a fresh hash (one value, no per-run fields), atomically.
+    static func wholeCommands(key: String, token: UInt64, ttlMs: Int64, view: ListView) -> [[String]] {
+        [["MULTI"], ["DEL", key],
+         ["HSET", key, ListViewCodec.tokenField, String(token), ListViewCodec.baseField, ListViewCodec.encodeBase(view)],
+         ["PEXPIRE", key, String(ttlMs)], ["EXEC"]]
+    }
+
+    /// Run fields past which a view is rewritten as a base (they only grow between rewrites).
+    static func compactAt(_ view: ListView) -> Int64 { Int64(max(64, 2 * view.count + 2)) }
+
+    private static func countBytes(_ commands: [[String]]) -> Int64 {
+        Int64(commands.reduce(0) { $0 + $1.dropFirst().reduce(0) { $0 + $1.utf8.count } })
+    }
+
     private static func run(_ ops: [Op], client: RedisClient, ttlMs: Int64) -> [(ListView?, Bool)] {
-        let commands: [[String]] = ops.map { op in
+        // One pipeline for everything queued: each op is one command, or the five of a whole write.
+        var commands: [[String]] = []
+        var spans: [Range<Int>] = []
+        for op in ops {
+            let start = commands.count
             switch op {
             case .load(let key, _):
-                return ["HGETALL", key]
+                WorkerMetrics.sharedViewCommands("load").increment()
+                commands.append(["HGETALL", key])
             case .save(let key, let base, let token, let delta, let full):
-                if base == nil {
-                    return saveCommand(key: key, base: nil, token: token, ttlMs: ttlMs,
-                                       set: full.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, removed: [])
+                if let base {
+                    WorkerMetrics.sharedViewCommands("save").increment()
+                    commands.append(changeCommand(key: key, base: base, token: token, ttlMs: ttlMs, delta: delta))
+                } else {
+                    WorkerMetrics.sharedViewCommands("save_whole").increment()
+                    commands += wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full)
                 }
-                return saveCommand(key: key, base: base, token: token, ttlMs: ttlMs, set: delta.changed, removed: delta.removed)
             case .touch(let key):
-                return ["PEXPIRE", key, String(ttlMs)]
+                WorkerMetrics.sharedViewCommands("touch").increment()
+                commands.append(["PEXPIRE", key, String(ttlMs)])
             }
+            spans.append(start..<commands.count)
         }
-        for (op, cmd) in zip(ops, commands) {
-            switch op {
-            case .load: WorkerMetrics.sharedViewCommands("load").increment()
-            case .save:
-                WorkerMetrics.sharedViewCommands("save").increment()
-                WorkerMetrics.sharedViewBytesWritten.increment(by: Int64(cmd.dropFirst(2).reduce(0) { $0 + $1.utf8.count }))
-            case .touch: WorkerMetrics.sharedViewCommands("touch").increment()
-            }
-        }
+        WorkerMetrics.sharedViewBytesWritten.increment(by: countBytes(commands))
         guard let replies = try? client.pipeline(commands) else { return ops.map { _ in (nil, false) } }
         var out: [(ListView?, Bool)] = []
-        for (op, reply) in zip(ops, replies) {
+        for (op, span) in zip(ops, spans) {
+            let reply = replies[span.upperBound - 1]
             switch op {
             case .load(_, let token):
                 if case .array(let items) = reply {
@@ -156,21 +170,24 @@ final class SharedViews: @unchecked Sendable {
                 } else {
                     out.append((nil, false))
                 }
-            case .save(let key, _, let token, _, let full):
-                if case .integer(1) = reply {
+            case .save(let key, let base, let token, _, let full):
+                if base == nil {
+                    if case .array = reply { out.append((nil, true)) } else { out.append((nil, false)) }
+                    continue
+                }
+                if case .integer(let fields) = reply, fields > 0, fields <= compactAt(full) {
+                    out.append((nil, true))
+                    continue
+                }
+                // The stored view is not the client's previous one (expired, or an answer the client never
+                // received was stored meanwhile), or its run fields have piled up: store the whole view.
+                WorkerMetrics.sharedViewCommands("save_whole").increment()
+                let whole = wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full)
+                WorkerMetrics.sharedViewBytesWritten.increment(by: countBytes(whole))
+                if let r = try? client.pipeline(whole), case .array? = r.last {
                     out.append((nil, true))
                 } else {
-                    // The stored view is not the client's previous one (expired, or an answer the client
-                    // never received was stored meanwhile): store the whole view instead.
-                    let cmd = saveCommand(key: key, base: nil, token: token, ttlMs: ttlMs,
-                                          set: full.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, removed: [])
-                    WorkerMetrics.sharedViewCommands("save_whole").increment()
-                    WorkerMetrics.sharedViewBytesWritten.increment(by: Int64(cmd.dropFirst(2).reduce(0) { $0 + $1.utf8.count }))
-                    if case .integer(1)? = try? client.command(cmd) {
-                        out.append((nil, true))
-                    } else {
-                        out.append((nil, false))
-                    }
+                    out.append((nil, false))
                 }
             case .touch:
                 if case .error = reply { out.append((nil, false)) } else { out.append((nil, true)) }

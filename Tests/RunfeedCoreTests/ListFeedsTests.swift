@@ -618,3 +618,48 @@ final class ListFilterTests: XCTestCase {
         XCTAssertEqual(JSONValue.parse(json)?.stringArrayValue, ["😀"])
     }
 }
+
+final class ListViewBaseCodecTests: XCTestCase {
+    private func ver(_ d: UInt64, at: Int64) -> RowVersion { RowVersion(digest: d, readAtUs: at) }
+
+    func testBaseRoundTripGroupsByReadTime() {
+        var view: ListView = [:]
+        for i in 0..<500 { view["run_\(i)"] = ver(UInt64(i) &* 0x9e37_79b9_7f4a_7c15 | 1, at: i < 400 ? 1_000 : 2_000) }
+        view["odd"] = ver(UInt64.max, at: -3)
+        let text = ListViewCodec.encodeBase(view)
+        XCTAssertEqual(ListViewCodec.decodeBase(text), view)
+        XCTAssertEqual(text.split(separator: "\n").filter { $0.hasPrefix("@") }.count, 3, "one line per read time")
+        XCTAssertEqual(ListViewCodec.decodeBase(ListViewCodec.encodeBase([:])), [:])
+    }
+
+    func testBaseRejectsMalformedText() {
+        XCTAssertNil(ListViewCodec.decodeBase("run_a ff\n"), "an entry before any read time")
+        XCTAssertNil(ListViewCodec.decodeBase("@x\nrun_a ff\n"), "a bad read time")
+        XCTAssertNil(ListViewCodec.decodeBase("@5\nrun_a\n"), "no digest")
+        XCTAssertNil(ListViewCodec.decodeBase("@5\nrun_a zz\n"), "not hex")
+        XCTAssertNil(ListViewCodec.decodeBase("@5\nrun_a 1ffffffffffffffff\n"), "17 hex digits")
+        XCTAssertNil(ListViewCodec.decodeBase("@5\n ff\n"), "no run id")
+    }
+
+    func testRunFieldsApplyOverTheBase() {
+        let base: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10), "c": ver(3, at: 10)]
+        let pairs = [ListViewCodec.tokenField, "9", ListViewCodec.baseField, ListViewCodec.encodeBase(base),
+                     "b", ListViewCodec.encode(ver(22, at: 20)), "c", ListViewCodec.removed, "d", ListViewCodec.encode(ver(4, at: 30))]
+        XCTAssertEqual(ListViewCodec.view(fromPairs: pairs, token: 9), ["a": ver(1, at: 10), "b": ver(22, at: 20), "d": ver(4, at: 30)])
+        // The order of the pairs does not matter (Redis returns hash fields in any order).
+        let shuffled = [pairs[6], pairs[7], pairs[2], pairs[3], pairs[8], pairs[9], pairs[0], pairs[1], pairs[4], pairs[5]]
+        XCTAssertEqual(ListViewCodec.view(fromPairs: shuffled, token: 9), ListViewCodec.view(fromPairs: pairs, token: 9))
+        XCTAssertNil(ListViewCodec.view(fromPairs: pairs, token: 8), "another token")
+        XCTAssertNil(ListViewCodec.view(fromPairs: [ListViewCodec.tokenField, "9", ListViewCodec.baseField, "garbage"], token: 9))
+    }
+
+    func testDeltaOverABaseGivesTheNewView() {
+        let old: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10), "c": ver(3, at: 10)]
+        let new: ListView = ["a": ver(1, at: 10), "b": ver(5, at: 40), "e": ver(6, at: 40)]
+        let d = ListViewDelta.between(old, new)
+        var pairs = [ListViewCodec.tokenField, "2", ListViewCodec.baseField, ListViewCodec.encodeBase(old)]
+        for (id, v) in d.changed { pairs += [id, ListViewCodec.encode(v)] }
+        for id in d.removed { pairs += [id, ListViewCodec.removed] }
+        XCTAssertEqual(ListViewCodec.view(fromPairs: pairs, token: 2), new)
+    }
+}

@@ -200,7 +200,7 @@ final class PostgresListSQLTests: XCTestCase {
         XCTAssertEqual(q.sql, PostgresListSQL.hydrate(envId: "env1", runIds: ["r1", "r2"], columns: .all).sql)
         XCTAssertEqual(q.params, ["env1", #"{"r1","r2"}"#])
         XCTAssertTrue(q.sql.hasPrefix(#"SELECT "id", "taskIdentifier", "createdAt", "updatedAt", "#))
-        XCTAssertTrue(q.sql.hasSuffix(#""runTags", "error", "realtimeStreams", "runtimeEnvironmentId", "batchId" FROM "TaskRun" WHERE "runtimeEnvironmentId" = $1 AND "id" = ANY($2::text[])"#))
+        XCTAssertTrue(q.sql.hasSuffix(#""runTags", "error", "realtimeStreams", "runtimeEnvironmentId", "batchId", (extract(epoch from statement_timestamp()) * 1000000)::bigint FROM "TaskRun" WHERE "runtimeEnvironmentId" = $1 AND "id" = ANY($2::text[])"#))
         XCTAssertTrue(q.sql.contains(#""payload""#))
     }
 
@@ -212,6 +212,24 @@ final class PostgresListSQLTests: XCTestCase {
         XCTAssertEqual(names[RunRow.batchIdIndex], #""batchId""#)
         // A row of exactly these values decodes.
         XCTAssertNotNil(RunRow(raw: sampleRaw(batchId: "b1")))
+    }
+
+    func testRowReadCarriesTheServersReadTime() {
+        var values = [String?](repeating: nil, count: RunRow.rawCount + 1)
+        values[RunColumn.id.index] = "r1"
+        values[RunColumn.friendlyId.index] = "run_1"
+        values[RunColumn.status.index] = "EXECUTING"
+        values[RunColumn.createdAt.index] = "2026-01-01 00:00:00.000"
+        values[RunColumn.updatedAt.index] = "2026-01-01 00:00:01.000"
+        values[RunRow.rawCount] = "1767225601123456"
+        let row = RunRow(read: values, fallbackReadAtUs: 7)
+        XCTAssertEqual(row?.readAtUs, 1_767_225_601_123_456)
+        XCTAssertEqual(row?.digest, RunRow(raw: Array(values.prefix(RunRow.rawCount)))?.digest, "the read time is not part of the row")
+        values[RunRow.rawCount] = nil
+        XCTAssertEqual(RunRow(read: values, fallbackReadAtUs: 7)?.readAtUs, 7)
+        values[RunRow.rawCount] = "soon"
+        XCTAssertEqual(RunRow(read: values, fallbackReadAtUs: 7)?.readAtUs, 7)
+        XCTAssertNil(RunRow(read: Array(values.prefix(RunRow.rawCount)), fallbackReadAtUs: 7), "a row without the read time column")
     }
 
     func testHydrateEmptyIds() {
