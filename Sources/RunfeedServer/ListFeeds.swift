@@ -154,7 +154,7 @@ final class ListFeedRegistry {
     /// Stores `view` (when it changed) before the answer carrying its token goes out, then answers.
     private func answer(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64,
                         from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, live: Bool,
-                        source: ViewSource) {
+                        source: ViewSource, viewText: String? = nil) {
         let now = monotonicMs()
         guard changed, let view else {
             // The client's view is unchanged: its offset keeps the same token.
@@ -174,7 +174,7 @@ final class ListFeedRegistry {
         localViews.set(request.workingSetKey, LocalView(token: token, view: view, savedAtMs: now), nowMs: now)
         let base = previous?.token.flatMap { $0 == 0 ? nil : $0 }
         views.save(envId: request.envId, handle: request.handle, base: base, baseView: base == nil ? nil : baseView,
-                   token: token, view: view) { [weak self] stored in
+                   token: token, view: view, viewText: viewText) { [weak self] stored in
             if !stored { WorkerMetrics.listViewStoreFailed.increment() }
             self?.server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
                                      live: live, view: source)
@@ -203,13 +203,28 @@ final class ListFeedRegistry {
                 return
             }
             let versions = set.rows.map(RunVersion.init)
-            var emits = ListDiff.diff(versions, view: view)
-            if source == .snapshot { emits = emits.map { ListEmit(index: $0.index, operation: ListEmit.insert) } }
-            let next = ListDiff.replace(view, versions, emits: emits)
+            let emits: [ListEmit]
+            let next: ListView
+            let viewText: String?
+            if source == .snapshot {
+                // Every row as an insert; every snapshot of this resolve stores the same view: work it out once.
+                emits = ListDiff.diff(versions, view: nil).map { ListEmit(index: $0.index, operation: ListEmit.insert) }
+                if set.memo.snapshotView == nil {
+                    set.memo.snapshotView = ListDiff.replace(nil, versions, emits: emits)
+                    set.memo.snapshotBase = ListViewCodec.encodeBase(set.memo.snapshotView!)
+                }
+                next = set.memo.snapshotView!
+                viewText = set.memo.snapshotBase
+            } else {
+                emits = ListDiff.diff(versions, view: view)
+                next = ListDiff.replace(view, versions, emits: emits)
+                viewText = nil
+            }
             answer(request, rows: emits.map { (set.rows[$0.index], $0.operation) },
                    offsetMs: ListDiff.offsetMs(versions, floorMs: previous?.floorMs ?? 0),
                    basisMs: set.resolvedAtUs / 1000, from: previous, baseView: view, view: next,
-                   changed: view != next || previous?.token == nil || previous?.token == 0, live: false, source: source)
+                   changed: view != next || previous?.token == nil || previous?.token == 0, live: false, source: source,
+                   viewText: viewText)
         }
     }
 

@@ -88,6 +88,14 @@ final class PostgresResolver: MembershipResolver {
 struct Runset {
     var rows: [RunRow]
     var resolvedAtUs: Int64
+    /// What is worked out once per resolve and shared by every answer built from it (cached copies too).
+    let memo = RunsetMemo()
+}
+
+final class RunsetMemo {
+    /// The view of a client sent every row (a snapshot), and the same as the shared store's base text.
+    var snapshotView: ListView?
+    var snapshotBase: String?
 }
 
 final class RunsetService {

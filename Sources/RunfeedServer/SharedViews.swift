@@ -18,7 +18,8 @@ import RunfeedIO
 final class SharedViews: @unchecked Sendable {
     private enum Op: Sendable {
         case load(key: String, token: UInt64)
-        case save(key: String, base: UInt64?, token: UInt64, delta: ListViewDelta, full: ListView)
+        /// `fullText`: `full` already encoded as a base, if known.
+        case save(key: String, base: UInt64?, token: UInt64, delta: ListViewDelta, full: ListView, fullText: String?)
         case touch(key: String)
     }
 
@@ -65,13 +66,13 @@ final class SharedViews: @unchecked Sendable {
     /// Stores `view` under `token`, as the change from the view stored under `base` when there is one.
     /// Runs `done` on the loop once Redis has it (or failed to take it).
     func save(envId: String, handle: String, base: UInt64?, baseView: ListView?, token: UInt64, view: ListView,
-              _ done: @escaping (Bool) -> Void) {
+              viewText: String? = nil, _ done: @escaping (Bool) -> Void) {
         let box = LoopBox(done)
         let base = baseView == nil ? nil : base
         // Only a change onto a stored view needs the delta; a whole view is encoded on the store's thread.
         let delta = base == nil ? ListViewDelta(changed: [], removed: []) : ListViewDelta.between(baseView, view)
         push(Job(op: .save(key: Self.key(envId: envId, handle: handle), base: base, token: token,
-                           delta: delta, full: view)) { _, ok in box.value(ok) })
+                           delta: delta, full: view, fullText: viewText)) { _, ok in box.value(ok) })
     }
 
     /// Keeps a stored view from expiring while its connection is alive.
@@ -120,9 +121,9 @@ final class SharedViews: @unchecked Sendable {
     }
 
     /// A whole view as the base of a fresh hash (one value, no per-run fields), atomically.
-    static func wholeCommands(key: String, token: UInt64, ttlMs: Int64, view: ListView) -> [[String]] {
+    static func wholeCommands(key: String, token: UInt64, ttlMs: Int64, view: ListView, text: String? = nil) -> [[String]] {
         [["MULTI"], ["DEL", key],
-         ["HSET", key, ListViewCodec.tokenField, String(token), ListViewCodec.baseField, ListViewCodec.encodeBase(view)],
+         ["HSET", key, ListViewCodec.tokenField, String(token), ListViewCodec.baseField, text ?? ListViewCodec.encodeBase(view)],
          ["PEXPIRE", key, String(ttlMs)], ["EXEC"]]
     }
 
@@ -143,13 +144,13 @@ final class SharedViews: @unchecked Sendable {
             case .load(let key, _):
                 WorkerMetrics.sharedViewCommands("load").increment()
                 commands.append(["HGETALL", key])
-            case .save(let key, let base, let token, let delta, let full):
+            case .save(let key, let base, let token, let delta, let full, let fullText):
                 if let base {
                     WorkerMetrics.sharedViewCommands("save").increment()
                     commands.append(changeCommand(key: key, base: base, token: token, ttlMs: ttlMs, delta: delta))
                 } else {
                     WorkerMetrics.sharedViewCommands("save_whole").increment()
-                    commands += wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full)
+                    commands += wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full, text: fullText)
                 }
             case .touch(let key):
                 WorkerMetrics.sharedViewCommands("touch").increment()
@@ -170,7 +171,7 @@ final class SharedViews: @unchecked Sendable {
                 } else {
                     out.append((nil, false))
                 }
-            case .save(let key, let base, let token, _, let full):
+            case .save(let key, let base, let token, _, let full, _):
                 if base == nil {
                     if case .array = reply { out.append((nil, true)) } else { out.append((nil, false)) }
                     continue
