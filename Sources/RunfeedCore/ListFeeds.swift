@@ -286,9 +286,10 @@ public enum ListDiff {
     }
 
     /// The read time (database clock, µs) a row must be read after to be sent as it is to a client whose view
-    /// was read at `basisMs` and holds `view`: after the basis millisecond and after every read in the view.
-    public static func sendFloorUs(basisMs: Int64, view: ListView?) -> Int64 {
-        max(basisMs * 1000 + 999, view?.values.reduce(Int64.min) { max($0, $1.readAtUs) } ?? Int64.min)
+    /// was read at `basisMs` and holds `view`: after every read in the view, and after the basis millisecond
+    /// plus `skewMs` (a list basis can be a worker's clock — a resolve's start — not the database's).
+    public static func sendFloorUs(basisMs: Int64, view: ListView?, skewMs: Int64) -> Int64 {
+        max((basisMs + max(0, skewMs)) * 1000 + 999, view?.values.reduce(Int64.min) { max($0, $1.readAtUs) } ?? Int64.min)
     }
 
     /// Whether `rows` would send the client something read at or before `floorUs` (`sendFloorUs`): a read that

@@ -240,7 +240,8 @@ final class ListFeedRegistry {
     /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
     private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
         let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
-                                              floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view))
+                                              floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view,
+                                                                               skewMs: config.clockSkewMs))
         if stale { WorkerMetrics.confirmingReads.increment() }
         return stale
     }

@@ -9,19 +9,35 @@
 // comment says so.
 //
 // Time: one virtual clock in µs (`World.now`), the "true" time. A worker's monotonic clock is the true time;
-// its wall clock is the true time plus its host's skew. Everything is deterministic from the seed (SplitMix64;
-// every Set/Dictionary iteration that can influence the schedule is sorted first).
+// its wall clock is the true time plus its host's skew (`Params.hostSkewUs`). The database server has a clock of
+// its own: the true time plus `Params.dbSkewUs` (0 by default: the sweeps keep the database on the true time,
+// so every worker's wall clock is at or ahead of it; RUNFEED_MODEL_DB_SKEW_MS explores other settings).
+// Everything is deterministic from the seed (SplitMix64; every Set/Dictionary iteration that can influence the
+// schedule is sorted first).
 //
-// Modelled: Postgres reads that see every commit before their start (`readAtUs` = the reading worker's wall
-// clock at that start; `Params.snapshotLagMaxUs` can delay the snapshot past the stamp), with random latency;
-// the run store's row cache, per-run read slots and batched backstop reads; the runset cache and in-flight
-// resolves (Postgres membership at the query's start); Redis pub/sub per worker connection (FIFO, SUBSCRIBE
-// confirmation, publishes delayed after the commit, lost for all or some workers, lost while Redis is down,
-// reconnect backoff, resubscription wakes); the shared working sets (`@token`, conditional delta write, full
-// rewrite fallback, failures while Redis is down, wiped by a restart); the replay buffer and its eviction; the
-// coalescing window (0 or 250 ms); hold deadlines with jitter; subscription linger; worker kills (held polls and
-// in-flight work vanish; Redis jobs not yet applied are lost) and drains (held polls answered, then exit),
-// with restarts.
+// Which clock each time is on, as in the server:
+// - a row's `readAtUs` is the statement's start on the database server (`statement_timestamp()`, read with
+//   `PostgresListSQL.readAtColumn`): the database clock. Single-run offsets' bases (`row.readAtUs / 1000`),
+//   the gap-from-cache basis and every `RowVersion` in a list view are on it;
+// - `Runset.resolvedAtUs` (the membership query's start), a hydrate's basis, `requestedAt` when a run is not
+//   found, subscription times, replay arrival times (`gapCovered`, `replayed`) and the runset cache's
+//   `notBeforeUs` are on the worker's wall clock; the run store's `freshAfter`/`startedAt` on its monotonic one.
+//
+// Modelled: Postgres reads that see every commit before their start, stamped with the database clock at that
+// start, with random latency (`Params.statementDelayMaxUs` can start the statement on the server after the
+// worker sent it); the run store's row cache, per-run read slots and batched backstop reads; the runset cache
+// and in-flight resolves, single-flighted per filter, a caller needing a later start queued for the next
+// resolve (Postgres membership at the query's start); "confirm before sending" (a row the client does not hold
+// read before its view is confirmed by a read started now: `RunFeedRegistry.act(.readRow)`,
+// `ListFeedRegistry.resolveForClient` and the gap-from-cache check in `park`; `Params.confirmBeforeSend` off
+// models the wiring without it); Redis pub/sub per worker connection (FIFO, SUBSCRIBE confirmation, publishes
+// delayed after the commit, lost for all or some workers, lost while Redis is down, reconnect backoff,
+// resubscription wakes); the shared working sets (`@token`, a whole view as `@base`, changes as run fields by a
+// conditional write, the whole view rewritten when the condition fails or the fields pile up, failures while
+// Redis is down, wiped by a restart; a view loaded from Redis kept locally); the replay buffer and its
+// eviction; the coalescing window (0 or 250 ms); hold deadlines with jitter; subscription linger; worker kills
+// (held polls and in-flight work vanish; Redis jobs not yet applied are lost) and drains (held polls answered,
+// then exit), with restarts.
 //
 // Not modelled: database, ClickHouse and resolve failures; ClickHouse membership lag (membership is read from
 // Postgres); the resolve admission gate (unlimited); the runset row limit; created-at windows (tag feeds use
@@ -104,17 +120,24 @@ extension ConvergenceModel {
         var workingSetTtlMs: Int64 = 300_000
         /// Database reads that take 20–150 ms instead of 0.3–6 ms.
         var slowReadRate = 0.05
-        /// The server's floor for list reads (`ListFeedRegistry.notBefore`): list polls, like single-run polls,
-        /// use only reads that started at or after the client's basis and the newest read in its view, plus the
-        /// skew allowance — no older runset from the cache or in flight, no older cached row for the gap.
-        /// `false` models the wiring before that floor (the model must then find list regressions).
-        var listReadFloor = true
-        /// Fail on list regressions from reads older than the client's view too (with `listReadFloor = false`
-        /// they are counted instead; see `World.receive`).
-        var strictListRegressions = true
-        /// Exploration only (default 0, as the brief specifies): a query's snapshot is taken up to this long
-        /// after `readAtUs` was stamped (waiting for a pool connection, network), instead of at the stamp.
-        var snapshotLagMaxUs: Int64 = 0
+        /// The database server's clock: the true time plus this (µs). `readAtUs` of every read is on it.
+        var dbSkewUs: Int64 = 0
+        /// "Confirm before sending", as the server does it: a row the client does not hold whose read is not
+        /// after the client's view (single run: `readAtUs <= basisMs * 1000 + 999`; lists:
+        /// `ListDiff.needsFresherRead` against `ListDiff.sendFloorUs`) is not sent: a read started now is made and
+        /// ITS result used (`RunFeedRegistry.act(.readRow)`, `ListFeedRegistry.resolveForClient`, the gap from
+        /// cache in `ListFeedRegistry.park`); and a cold start's resolve must have started after the client's
+        /// basis plus the skew allowance (`ListFeedRegistry.notBefore`). `false` models the wiring without either
+        /// (cached and in-flight reads used as they are): the model must then find regressions.
+        var confirmBeforeSend = true
+        /// Fail on regressions from reads older than the client's view too (with `confirmBeforeSend = false` they
+        /// are counted instead; see `World.receive`).
+        var strictRegressions = true
+        /// Exploration only (default 0): a statement starts on the database server up to this long after the
+        /// worker sent it (waiting for a pool connection, network). Its snapshot and its `readAtUs`
+        /// (`statement_timestamp()`) are both taken then; the run store's `startedAt` and a resolve's
+        /// `resolvedAtUs` stay at the send.
+        var statementDelayMaxUs: Int64 = 0
         /// Deliberate breakage of the wiring, to check that the model notices (self-tests).
         var mutation: Mutation = .none
 
@@ -133,7 +156,8 @@ extension ConvergenceModel {
             "workers=\(workers) hosts=\(Set(hostOfWorker).count) skewUs=\(hostSkewUs) clockSkewMs=\(clockSkewMs) "
                 + "runs=\(initialRuns) runClients=\(runClients) listClients=\(listClients) writes=\(writes) "
                 + "spanMs=\(writeSpanMs) lost=\(lostRate) lostSome=\(lostSomeRate) wipes=\(redisWipes) kills=\(kills) "
-                + "drains=\(drains) holdMs=\(holdMs) coalesceMs=\(coalesceWindowMs) replayMaxRuns=\(replayMaxRuns)"
+                + "drains=\(drains) holdMs=\(holdMs) coalesceMs=\(coalesceWindowMs) replayMaxRuns=\(replayMaxRuns) "
+                + "dbSkewUs=\(dbSkewUs) confirmBeforeSend=\(confirmBeforeSend) statementDelayMaxUs=\(statementDelayMaxUs)"
         }
     }
 }
@@ -328,9 +352,10 @@ extension ConvergenceModel {
         var view: ListView?
         var ending: Ending
         var worker: Int
-        /// Model-only, live list answers: the answering worker's wall time (µs) before which a read is older
-        /// than the client's view (basis or newest version in its view, plus the skew allowance).
-        var staleFloorWallUs: Int64? = nil
+        /// Model-only, live answers: the read time (database clock, µs) at or before which a read is not after
+        /// the client's view, as the server's confirmation judges it (single run: `basisMs * 1000 + 999`;
+        /// lists: `ListDiff.sendFloorUs` of the offset and the view the poll started with).
+        var sendFloorUs: Int64? = nil
     }
 
     final class Client {
@@ -375,16 +400,21 @@ extension ConvergenceModel {
         var coldResolves = 0, gapFromCache = 0, resyncs = 0
         var wipes = 0, kills = 0, drains = 0, failedRequests = 0
         var events = 0
-        /// List regressions of the known class (an answer built from a read older than the client's view).
-        var staleListRegressions = 0
+        /// Rows the client did not hold, read before its view, re-read before sending (`confirmBeforeSend`):
+        /// single-run polls, list resolves (`resolveForClient`), list gaps that could have come from cached rows.
+        var confirmingRunReads = 0, confirmingResolves = 0, confirmingGapReads = 0
+        var confirmingReads: Int { confirmingRunReads + confirmingResolves + confirmingGapReads }
+        /// Regressions of the known class (an answer built from a read not after the client's view), counted
+        /// instead of failed when `strictRegressions` is off.
+        var staleRegressions = 0
 
         var description: String {
             "deliveries: \(deliveriesOnWake) on a wake, \(deliveriesAtBackstop) at a backstop, \(deliveriesAtStart) at poll start, "
                 + "\(deliveriesOnDrain) on drain; \(upToDates) up-to-date (\(drainAnswers) by a drain); polls=\(polls) snapshots=\(snapshots) "
                 + "writes=\(writes) (inserts \(inserts), no-ops \(noops), tag changes \(tagChanges)) published=\(published) "
                 + "lost=\(lost) lostSome=\(lostSome) coldResolves=\(coldResolves) gapFromCache=\(gapFromCache) "
-                + "resyncs=\(resyncs) wipes=\(wipes) kills=\(kills) drains=\(drains) failedRequests=\(failedRequests) events=\(events) "
-                + "staleListRegressions=\(staleListRegressions)"
+                + "resyncs=\(resyncs) confirming reads: \(confirmingRunReads) run, \(confirmingResolves) resolve, "
+                + "\(confirmingGapReads) gap; wipes=\(wipes) kills=\(kills) drains=\(drains) failedRequests=\(failedRequests) events=\(events) staleRegressions=\(staleRegressions)"
         }
     }
 }
@@ -414,14 +444,15 @@ extension ConvergenceModel {
         var finished = false
         /// Scripted worlds (bug reproductions): no random writers, clients or faults; see `script*`.
         let scripted: Bool
-        /// The first list regression of the known class, for the report.
-        var firstStaleListRegression: String?
+        /// The first regression of the known class, for the report.
+        var firstStaleRegression: String?
         /// Scripted: called after a worker heard a change record (and woke its polls).
         var onHeard: ((Worker, ChangeRecord) -> Void)?
 
         // Redis
         var redisUp = true
-        /// Shared working sets: key → hash fields (`@token` and run → `<digest hex>:<readAtUs>`).
+        /// Shared working sets: key → hash fields (`@token`, `@base` — a whole view, `ListViewCodec.encodeBase` —
+        /// and run → `<digest hex>:<readAtUs>` or `-` for the changes since the base).
         var shared: [String: [String: String]] = [:]
 
         static let statuses = ["PENDING", "QUEUED", "EXECUTING", "REATTEMPTING", "WAITING_TO_RESUME", "PAUSED"]
@@ -583,7 +614,7 @@ extension ConvergenceModel {
 
         /// `r3#v12(ab12cd read@104.8)`: the run, its version (the global content sequence of the database: every
         /// content-changing commit gets the next number), the digest and when the read that produced it started
-        /// (the reading worker's wall clock, ms since the start).
+        /// (the database clock, ms since the start).
         func describe(_ r: RunRow) -> String {
             let v = "\(r.id)#v\(db.cseq(r.id, r.digest).map(String.init) ?? "?")(\(short(r.digest))"
             return r.readAtUs == 0 ? v + ")" : v + " read@\(format3(Double(r.readAtUs - baseUs) / 1000)))"
@@ -648,8 +679,8 @@ extension ConvergenceModel {
         }
 
         /// trigger.dev publishes the change record after the commit; it reaches Redis after a delay (publishes
-        /// from different app instances can overtake each other).
-        func publish(_ row: RunRow) {
+        /// from different app instances can overtake each other). `onlyTo` (scripts): lost for every other worker.
+        func publish(_ row: RunRow, onlyTo: Set<Int>? = nil) {
             let record = rng.chance(p.partialRecordRate)
                 ? ChangeRecord(v: 0, runId: row.id, envId: "")
                 : ChangeRecord(v: 1, runId: row.id, envId: env, tags: row.runTags, batchId: row.batchId,
@@ -674,7 +705,11 @@ extension ConvergenceModel {
                     stats.lostSome += 1
                     targets = targets.filter { _ in rng.chance(0.5) }
                 }
-                trace("PUBLISH \(row.id) \(record.isFull ? "full" : "partial") -> workers \(targets.map(\.id))\(lostSome ? " (lost for some)" : "")")
+                if let onlyTo {
+                    if targets.contains(where: { !onlyTo.contains($0.id) }) { stats.lostSome += 1 }
+                    targets = targets.filter { onlyTo.contains($0.id) }
+                }
+                trace("PUBLISH \(row.id) \(record.isFull ? "full" : "partial") -> workers \(targets.map(\.id))\(lostSome || onlyTo != nil ? " (lost for some)" : "")")
                 for w in targets { w.fromRedis { w.channelsReceived(record) } }
             }
         }
@@ -781,14 +816,14 @@ extension ConvergenceModel {
             for (row, _) in a.rows {
                 if let held = c.rows[row.id], let hs = db.cseq(row.id, held.digest), let ns = db.cseq(row.id, row.digest), ns < hs {
                     let what = "REGRESSION: \(c.label) holding \(describe(held)) was sent the older \(describe(row)) by w\(a.worker) (\(a.ending))"
-                    // The known class: a list answer built from a read that started before the client's view was
-                    // read (every row of a list answer was read by the answering worker: one clock).
-                    if let floor = a.staleFloorWallUs, row.readAtUs < floor, !p.strictListRegressions {
-                        stats.staleListRegressions += 1
-                        if firstStaleListRegression == nil { firstStaleListRegression = "t=\(format3(Double(now - baseUs) / 1000))ms: " + what }
+                    // The known class: an answer built from a read not after the client's view (what confirming
+                    // before sending prevents).
+                    if let floor = a.sendFloorUs, row.readAtUs <= floor, !p.strictRegressions {
+                        stats.staleRegressions += 1
+                        if firstStaleRegression == nil { firstStaleRegression = "t=\(format3(Double(now - baseUs) / 1000))ms: " + what }
                         trace("known bug: " + what)
                     } else {
-                        fail(what + (a.staleFloorWallUs.map { " [read older than the client's view: \(row.readAtUs < $0)]" } ?? ""))
+                        fail(what + (a.sendFloorUs.map { " [read not after the client's view: \(row.readAtUs <= $0)]" } ?? ""))
                     }
                 }
                 c.rows[row.id] = row
@@ -862,8 +897,9 @@ extension ConvergenceModel.World {
         return c
     }
 
-    /// A write at `ms`: a new status and metadata, `updatedAt` = the commit ms, optionally new tags; published.
-    func scriptWrite(at ms: Int64, run: String, tags: [String]? = nil) {
+    /// A write at `ms`: a new status and metadata, `updatedAt` = the commit ms, optionally new tags; published
+    /// (to the workers `heardBy` only, if given: lost for the others).
+    func scriptWrite(at ms: Int64, run: String, tags: [String]? = nil, heardBy: Set<Int>? = nil) {
         at(M.baseUs + ms * 1000) { [self] in
             let prev = db.current(run)!.row
             writeCounter += 1
@@ -872,7 +908,18 @@ extension ConvergenceModel.World {
             db.commit(row, at: now)
             stats.writes += 1
             trace("WRITE \(describe(row)) tags=\(row.runTags)")
-            publish(row)
+            publish(row, onlyTo: heardBy)
+        }
+    }
+
+    /// Worker `worker` drains at `ms` (its held polls are answered), and restarts `downMs` after it exits.
+    func scriptDrain(_ worker: Int, at ms: Int64, downMs: Int64 = 1_000) {
+        at(M.baseUs + ms * 1000) { [self] in
+            let w = workers[worker]
+            guard w.alive, !w.draining else { return }
+            stats.drains += 1
+            trace("DRAIN w\(worker)")
+            w.drain { [self] in at(now + downMs * 1000) { [self] in restart(worker) } }
         }
     }
 
@@ -939,6 +986,7 @@ extension ConvergenceModel {
             loading = [:]
             slots = [:]
             batched = []
+            runsetInflight = [:]
             openRequests = [:]
         }
 
@@ -947,6 +995,8 @@ extension ConvergenceModel {
         var monoMs: Int64 { world.now / 1000 }
         var wallUs: Int64 { world.now + skewUs }
         var wallMs: Int64 { (world.now + skewUs) / 1000 }
+        /// The database server's clock (the same for every worker).
+        func dbClockUs(atTrueUs t: Int64) -> Int64 { t + p.dbSkewUs }
 
         /// A timer or completion on this process: nothing runs once it is dead.
         func after(_ us: Int64, _ f: @escaping () -> Void) {
@@ -1165,15 +1215,22 @@ extension ConvergenceModel {
 
         // MARK: Database access (LoopDatabase)
 
-        /// `readRuns`: one query, its rows stamped with the wall time it was sent.
+        /// When a statement sent now starts on the database server (true µs): now, or up to
+        /// `statementDelayMaxUs` later.
+        func statementStartUs() -> Int64 {
+            world.now + (p.statementDelayMaxUs > 0 ? world.rng.int(0, p.statementDelayMaxUs) : 0)
+        }
+
+        /// `readRuns` (and `RunStore.start`'s single-row query): one query; its snapshot is taken at the
+        /// statement's start on the database server, and every row carries that start on the database's clock
+        /// (`PostgresListSQL.readAtColumn`, `RunRow.init?(read:fallbackReadAtUs:)`).
         func readRuns(_ ids: [String], _ done: @escaping ([String: RunRow]) -> Void) {
-            let readAt = wallUs
-            let lag = p.snapshotLagMaxUs > 0 ? world.rng.int(0, p.snapshotLagMaxUs) : 0
-            let snapshot = world.now + lag
-            after(lag + world.dbLatencyUs()) { [self] in
+            let start = statementStartUs()
+            let readAt = dbClockUs(atTrueUs: start)
+            after(start - world.now + world.dbLatencyUs()) { [self] in
                 var byId: [String: RunRow] = [:]
                 for id in ids {
-                    if var r = world.db.at(id, snapshot)?.row {
+                    if var r = world.db.at(id, start)?.row {
                         r.readAtUs = readAt
                         byId[id] = r
                     }
@@ -1285,44 +1342,48 @@ extension ConvergenceModel {
         }
 
         var runsetCache: BoundedTTLCache<ListFilter, Runset>
-        var runsetInflight: [ListFilter: [(Runset) -> Void]] = [:]
-        var runsetInflightStartedUs: [ListFilter: Int64] = [:]
+        var runsetInflight: [ListFilter: RunsetFlight] = [:]
 
-        /// `freshAfterWallUs`: the `listReadFloor` (nil: a cached or in-flight resolve of any age will do).
-        func runset(_ filter: ListFilter, freshAfterWallUs: Int64? = nil, _ done: @escaping (Runset) -> Void) {
-            let fa = freshAfterWallUs ?? Int64.min
-            if let hit = runsetCache.get(filter, nowMs: monoMs), hit.resolvedAtUs >= fa {
+        final class RunsetFlight {
+            /// When the membership query started (wall µs; no admission gate: at once).
+            let startedAtUs: Int64
+            var waiters: [(Runset) -> Void]
+            /// Callers that need a resolve started after this one's: a new resolve when this one ends.
+            var next: [(Runset) -> Void] = []
+            init(startedAtUs: Int64, waiters: [(Runset) -> Void]) { self.startedAtUs = startedAtUs; self.waiters = waiters }
+        }
+
+        /// `RunsetService.runset`: a cached or in-flight resolve is shared only if it started at or after
+        /// `notBeforeUs` (wall µs); a caller that needs a later one waits for the next resolve of the filter.
+        func runset(_ filter: ListFilter, notBeforeUs: Int64 = 0, _ done: @escaping (Runset) -> Void) {
+            if let hit = runsetCache.get(filter, nowMs: monoMs), hit.resolvedAtUs >= notBeforeUs {
                 done(hit)
                 return
             }
-            if runsetInflight[filter] != nil, runsetInflightStartedUs[filter]! >= fa {
-                runsetInflight[filter]!.append(done)
+            if let flight = runsetInflight[filter] {
+                if flight.startedAtUs >= notBeforeUs { flight.waiters.append(done) } else { flight.next.append(done) }
                 return
             }
+            startResolve(filter, waiters: [done])
+        }
+
+        /// `RunsetService.start` + `finish`.
+        private func startResolve(_ filter: ListFilter, waiters: [(Runset) -> Void]) {
             let resolvedAtUs = wallUs
-            if runsetInflight[filter] == nil {
-                runsetInflight[filter] = [done]
-                runsetInflightStartedUs[filter] = resolvedAtUs
-            } else {
-                // (listReadFloor) the resolve in flight is too old: a separate one.
-                resolveOnce(filter, resolvedAtUs: resolvedAtUs) { [self] set in
-                    runsetCache.set(filter, set, nowMs: monoMs)
-                    done(set)
-                }
-                return
-            }
+            let flight = RunsetFlight(startedAtUs: resolvedAtUs, waiters: waiters)
+            runsetInflight[filter] = flight
             resolveOnce(filter, resolvedAtUs: resolvedAtUs) { [self] set in
                 runsetCache.set(filter, set, nowMs: monoMs)
-                let waiters = runsetInflight.removeValue(forKey: filter) ?? []
-                runsetInflightStartedUs.removeValue(forKey: filter)
-                for w in waiters { w(set) }
+                runsetInflight.removeValue(forKey: filter)
+                if !flight.next.isEmpty { startResolve(filter, waiters: flight.next) }
+                for w in flight.waiters { w(set) }
             }
         }
 
         private func resolveOnce(_ filter: ListFilter, resolvedAtUs: Int64, _ done: @escaping (Runset) -> Void) {
-            // The membership query sees the database as of its start.
-            let snapshot = world.now
-            after(world.dbLatencyUs()) { [self] in
+            // The membership query sees the database as of its start on the server.
+            let snapshot = statementStartUs()
+            after(snapshot - world.now + world.dbLatencyUs()) { [self] in
                 let ids = world.db.runIds
                     .compactMap { id in world.db.at(id, snapshot).map { $0.row } }
                     .filter { filter.contains($0) }
@@ -1376,30 +1437,33 @@ extension ConvergenceModel {
             }, { view, _ in done(view) })
         }
 
+        /// `SharedViews.save` + `run`: a change onto the stored view when it is the client's previous one
+        /// (`changeScript`: run fields, `-` for a run that left), else — or once the run fields outgrow the view
+        /// (`compactAt`) — the whole view as the `@base` of a fresh hash (`wholeCommands`).
         func viewsSave(handle: String, base: UInt64?, baseView: ListView?, token: UInt64, view: ListView,
                        _ done: @escaping (Bool) -> Void) {
             let key = Self.viewKey(handle)
-            let delta = ListViewDelta.between(base == nil ? nil : baseView, view)
             let opBase = baseView == nil ? nil : base
+            let delta = opBase == nil ? ListViewDelta(changed: [], removed: []) : ListViewDelta.between(baseView, view)
             viewsJob({ [world] in
-                func script(base: UInt64?, set: [(String, RowVersion)], removed: [String]) -> Bool {
-                    var hash = world.shared[key] ?? [:]
-                    if let base {
-                        guard hash[ListViewCodec.tokenField] == String(base) else { return false }
-                    } else {
-                        hash = [:]
-                    }
-                    for r in removed { hash.removeValue(forKey: r) }
-                    hash[ListViewCodec.tokenField] = String(token)
-                    for (id, v) in set { hash[id] = ListViewCodec.encode(v) }
-                    world.shared[key] = hash
+                func whole() -> Bool {
+                    world.shared[key] = [ListViewCodec.tokenField: String(token), ListViewCodec.baseField: ListViewCodec.encodeBase(view)]
                     return true
                 }
-                let full = view.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                if opBase == nil { return (nil, script(base: nil, set: full, removed: [])) }
-                if script(base: opBase, set: delta.changed, removed: delta.removed) { return (nil, true) }
-                // The stored view is not the client's previous one: store the whole view instead.
-                return (nil, script(base: nil, set: full, removed: []))
+                guard let opBase else { return (nil, whole()) }
+                // changeScript: 0 when the stored view is another, else the hash's field count after the change.
+                var fields = 0
+                if var hash = world.shared[key], hash[ListViewCodec.tokenField] == String(opBase) {
+                    hash[ListViewCodec.tokenField] = String(token)
+                    for (id, v) in delta.changed { hash[id] = ListViewCodec.encode(v) }
+                    for id in delta.removed { hash[id] = ListViewCodec.removed }
+                    world.shared[key] = hash
+                    fields = hash.count
+                }
+                // `SharedViews.compactAt`.
+                if fields > 0, fields <= max(64, 2 * view.count + 2) { return (nil, true) }
+                // The stored view is not the client's previous one, or its run fields piled up: the whole view.
+                return (nil, whole())
             }, { _, ok in done(ok) })
         }
 
@@ -1447,13 +1511,15 @@ extension ConvergenceModel {
         }
 
         /// `Server.answerLive`.
-        func answerLive(_ req: Request, offset: Offset, row: RunRow?, readBasisMs: Int64?, ending: Ending) {
+        func answerLive(_ req: Request, offset: Offset, row: RunRow?, readBasisMs: Int64?, ending: Ending,
+                        sendFloorUs: Int64? = nil) {
             guard case .run(let runId) = req.client.kind else { return }
             let view = RunClientView(offset)
             if let row, view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest) {
                 world.respond(req, Answer(rows: [(row, "update")],
                                           offset: Offset(updatedAtMs: row.updatedAtMs, tail: row.readAtUs / 1000, token: row.digest),
-                                          handle: "run-" + runId, view: nil, ending: ending, worker: id))
+                                          handle: "run-" + runId, view: nil, ending: ending, worker: id,
+                                          sendFloorUs: sendFloorUs))
                 return
             }
             world.respond(req, Answer(rows: [], offset: Offset(updatedAtMs: offset.updatedAtMs, tail: readBasisMs ?? offset.basisMs,
@@ -1462,9 +1528,9 @@ extension ConvergenceModel {
         }
 
         func answerList(_ req: Request, rows: [(RunRow, String)], offset: Offset, handle: String, view: ListView?, ending: Ending,
-                        staleFloorWallUs: Int64? = nil) {
+                        sendFloorUs: Int64? = nil) {
             world.respond(req, Answer(rows: rows, offset: offset, handle: handle, view: view, ending: ending, worker: id,
-                                      staleFloorWallUs: staleFloorWallUs))
+                                      sendFloorUs: sendFloorUs))
         }
 
         // MARK: Worker lifecycle
@@ -1585,10 +1651,10 @@ extension ConvergenceModel {
             runAct(feed, feed.machine.start(), freshAfter: freshAfter ?? monoUs)
         }
 
-        func notBefore(_ feed: LiveRunFeed, _ freshAfter: Int64) -> Int64 {
-            let nowUs = monoUs
-            let sinceBasisUs = wallUs - (feed.offset.basisMs + p.clockSkewMs) * 1000
-            return min(nowUs, max(freshAfter, nowUs - sinceBasisUs))
+        /// `RunFeedRegistry.readAfterClientsView`: whether `row`, which the client does not hold, was read after
+        /// the read behind the client's view (both on the database clock, the basis in whole ms).
+        func readAfterClientsView(_ feed: LiveRunFeed, _ row: RunRow) -> Bool {
+            row.readAtUs > feed.offset.basisMs * 1000 + 999
         }
 
         func runEvent(_ feed: LiveRunFeed, _ e: RunFeedEvent, notifiedAt: Int64? = nil) {
@@ -1604,18 +1670,25 @@ extension ConvergenceModel {
                 return
             case .readRow:
                 let backstop = feed.machine.state == .reading(.backstop)
-                let nb = notBefore(feed, freshAfter)
                 let done: (RunRow?) -> Void = { [self] row in
                     guard runFeeds[feed.id] != nil else { return }
-                    var found: RunReadResult?
-                    if let row {
-                        feed.lastRow = row
-                        feed.lastReadBasisMs = row.readAtUs / 1000
-                        found = RunReadResult(updatedAtMs: row.updatedAtMs, digest: row.digest)
+                    // (confirmBeforeSend) a row the client does not hold, read before its view: not fed to the
+                    // machine; a read started now is, as it comes.
+                    if p.confirmBeforeSend, let row, feed.machine.view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest),
+                       !readAfterClientsView(feed, row) {
+                        world.stats.confirmingRunReads += 1
+                        trace("\(feed.req.client.label) run poll \(feed.id): \(world.describe(row)) read before the client's view "
+                              + "(basis \(feed.offset.basisMs - baseUs / 1000)): confirming")
+                        readRow(feed.runId, freshAfter: monoUs) { [self] row in runCompleteRead(feed, row, freshAfter: freshAfter) }
+                        return
                     }
-                    runAct(feed, feed.machine.handle(.rowRead(found)), freshAfter: freshAfter)
+                    runCompleteRead(feed, row, freshAfter: freshAfter)
                 }
-                if backstop { readRowBatched(feed.runId, freshAfter: nb, done) } else { readRow(feed.runId, freshAfter: nb, done) }
+                if backstop {
+                    readRowBatched(feed.runId, freshAfter: freshAfter, done)
+                } else {
+                    readRow(feed.runId, freshAfter: freshAfter, done)
+                }
             case .emitRow:
                 runFinish(feed, row: feed.lastRow, ending: feed.ending)
             case .emitUpToDate:
@@ -1623,12 +1696,25 @@ extension ConvergenceModel {
             }
         }
 
+        /// `RunFeedRegistry.completeRead`.
+        func runCompleteRead(_ feed: LiveRunFeed, _ row: RunRow?, freshAfter: Int64) {
+            guard runFeeds[feed.id] != nil else { return }
+            var found: RunReadResult?
+            if let row {
+                feed.lastRow = row
+                feed.lastReadBasisMs = row.readAtUs / 1000
+                found = RunReadResult(updatedAtMs: row.updatedAtMs, digest: row.digest)
+            }
+            runAct(feed, feed.machine.handle(.rowRead(found)), freshAfter: freshAfter)
+        }
+
         func runFinish(_ feed: LiveRunFeed, row: RunRow?, ending: Ending) {
             guard runFeeds.removeValue(forKey: feed.id) != nil else { return }
             unpark(feed.parking)
             byRun[feed.runId]?.remove(feed.id)
             if byRun[feed.runId]?.isEmpty == true { byRun.removeValue(forKey: feed.runId) }
-            answerLive(feed.req, offset: feed.offset, row: row, readBasisMs: feed.lastReadBasisMs, ending: ending)
+            answerLive(feed.req, offset: feed.offset, row: row, readBasisMs: feed.lastReadBasisMs, ending: ending,
+                       sendFloorUs: feed.offset.basisMs * 1000 + 999)
         }
 
         func runAnswerAll() {
@@ -1666,8 +1752,10 @@ extension ConvergenceModel {
             var woken = false
             var deadlineFired = false
             var aborted = false
-            /// Model-only: see `Answer.staleFloorWallUs`.
-            var staleFloorWallUs: Int64 = .min
+            /// The next full resolve must have started at or after this (wall µs).
+            var resolveNotBeforeUs: Int64 = 0
+            /// Model-only: see `Answer.sendFloorUs`.
+            var sendFloorUs: Int64 = .min
 
             init(id: Int, req: Request, filter: ListFilter, handle: String, offset: Offset, baseView: ListView?) {
                 self.id = id; self.req = req; self.filter = filter; self.handle = handle; self.offset = offset
@@ -1703,13 +1791,17 @@ extension ConvergenceModel {
                 done(local.view)
                 return
             }
-            viewsLoad(handle: handle, token: token) { view in done(view) }
+            viewsLoad(handle: handle, token: token) { [self] view in
+                // Kept here from now on (`ListFeedRegistry.clientView`).
+                if let view { localViews.set(Self.workingSetKey(handle), LocalView(token: token, view: view, savedAtMs: 0), nowMs: monoMs) }
+                done(view)
+            }
         }
 
         /// `ListFeedRegistry.answer`: stores a changed view under a fresh token before the answer goes out.
         func listAnswer(_ req: Request, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64, handle: String,
                         from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, ending: Ending,
-                        staleFloorWallUs: Int64? = nil) {
+                        sendFloorUs: Int64? = nil) {
             let now = monoMs
             let key = Self.workingSetKey(handle)
             guard changed, let view else {
@@ -1720,7 +1812,7 @@ extension ConvergenceModel {
                     localViews.set(key, local, nowMs: now)
                 }
                 answerList(req, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), handle: handle,
-                           view: view ?? baseView, ending: ending, staleFloorWallUs: staleFloorWallUs)
+                           view: view ?? baseView, ending: ending, sendFloorUs: sendFloorUs)
                 return
             }
             var token = UInt64.random(in: 1...UInt64.max, using: &world.rng)
@@ -1729,13 +1821,13 @@ extension ConvergenceModel {
             let base = previous?.token.flatMap { $0 == 0 ? nil : $0 }
             viewsSave(handle: handle, base: base, baseView: base == nil ? nil : baseView, token: token, view: view) { [self] _ in
                 answerList(req, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), handle: handle,
-                           view: view, ending: ending, staleFloorWallUs: staleFloorWallUs)
+                           view: view, ending: ending, sendFloorUs: sendFloorUs)
             }
         }
 
-        /// `snapshot(_:offset:)` for `offset=-1` → `resolveAndAnswer(previous: nil, view: nil, snapshot: true)`.
+        /// `snapshot(_:offset:)` for `offset=-1` → `resolveAndAnswer(previous: nil, view: nil, source: .snapshot)`.
         func listSnapshot(_ req: Request, filter: ListFilter, handle: String) {
-            runset(filter) { [self] set in
+            resolveForClient(filter, notBeforeUs: listNotBeforeUs(nil), offset: nil, view: nil) { [self] set in
                 let versions = set.rows.map(RunVersion.init)
                 var emits = ListDiff.diff(versions, view: nil)
                 emits = emits.map { ListEmit(index: $0.index, operation: ListEmit.insert) }
@@ -1760,7 +1852,7 @@ extension ConvergenceModel {
 
         private func park(id: Int, _ req: Request, filter: ListFilter, handle: String, offset: Offset, view: ListView?) {
             let feed = LiveListFeed(id: id, req: req, filter: filter, handle: handle, offset: offset, baseView: view)
-            feed.staleFloorWallUs = listNotBeforeWallUs(offset, view)
+            feed.sendFloorUs = ListDiff.sendFloorUs(basisMs: offset.basisMs, view: view, skewMs: p.clockSkewMs)
             parkRetain(feed.parking)
             listFeeds[id] = feed
             index.add(id, envId: env, filter: filter)
@@ -1773,6 +1865,7 @@ extension ConvergenceModel {
             guard view != nil, covers(sinceMs: basis) else {
                 world.stats.coldResolves += 1
                 trace("\(req.client.label) list poll \(id) offset=\(offset.text) view=\(view == nil ? "unknown" : "known") -> cold resolve")
+                feed.resolveNotBeforeUs = listNotBeforeUs(offset)
                 listAct(feed, feed.machine.start(.resolve))
                 return
             }
@@ -1785,14 +1878,17 @@ extension ConvergenceModel {
             }
             let now = monoUs
             var cached: [RunRow] = []
-            // (listReadFloor) no cached row read before the client's view.
-            let floorUs = p.listReadFloor ? now - (wallUs - listNotBeforeWallUs(offset, view)) : Int64.min
             for r in missed {
                 guard let fa = gapFreshAfter(runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
-                      let row = cachedRow(r.runId, freshAfter: max(fa, floorUs)) else { break }
+                      let row = cachedRow(r.runId, freshAfter: fa) else { break }
                 cached.append(row)
             }
-            if cached.count == missed.count {
+            let confirm = cached.count == missed.count && needsFresherRead(cached.filter { filter.contains($0) }, offset: offset, view: view)
+            if confirm {
+                world.stats.confirmingGapReads += 1
+                trace("\(req.client.label) list poll \(id): cached gap rows read before the client's view: hydrating afresh")
+            }
+            if cached.count == missed.count, !confirm {
                 world.stats.gapFromCache += 1
                 feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs) / 1000
                 deliverHydrated(feed, rows: cached.filter { filter.contains($0) })
@@ -1806,7 +1902,9 @@ extension ConvergenceModel {
             case .hold, .finishSilently:
                 return
             case .resolve:
-                runset(feed.filter, freshAfterWallUs: p.listReadFloor ? listNotBeforeWallUs(feed.offset, feed.machine.view) : nil) { [self] set in
+                let notBeforeUs = feed.resolveNotBeforeUs
+                feed.resolveNotBeforeUs = 0
+                resolveForClient(feed.filter, notBeforeUs: notBeforeUs, offset: feed.offset, view: feed.machine.view) { [self] set in
                     guard listFeeds[feed.id] != nil else { return }
                     feed.lastRows = set.rows
                     feed.lastReadBasisMs = set.resolvedAtUs / 1000
@@ -1823,12 +1921,37 @@ extension ConvergenceModel {
             }
         }
 
-        /// (listReadFloor) `ListFeedRegistry.notBefore`, on the wall clock: reads must start at or
-        /// after the client's basis, and after the read of every version in its view, plus the skew allowance
-        /// (or now, whichever is earlier).
-        func listNotBeforeWallUs(_ offset: Offset, _ view: ListView?) -> Int64 {
-            let newest = max(offset.basisMs * 1000, view?.values.map(\.readAtUs).max() ?? Int64.min)
-            return min(wallUs, newest + p.clockSkewMs * 1000)
+        /// `ListFeedRegistry.notBefore`: the earliest start (wall µs) of a resolve that answers a client whose
+        /// gap this worker did not hear: after the client's basis plus the skew allowance, capped at now.
+        /// (confirmBeforeSend off: none.)
+        func listNotBeforeUs(_ offset: Offset?) -> Int64 {
+            guard p.confirmBeforeSend, let offset, offset.basisMs > 0 else { return 0 }
+            return min(wallUs, (offset.basisMs + p.clockSkewMs) * 1000)
+        }
+
+        /// `ListFeedRegistry.needsFresherRead`: whether rows read for a client would send it something read
+        /// before its view. (confirmBeforeSend off: never.)
+        func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
+            guard p.confirmBeforeSend else { return false }
+            return ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
+                                             floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view, skewMs: p.clockSkewMs))
+        }
+
+        /// `ListFeedRegistry.resolveForClient`: a resolve whose rows may be sent to a client holding `view`,
+        /// re-resolved afresh (and that one used as it is) when the first would send something read before
+        /// the client's view.
+        func resolveForClient(_ filter: ListFilter, notBeforeUs: Int64, offset: Offset?, view: ListView?,
+                              _ done: @escaping (Runset) -> Void) {
+            runset(filter, notBeforeUs: notBeforeUs) { [self] set in
+                if needsFresherRead(set.rows, offset: offset, view: view) {
+                    world.stats.confirmingResolves += 1
+                    trace("runset of \(filter) resolved at wall \((set.resolvedAtUs - baseUs) / 1000) would send a read from "
+                          + "before the client's view: re-resolving")
+                    runset(filter, notBeforeUs: wallUs, done)
+                    return
+                }
+                done(set)
+            }
         }
 
         func answerBasis(_ readMs: Int64) -> Int64 {
@@ -1863,7 +1986,7 @@ extension ConvergenceModel {
             let m = feed.machine
             listAnswer(feed.req, rows: rows, offsetMs: m.offsetMs, basisMs: basisMs, handle: feed.handle, from: feed.offset,
                        baseView: feed.baseView, view: m.view, changed: m.viewChanged, ending: ending,
-                       staleFloorWallUs: feed.staleFloorWallUs)
+                       sendFloorUs: feed.sendFloorUs)
         }
 
         func listAnswerAll() {
@@ -1923,6 +2046,9 @@ extension ConvergenceModel {
                 world.stats.coldResolves += 1
                 world.stats.resyncs += 1
                 feed.woken = true
+                // Records published while the subscription was down are lost: a resolve from before is no use
+                // (kept with confirmBeforeSend off too: it is about the lost records, not the client's view).
+                feed.resolveNotBeforeUs = wallUs
                 listAct(feed, feed.machine.handle(.resync))
             }
         }
