@@ -12,8 +12,9 @@ public enum ListPollStart: Sendable, Equatable {
 public enum ListPollEvent: Sendable, Equatable {
     /// Change records of these runs may match the feed.
     case records(Set<String>)
-    /// The full resolve finished: the member rows (newest first), or nil on failure.
-    case resolved([RunVersion]?)
+    /// The full resolve finished: the member rows (newest first), or nil on failure. `membersReadAtUs`: when
+    /// its membership was read, on the database clock (`ListDiff.replace`; 0: when its rows were read).
+    case resolved([RunVersion]?, membersReadAtUs: Int64 = 0)
     /// A hydrate of notified runs finished: the rows that still match the filter, or nil on failure.
     case hydrated([RunVersion]?)
     /// Records may have been lost (the subscription was re-established): resolve in full without ending
@@ -128,7 +129,7 @@ public struct ListFeedPoll: Sendable, Equatable {
             self.view = ListDiff.merge(view, rows, emits: emits)
             viewChanged = true
             return finish(.answer(emits))
-        case .resolved(let rows):
+        case .resolved(let rows, let membersReadAtUs):
             guard case .resolving(let endsPoll) = state else { return .hold }
             state = .holding
             guard let rows else {
@@ -136,7 +137,7 @@ public struct ListFeedPoll: Sendable, Equatable {
             }
             offsetMs = ListDiff.offsetMs(rows, floorMs: offsetMs)
             let emits = ListDiff.diff(rows, view: view)
-            let replaced = ListDiff.replace(view, rows, emits: emits)
+            let replaced = ListDiff.replace(view, rows, emits: emits, membersReadAtUs: membersReadAtUs)
             if replaced != view {
                 view = replaced
                 viewChanged = true

@@ -211,11 +211,16 @@ public struct ListEmit: Sendable, Equatable {
     }
 }
 
-/// What a list connection's client holds: for every member run it was sent, the version sent. Nil where
+/// What a list connection's client holds: for every member run it was sent, the version sent; and under
+/// `ListDiff.membersKey`, when the membership it reflects was read (which runs are absent from it). Nil where
 /// it is unknown (the working set expired, or could not be read after a hop): then every row is sent.
 public typealias ListView = [String: RowVersion]
 
 public enum ListDiff {
+    /// The view entry (not a run: run ids never start with `#`) whose read time is when the membership the
+    /// view reflects was read: a run absent from the view is absent as of then.
+    public static let membersKey = "#members"
+
     /// The rows to send. With a view: a run not in it is an insert; a run whose row differs from the
     /// version sent and was read later than it is an update (same-millisecond and earlier-stamped writes
     /// included); the same row, or an older read of it, is skipped. Without a view every row is an update
@@ -263,8 +268,11 @@ public enum ListDiff {
     /// The view after a full resolve (snapshot, cold resolve, backstop) and sending `emits` of its `rows`:
     /// exactly the members the resolve found, each at the version the client now holds. A run the resolve
     /// did not find stays only if the client's version of it was read after the resolve's rows (the resolve
-    /// came from a cache a moment old and cannot speak for it).
-    public static func replace(_ view: ListView?, _ rows: [RunVersion], emits: [ListEmit]) -> ListView {
+    /// came from a cache a moment old and cannot speak for it). The membership time (`membersKey`) is set for
+    /// a new view and whenever a run drops out — to `membersReadAtUs`, or when that is 0 the earliest read of
+    /// the rows — and kept otherwise (so a resolve that changes nothing leaves the view as it was).
+    public static func replace(_ view: ListView?, _ rows: [RunVersion], emits: [ListEmit],
+                               membersReadAtUs: Int64 = 0) -> ListView {
         var out: ListView = [:]
         out.reserveCapacity(rows.count)
         let emitted = Set(emits.map(\.index))
@@ -276,20 +284,29 @@ public enum ListDiff {
                 out[r.runId] = prev
             }
         }
+        let resolvedAt = rows.map(\.version.readAtUs).min() ?? Int64.min
+        var dropped = view == nil
         if let view {
-            let resolvedAt = rows.map(\.version.readAtUs).min() ?? Int64.min
-            for (id, v) in view where out[id] == nil && v.readAtUs > resolvedAt && !rows.isEmpty {
-                out[id] = v
+            for (id, v) in view where id != membersKey && out[id] == nil {
+                if v.readAtUs > resolvedAt && !rows.isEmpty { out[id] = v } else { dropped = true }
             }
+        }
+        let membersAt = membersReadAtUs != 0 ? membersReadAtUs : (rows.isEmpty ? 0 : resolvedAt)
+        if dropped && membersAt != 0 {
+            out[membersKey] = RowVersion(digest: 0, readAtUs: max(membersAt, view?[membersKey]?.readAtUs ?? Int64.min))
+        } else if let kept = view?[membersKey] {
+            out[membersKey] = kept
         }
         return out
     }
 
-    /// The read time (database clock, µs) a row must be read after to be sent as it is to a client whose view
-    /// was read at `basisMs` and holds `view`: after every read in the view, and after the basis millisecond
-    /// plus `skewMs` (a list basis can be a worker's clock — a resolve's start — not the database's).
+    /// The read time (database clock, µs) a row must be read after to be sent as it is to a client holding
+    /// `view`: after every read in the view, its membership time included (a run it does not list is absent
+    /// as of then). Without a view: after the basis millisecond plus `skewMs` (a list basis can be a worker's
+    /// clock — a resolve's start — not the database's).
     public static func sendFloorUs(basisMs: Int64, view: ListView?, skewMs: Int64) -> Int64 {
-        max((basisMs + max(0, skewMs)) * 1000 + 999, view?.values.reduce(Int64.min) { max($0, $1.readAtUs) } ?? Int64.min)
+        guard let view else { return (basisMs + max(0, skewMs)) * 1000 + 999 }
+        return view.values.reduce(Int64.min) { max($0, $1.readAtUs) }
     }
 
     /// Whether `rows` would send the client something read at or before `floorUs` (`sendFloorUs`): a read that

@@ -210,14 +210,14 @@ final class ListFeedRegistry {
                 // Every row as an insert; every snapshot of this resolve stores the same view: work it out once.
                 emits = ListDiff.diff(versions, view: nil).map { ListEmit(index: $0.index, operation: ListEmit.insert) }
                 if set.memo.snapshotView == nil {
-                    set.memo.snapshotView = ListDiff.replace(nil, versions, emits: emits)
+                    set.memo.snapshotView = ListDiff.replace(nil, versions, emits: emits, membersReadAtUs: membersReadAtUs(set))
                     set.memo.snapshotBase = ListViewCodec.encodeBase(set.memo.snapshotView!)
                 }
                 next = set.memo.snapshotView!
                 viewText = set.memo.snapshotBase
             } else {
                 emits = ListDiff.diff(versions, view: view)
-                next = ListDiff.replace(view, versions, emits: emits)
+                next = ListDiff.replace(view, versions, emits: emits, membersReadAtUs: membersReadAtUs(set))
                 viewText = nil
             }
             answer(request, rows: emits.map { (set.rows[$0.index], $0.operation) },
@@ -235,6 +235,13 @@ final class ListFeedRegistry {
     private func notBefore(_ offset: Offset?) -> Int64 {
         guard let offset, offset.basisMs > 0 else { return 0 }
         return min(wallUs(), (offset.basisMs + config.clockSkewMs) * 1000)
+    }
+
+    /// When a resolve's membership was read, on the database clock: its rows' hydrate (membership is
+    /// re-checked on those rows); for an empty set, the membership query's start on this worker's clock plus
+    /// the skew allowance.
+    private func membersReadAtUs(_ set: Runset) -> Int64 {
+        set.rows.map(\.readAtUs).min() ?? (set.resolvedAtUs + config.clockSkewMs * 1000)
     }
 
     /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
@@ -339,7 +346,8 @@ final class ListFeedRegistry {
                 case .success(let set):
                     feed.lastRows = set.rows
                     feed.lastReadBasisMs = set.resolvedAtUs / 1000
-                    act(feed, feed.machine.handle(.resolved(set.rows.map(RunVersion.init))))
+                    act(feed, feed.machine.handle(.resolved(set.rows.map(RunVersion.init),
+                                                            membersReadAtUs: membersReadAtUs(set))))
                 case .failure:
                     act(feed, feed.machine.handle(.resolved(nil)))
                 }

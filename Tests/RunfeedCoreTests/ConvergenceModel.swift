@@ -854,7 +854,8 @@ extension ConvergenceModel {
                 }
             case .list:
                 if let view = a.view {
-                    for (runId, v) in view.sorted(by: { $0.key < $1.key }) where c.rows[runId]?.digest != v.digest {
+                    for (runId, v) in view.sorted(by: { $0.key < $1.key })
+                    where runId != ListDiff.membersKey && c.rows[runId]?.digest != v.digest {
                         fail("\(c.label): the view stored for token \(parsed.token.map { short($0) } ?? "nil") says \(runId) is at "
                              + "\(short(v.digest)), the client holds \(c.rows[runId].map { describe($0) } ?? "nothing")")
                     }
@@ -1908,7 +1909,9 @@ extension ConvergenceModel {
                     guard listFeeds[feed.id] != nil else { return }
                     feed.lastRows = set.rows
                     feed.lastReadBasisMs = set.resolvedAtUs / 1000
-                    listAct(feed, feed.machine.handle(.resolved(set.rows.map(RunVersion.init))))
+                    listAct(feed, feed.machine.handle(.resolved(set.rows.map(RunVersion.init),
+                                                                membersReadAtUs: set.rows.map(\.readAtUs).min()
+                                                                    ?? (set.resolvedAtUs + p.clockSkewMs * 1000))))
                 }
             case .hydrate(let runs):
                 hydrateAndDeliver([feed.id: runs])

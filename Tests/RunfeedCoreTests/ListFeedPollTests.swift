@@ -240,7 +240,8 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.start(.replay(["a"])), .resolve)
         let rows = [rv("a", 900, 1, at: 200), rv("b", 2_000, 2, at: 200), rv("c", 5, 3, at: 200)]
         XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, "update"), e(1, "update"), e(2, "update")]))
-        XCTAssertEqual(p.view, ["a": ver(1, at: 200), "b": ver(2, at: 200), "c": ver(3, at: 200)])
+        XCTAssertEqual(p.view, ["a": ver(1, at: 200), "b": ver(2, at: 200), "c": ver(3, at: 200),
+                                "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertEqual(p.offsetMs, 2_000)
         XCTAssertTrue(p.isDone)
@@ -287,7 +288,7 @@ final class ListFeedPollTests: XCTestCase {
         // a unchanged, b gone, c joins.
         let rows = [rv("c", 1_500, 3, at: 200), rv("a", 900, 1, at: 200)]
         XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, "insert")]))
-        XCTAssertEqual(p.view, ["a": ver(1, at: 100), "c": ver(3, at: 200)])
+        XCTAssertEqual(p.view, ["a": ver(1, at: 100), "c": ver(3, at: 200), "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertEqual(p.offsetMs, 1_500)
     }
@@ -296,9 +297,91 @@ final class ListFeedPollTests: XCTestCase {
         var p = ListFeedPoll(view: held, floorMs: floor)
         XCTAssertEqual(p.start(.resolve), .resolve)
         XCTAssertEqual(p.handle(.resolved([rv("a", 900, 1, at: 200)])), .hold)
-        XCTAssertEqual(p.view, ["a": ver(1, at: 100)])
+        XCTAssertEqual(p.view, ["a": ver(1, at: 100), "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertFalse(p.isDone)
+    }
+
+    // MARK: membership time
+
+    /// `held` with a membership time.
+    private var heldWithMembers: ListView { held.merging(["#members": members(at: 150)]) { $1 } }
+
+    private func backstopping(_ view: ListView) -> ListFeedPoll {
+        var p = holding(view)
+        XCTAssertEqual(p.handle(.deadline), .resolve)
+        XCTAssertEqual(p.state, .resolving(endsPoll: true))
+        return p
+    }
+
+    func testBackstopThatChangesNothingStoresNoNewView() {
+        for view in [heldWithMembers, held] {
+            for membersAt: Int64 in [0, 300] {
+                var p = backstopping(view)
+                XCTAssertEqual(p.handle(.resolved(unchanged(), membersReadAtUs: membersAt)), .upToDate(fromRead: true))
+                XCTAssertTrue(p.isDone)
+                XCTAssertEqual(p.view, view, "membersReadAtUs \(membersAt)")
+                XCTAssertFalse(p.viewChanged, "membersReadAtUs \(membersAt)")
+            }
+        }
+        // Nor does a non-ending resolve that changes nothing.
+        var q = ListFeedPoll(view: heldWithMembers, floorMs: floor)
+        XCTAssertEqual(q.start(.resolve), .resolve)
+        XCTAssertEqual(q.handle(.resolved(unchanged(), membersReadAtUs: 300)), .hold)
+        XCTAssertEqual(q.view, heldWithMembers)
+        XCTAssertFalse(q.viewChanged)
+    }
+
+    func testBackstopThatDropsARunStoresTheNewView() {
+        var p = backstopping(heldWithMembers)
+        XCTAssertEqual(p.handle(.resolved([rv("a", 900, 1, at: 200)], membersReadAtUs: 300)), .upToDate(fromRead: true))
+        XCTAssertEqual(p.view, ["a": ver(1, at: 100), "#members": members(at: 300)])
+        XCTAssertTrue(p.viewChanged)
+        // Without a membership time: the rows' earliest read.
+        var q = backstopping(heldWithMembers)
+        XCTAssertEqual(q.handle(.resolved([rv("a", 900, 1, at: 200)])), .upToDate(fromRead: true))
+        XCTAssertEqual(q.view, ["a": ver(1, at: 100), "#members": members(at: 200)])
+        XCTAssertTrue(q.viewChanged)
+        // An older membership time does not lower the view's; the drop still changes the view.
+        var r = backstopping(heldWithMembers)
+        XCTAssertEqual(r.handle(.resolved([rv("a", 900, 1, at: 200)], membersReadAtUs: 120)), .upToDate(fromRead: true))
+        XCTAssertEqual(r.view, ["a": ver(1, at: 100), "#members": members(at: 150)])
+        XCTAssertTrue(r.viewChanged)
+        // An empty set dated by its membership query.
+        var s = backstopping(held)
+        XCTAssertEqual(s.handle(.resolved([], membersReadAtUs: 300)), .upToDate(fromRead: true))
+        XCTAssertEqual(s.view, ["#members": members(at: 300)])
+        XCTAssertTrue(s.viewChanged)
+    }
+
+    func testBackstopAnswerWithoutDropsKeepsTheMembershipTime() {
+        var p = backstopping(heldWithMembers)
+        let rows = [rv("c", 1_200, 3, at: 200)] + unchanged()
+        XCTAssertEqual(p.handle(.resolved(rows, membersReadAtUs: 300)), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(2, at: 100), "c": ver(3, at: 200),
+                                "#members": members(at: 150)])
+        XCTAssertTrue(p.viewChanged)
+    }
+
+    func testNilViewResolveUsesTheMembershipTime() {
+        var p = ListFeedPoll(view: nil, floorMs: floor)
+        XCTAssertEqual(p.start(.resolve), .resolve)
+        XCTAssertEqual(p.handle(.resolved(unchanged(), membersReadAtUs: 180)), .answer([e(0, "update"), e(1, "update")]))
+        XCTAssertEqual(p.view, ["a": ver(1, at: 200), "b": ver(2, at: 200), "#members": members(at: 180)])
+        XCTAssertTrue(p.viewChanged)
+        var q = ListFeedPoll(view: nil, floorMs: floor)
+        XCTAssertEqual(q.start(.resolve), .resolve)
+        XCTAssertEqual(q.handle(.resolved([], membersReadAtUs: 180)), .hold)
+        XCTAssertEqual(q.view, ["#members": members(at: 180)])
+        XCTAssertTrue(q.viewChanged)
+    }
+
+    func testHydrateLeavesTheMembershipTime() {
+        var p = holding(heldWithMembers)
+        XCTAssertEqual(p.handle(.records(["c"])), .hydrate(["c"]))
+        XCTAssertEqual(p.handle(.hydrated([rv("c", 5, 3, at: 200)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.view, heldWithMembers.merging(["c": ver(3, at: 200)]) { $1 })
+        XCTAssertEqual(p.view?["#members"], members(at: 150))
     }
 
     // MARK: deadline and backstop
@@ -332,9 +415,10 @@ final class ListFeedPollTests: XCTestCase {
     func testBackstopThatDropsRunsIsUpToDateWithTheNewView() {
         var p = resolving(endsPoll: true)
         XCTAssertEqual(p.handle(.resolved([rv("b", 1_050, 2, at: 200)])), .upToDate(fromRead: true))
-        XCTAssertEqual(p.view, ["b": ver(2, at: 100)])
+        XCTAssertEqual(p.view, ["b": ver(2, at: 100), "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertEqual(p.offsetMs, 1_050)
+        // An empty resolve with no membership time: every run drops, but nothing dates the membership.
         var q = resolving(endsPoll: true)
         XCTAssertEqual(q.handle(.resolved([])), .upToDate(fromRead: true))
         XCTAssertEqual(q.view, [:])

@@ -197,6 +197,9 @@ func rv(_ id: String, _ updatedAtMs: Int64, _ digest: UInt64, at readAtUs: Int64
 
 func ver(_ digest: UInt64, at readAtUs: Int64) -> RowVersion { RowVersion(digest: digest, readAtUs: readAtUs) }
 
+/// A view's membership-time entry (`ListDiff.membersKey`) read at `readAtUs`.
+func members(at readAtUs: Int64) -> RowVersion { RowVersion(digest: 0, readAtUs: readAtUs) }
+
 final class ListDiffTests: XCTestCase {
     private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
 
@@ -304,7 +307,8 @@ final class ListDiffTests: XCTestCase {
         let sent = ListDiff.diff(snapshot, view: nil)
         XCTAssertEqual(sent.count, 2)
         var view = ListDiff.replace(nil, snapshot, emits: sent)
-        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(2, at: 1_000)])
+        // A new view: its membership was read with the snapshot's rows.
+        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(2, at: 1_000), "#members": members(at: 1_000)])
         // The same rows again: nothing new.
         XCTAssertEqual(ListDiff.diff(snapshot, view: view), [])
         // Live: b changes within the same millisecond, c joins with an older stamp.
@@ -313,7 +317,9 @@ final class ListDiffTests: XCTestCase {
         XCTAssertEqual(emits, [e(0, "update"), e(1, "insert")])
         XCTAssertEqual(ListDiff.offsetMs(live, floorMs: 120), 120)
         view = ListDiff.merge(view, live, emits: emits)
-        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(3, at: 2_000), "c": ver(4, at: 2_000)])
+        // A hydrate's merge leaves the membership time alone.
+        XCTAssertEqual(view, ["a": ver(1, at: 1_000), "b": ver(3, at: 2_000), "c": ver(4, at: 2_000),
+                              "#members": members(at: 1_000)])
         XCTAssertEqual(ListDiff.diff(live, view: view), [])
         // A cached resolve older than the live reads moves nothing backwards.
         let cached = [rv("a", 100, 1, at: 1_500), rv("b", 120, 2, at: 1_500), rv("c", 110, 5, at: 1_500)]
@@ -327,12 +333,13 @@ final class ListDiffReplaceTests: XCTestCase {
     func testWithoutViewTheResolveIsTheView() {
         let rows = [rv("a", 5, 1, at: 10), rv("b", 9, 2, at: 10)]
         XCTAssertEqual(ListDiff.replace(nil, rows, emits: ListDiff.diff(rows, view: nil)),
-                       ["a": ver(1, at: 10), "b": ver(2, at: 10)])
+                       ["a": ver(1, at: 10), "b": ver(2, at: 10), "#members": members(at: 10)])
+        // No rows and no membership time: nothing to date the membership by.
         XCTAssertEqual(ListDiff.replace(nil, [], emits: []), [:])
-        // Duplicates: the latest read of each run.
+        // Duplicates: the latest read of each run; the membership time is the earliest read of all the rows.
         let dup = [rv("a", 1, 1, at: 1), rv("a", 3, 3, at: 3), rv("b", 2, 2, at: 2), rv("a", 2, 2, at: 2)]
         XCTAssertEqual(ListDiff.replace(nil, dup, emits: ListDiff.diff(dup, view: nil)),
-                       ["a": ver(3, at: 3), "b": ver(2, at: 2)])
+                       ["a": ver(3, at: 3), "b": ver(2, at: 2), "#members": members(at: 1)])
     }
 
     func testSentRowsReplaceTheClientsVersion() {
@@ -360,18 +367,187 @@ final class ListDiffReplaceTests: XCTestCase {
     func testRunsNoLongerListedAreDropped() {
         let view: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 10)]
         let rows = [rv("a", 5, 1, at: 20)]
-        XCTAssertEqual(ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view)), ["a": ver(1, at: 10)])
+        // "gone" drops out: the membership time moves to the resolve's read.
+        XCTAssertEqual(ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view)),
+                       ["a": ver(1, at: 10), "#members": members(at: 20)])
         // Read at the same moment as the resolve: the resolve speaks for it.
         let same: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 20)]
-        XCTAssertEqual(ListDiff.replace(same, rows, emits: []), ["a": ver(1, at: 10)])
+        XCTAssertEqual(ListDiff.replace(same, rows, emits: []), ["a": ver(1, at: 10), "#members": members(at: 20)])
     }
 
     func testRunsReadAfterTheResolveStay() {
         // The client's version of "new" came from a hydrate that started after the (cached) resolve.
         let view: ListView = ["a": ver(1, at: 10), "new": ver(2, at: 30), "gone": ver(3, at: 5)]
         let rows = [rv("a", 5, 1, at: 20)]
+        // "gone" (read before the resolve) drops out, so the membership time is set.
         XCTAssertEqual(ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view)),
-                       ["a": ver(1, at: 10), "new": ver(2, at: 30)])
+                       ["a": ver(1, at: 10), "new": ver(2, at: 30), "#members": members(at: 20)])
+        // With nothing dropping (only a run read after the resolve is missing), no membership time appears.
+        let kept: ListView = ["a": ver(1, at: 10), "new": ver(2, at: 30)]
+        XCTAssertEqual(ListDiff.replace(kept, rows, emits: ListDiff.diff(rows, view: kept)), kept)
+    }
+}
+
+/// The membership time (`ListDiff.membersKey`) and what is built on it: `replace`, `sendFloorUs` and
+/// `needsFresherRead`.
+final class ListDiffMembersTests: XCTestCase {
+    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+
+    /// The view's run entries, without the membership time.
+    private func runs(_ v: ListView) -> ListView { v.filter { $0.key != ListDiff.membersKey } }
+
+    /// `replace` with the emits `diff` gives.
+    private func resolve(_ view: ListView?, _ rows: [RunVersion], membersReadAtUs: Int64 = 0) -> ListView {
+        ListDiff.replace(view, rows, emits: ListDiff.diff(rows, view: view), membersReadAtUs: membersReadAtUs)
+    }
+
+    func testMembersKey() {
+        XCTAssertEqual(ListDiff.membersKey, "#members")
+    }
+
+    // MARK: replace
+
+    func testNewViewSetsTheMembershipTime() {
+        let rows = [rv("a", 5, 1, at: 12), rv("b", 9, 2, at: 10)]
+        // From the earliest read of the rows...
+        XCTAssertEqual(resolve(nil, rows), ["a": ver(1, at: 12), "b": ver(2, at: 10), "#members": members(at: 10)])
+        // ...or from membersReadAtUs when given, earlier or later than the rows.
+        XCTAssertEqual(resolve(nil, rows, membersReadAtUs: 7), ["a": ver(1, at: 12), "b": ver(2, at: 10), "#members": members(at: 7)])
+        XCTAssertEqual(resolve(nil, rows, membersReadAtUs: 15), ["a": ver(1, at: 12), "b": ver(2, at: 10), "#members": members(at: 15)])
+        // An empty set dated by its membership query.
+        XCTAssertEqual(resolve(nil, [], membersReadAtUs: 5), ["#members": members(at: 5)])
+    }
+
+    func testDroppedRunSetsTheMembershipTime() {
+        let view: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 10), "#members": members(at: 5)]
+        let rows = [rv("a", 5, 1, at: 20)]
+        let dropped = resolve(view, rows)
+        XCTAssertEqual(runs(dropped), ["a": ver(1, at: 10)])
+        XCTAssertEqual(dropped[ListDiff.membersKey], members(at: 20))
+        // From membersReadAtUs when given (here earlier than the rows, later than the old time).
+        XCTAssertEqual(resolve(view, rows, membersReadAtUs: 18), ["a": ver(1, at: 10), "#members": members(at: 18)])
+        XCTAssertEqual(resolve(view, rows, membersReadAtUs: 25), ["a": ver(1, at: 10), "#members": members(at: 25)])
+        // A view with no membership time yet gets one when a run drops.
+        XCTAssertEqual(resolve(["a": ver(1, at: 10), "gone": ver(2, at: 10)], rows),
+                       ["a": ver(1, at: 10), "#members": members(at: 20)])
+        // A drop that comes with an update and an insert.
+        let mixed = [rv("a", 5, 3, at: 20), rv("c", 5, 4, at: 22)]
+        XCTAssertEqual(resolve(view, mixed),
+                       ["a": ver(3, at: 20), "c": ver(4, at: 22), "#members": members(at: 20)])
+    }
+
+    func testMembershipTimeIsNeverLowered() {
+        let view: ListView = ["a": ver(1, at: 10), "gone": ver(2, at: 10), "#members": members(at: 50)]
+        let rows = [rv("a", 5, 1, at: 20)]
+        XCTAssertEqual(resolve(view, rows), ["a": ver(1, at: 10), "#members": members(at: 50)])
+        XCTAssertEqual(resolve(view, rows, membersReadAtUs: 40), ["a": ver(1, at: 10), "#members": members(at: 50)])
+        XCTAssertEqual(resolve(view, rows, membersReadAtUs: 50), ["a": ver(1, at: 10), "#members": members(at: 50)])
+        XCTAssertEqual(resolve(view, rows, membersReadAtUs: 60), ["a": ver(1, at: 10), "#members": members(at: 60)])
+        // An empty resolve drops every run; the time still only moves forward.
+        XCTAssertEqual(resolve(view, [], membersReadAtUs: 30), ["#members": members(at: 50)])
+        XCTAssertEqual(resolve(view, [], membersReadAtUs: 70), ["#members": members(at: 70)])
+    }
+
+    func testMembershipTimeIsKeptWhenNothingDrops() {
+        let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10), "#members": members(at: 5)]
+        // The same members again, read later: the view is unchanged, membership time included.
+        let same = [rv("a", 5, 1, at: 20), rv("b", 5, 2, at: 20)]
+        XCTAssertEqual(ListDiff.diff(same, view: view), [])
+        XCTAssertEqual(resolve(view, same), view)
+        XCTAssertEqual(resolve(view, same, membersReadAtUs: 30), view)
+        // An update and an insert drop nothing: the old time stays.
+        let changed = [rv("a", 5, 1, at: 20), rv("b", 5, 3, at: 20), rv("c", 5, 4, at: 20)]
+        XCTAssertEqual(ListDiff.diff(changed, view: view), [e(1, "update"), e(2, "insert")])
+        XCTAssertEqual(resolve(view, changed, membersReadAtUs: 30),
+                       ["a": ver(1, at: 10), "b": ver(3, at: 20), "c": ver(4, at: 20), "#members": members(at: 5)])
+        // A missing run read after the resolve stays, so nothing drops.
+        let late: ListView = ["a": ver(1, at: 10), "late": ver(2, at: 30), "#members": members(at: 5)]
+        XCTAssertEqual(resolve(late, [rv("a", 5, 1, at: 20)], membersReadAtUs: 25), late)
+        // A view without a membership time does not gain one when nothing drops.
+        let bare: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10)]
+        XCTAssertEqual(resolve(bare, same, membersReadAtUs: 30), bare)
+        // The membership entry is not a run: read before the resolve, it is not "dropped".
+        let onlyA: ListView = ["a": ver(1, at: 10), "#members": members(at: 5)]
+        XCTAssertEqual(resolve(onlyA, [rv("a", 5, 1, at: 20)], membersReadAtUs: 99), onlyA)
+    }
+
+    func testEmptyResolveWithoutMembershipTimeSetsNone() {
+        XCTAssertEqual(resolve(nil, []), [:])
+        XCTAssertEqual(resolve([:], []), [:])
+        // Every run drops, but nothing dates the membership: no entry appears...
+        XCTAssertEqual(resolve(["a": ver(1, at: 10)], []), [:])
+        // ...and an existing one is kept as it was.
+        XCTAssertEqual(resolve(["a": ver(1, at: 10), "#members": members(at: 5)], []), ["#members": members(at: 5)])
+        XCTAssertEqual(resolve(["#members": members(at: 5)], []), ["#members": members(at: 5)])
+        // With a membership time, the empty set is dated by it.
+        XCTAssertEqual(resolve(["a": ver(1, at: 10)], [], membersReadAtUs: 40), ["#members": members(at: 40)])
+    }
+
+    // MARK: sendFloorUs
+
+    func testSendFloorWithoutView() {
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: nil, skewMs: 250), 1_250_999)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: nil, skewMs: 0), 1_000_999)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: nil, skewMs: 0), 999)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_760_000_000_123, view: nil, skewMs: 2_000),
+                       1_760_000_002_123_999)
+        // A negative allowance counts as none.
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: nil, skewMs: -50), 1_000_999)
+    }
+
+    func testSendFloorWithView() {
+        // The latest read in the view, the membership time included; the basis and skew play no part.
+        let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 30), "#members": members(at: 50)]
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000_000, view: view, skewMs: 250), 50)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: view, skewMs: 0), 50)
+        // A run read after the membership time.
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: ["a": ver(1, at: 70), "#members": members(at: 50)], skewMs: 0), 70)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: ["a": ver(1, at: 10), "b": ver(2, at: 30)], skewMs: 0), 30)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 9, view: ["#members": members(at: 40)], skewMs: 9), 40)
+        // An empty view has no read to be after.
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: [:], skewMs: 250), Int64.min)
+        // The floor of a view `replace` built is its membership time when a run dropped.
+        let replaced = resolve(["a": ver(1, at: 10), "gone": ver(2, at: 10)], [rv("a", 5, 1, at: 20)], membersReadAtUs: 25)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: replaced, skewMs: 0), 25)
+    }
+
+    // MARK: needsFresherRead
+
+    func testNeedsFresherReadWithView() {
+        let view: ListView = ["a": ver(1, at: 100), "b": ver(2, at: 100), "#members": members(at: 150)]
+        let floor = ListDiff.sendFloorUs(basisMs: 0, view: view, skewMs: 0)
+        XCTAssertEqual(floor, 150)
+        func needs(_ rows: [RunVersion]) -> Bool { ListDiff.needsFresherRead(rows, view: view, floorUs: floor) }
+        // An update read at or before the floor.
+        XCTAssertEqual(ListDiff.diff([rv("a", 5, 5, at: 120)], view: view), [e(0, "update")])
+        XCTAssertTrue(needs([rv("a", 5, 5, at: 120)]))
+        XCTAssertTrue(needs([rv("a", 5, 5, at: 150)]))
+        XCTAssertFalse(needs([rv("a", 5, 5, at: 151)]))
+        // An insert read at or before the floor (a run the view does not list was absent as of 150).
+        XCTAssertEqual(ListDiff.diff([rv("c", 5, 3, at: 20)], view: view), [e(0, "insert")])
+        XCTAssertTrue(needs([rv("c", 5, 3, at: 20)]))
+        XCTAssertTrue(needs([rv("c", 5, 3, at: 150)]))
+        XCTAssertFalse(needs([rv("c", 5, 3, at: 151)]))
+        // Only skipped rows are old (the same row; an older read of another): nothing old would be sent.
+        let skippedOld = [rv("a", 5, 1, at: 50), rv("b", 5, 9, at: 90), rv("c", 5, 3, at: 200)]
+        XCTAssertEqual(ListDiff.diff(skippedOld, view: view), [e(2, "insert")])
+        XCTAssertFalse(needs(skippedOld))
+        XCTAssertFalse(needs([rv("a", 5, 1, at: 120), rv("b", 5, 2, at: 150)]))
+        // One old emitted row among fresh ones is enough.
+        XCTAssertTrue(needs([rv("a", 5, 5, at: 300), rv("c", 5, 3, at: 140)]))
+        XCTAssertFalse(needs([]))
+    }
+
+    func testNeedsFresherReadWithoutView() {
+        let floor = ListDiff.sendFloorUs(basisMs: 1, view: nil, skewMs: 0)
+        XCTAssertEqual(floor, 1_999)
+        // Every row is sent (as an update): any read at or before the floor needs a fresher one.
+        XCTAssertTrue(ListDiff.needsFresherRead([rv("a", 5, 1, at: 1_999)], view: nil, floorUs: floor))
+        XCTAssertTrue(ListDiff.needsFresherRead([rv("a", 5, 1, at: 5_000), rv("b", 5, 2, at: 10)], view: nil, floorUs: floor))
+        XCTAssertFalse(ListDiff.needsFresherRead([rv("a", 5, 1, at: 2_000), rv("b", 5, 2, at: 5_000)], view: nil, floorUs: floor))
+        XCTAssertFalse(ListDiff.needsFresherRead([], view: nil, floorUs: floor))
+        // A duplicate is judged by its latest read: an older occurrence is not sent.
+        XCTAssertFalse(ListDiff.needsFresherRead([rv("a", 5, 1, at: 10), rv("a", 5, 2, at: 3_000)], view: nil, floorUs: floor))
     }
 }
 
