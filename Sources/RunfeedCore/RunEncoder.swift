@@ -75,8 +75,11 @@ public enum RunEncoder {
     }
 
     /// The encoded wire text of one column value, or nil for a JSON null.
+    ///
+    /// NULL arrays follow upstream's native serializer: a NULL `realtimeStreams` is sent as `"{}"` (the
+    /// Postgres empty-array literal), while `runTags` sends null for both NULL and the empty array.
     public static func wireValue(_ column: RunColumn, _ text: String?) -> String? {
-        guard let text else { return nil }
+        guard let text else { return column == .realtimeStreams ? "{}" : nil }
         switch column.kind {
         case .text, .int4, .bool:
             return text

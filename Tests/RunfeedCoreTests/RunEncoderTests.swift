@@ -160,9 +160,17 @@ final class RunEncoderTests: XCTestCase {
     }
 
     func testRealtimeStreamsEncoding() {
-        XCTAssertNil(RunEncoder.wireValue(.realtimeStreams, nil))
+        // NULL → the empty-array literal, as upstream's native serializer sends it (not null).
+        XCTAssertEqual(RunEncoder.wireValue(.realtimeStreams, nil), "{}")
         XCTAssertEqual(RunEncoder.wireValue(.realtimeStreams, "{}"), "{}")
         XCTAssertEqual(RunEncoder.wireValue(.realtimeStreams, "{default,logs}"), #"{"default","logs"}"#)
+    }
+
+    func testNullArraysInValueJSON() {
+        let row = RunRow(raw: sampleRaw([.runTags: nil, .realtimeStreams: nil]))!
+        let json = RunEncoder.valueJSON(row, columns: ColumnSet(skipping: []))
+        XCTAssertTrue(json.contains(#""runTags":null"#), json)
+        XCTAssertTrue(json.contains(#""realtimeStreams":"{}""#), json)
     }
 
     func testFloatEncoding() {

@@ -328,7 +328,8 @@ def db_row(friendly_id):
 def wire_value(col, v):
     """Reference wire encoding (§5.2) of one column given db_row()'s representation."""
     if v is None:
-        return None
+        # upstream's native serializer: a NULL realtimeStreams is the empty-array literal; runTags null
+        return "{}" if col == "realtimeStreams" else None
     if col in ("costInCents", "baseCostInCents"):
         return js_number(float(v))
     if col == "runTags":
