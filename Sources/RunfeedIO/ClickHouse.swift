@@ -1,4 +1,5 @@
 import CCurl
+import RunfeedCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,9 +29,21 @@ public final class ClickHouseConnection {
     private let timeoutMs: Int
     private let maxResponseBytes: Int
 
-    public init(url: String, timeoutMs: Int, keepAlive: Bool = true, maxResponseBytes: Int = 64 << 20) {
+    /// `url` is a `CLICKHOUSE_URL` as upstream writes it (see ClickHouseURL); one that does not parse is
+    /// used verbatim.
+    public convenience init(url: String, timeoutMs: Int, keepAlive: Bool = true, maxResponseBytes: Int = 64 << 20) {
+        let endpoint = (try? ClickHouseURL.parse(url)) ?? ClickHouseURL(url: url, user: nil, password: nil, warnings: [])
+        self.init(endpoint: endpoint, timeoutMs: timeoutMs, keepAlive: keepAlive, maxResponseBytes: maxResponseBytes)
+    }
+
+    public init(endpoint: ClickHouseURL, timeoutMs: Int, keepAlive: Bool = true, maxResponseBytes: Int = 64 << 20) {
         handle = curl_easy_init()
-        self.url = url
+        self.url = endpoint.url
+        if let user = endpoint.user {
+            // Decoded credentials as HTTP basic auth (curl's default scheme).
+            runfeed_curl_setopt_str(handle, CURLOPT_USERNAME, user)
+            runfeed_curl_setopt_str(handle, CURLOPT_PASSWORD, endpoint.password ?? "")
+        }
         self.timeoutMs = timeoutMs
         self.maxResponseBytes = maxResponseBytes
         runfeed_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
@@ -91,10 +104,10 @@ public final class ClickHousePool: @unchecked Sendable {
     }
     private let queue = JobQueue<Job>()
 
-    public init(url: String, size: Int, timeoutMs: Int, keepAlive: Bool) {
+    public init(endpoint: ClickHouseURL, size: Int, timeoutMs: Int, keepAlive: Bool) {
         for i in 0..<max(1, size) {
             startThread(name: "ch-\(i)") { [queue] in
-                let conn = ClickHouseConnection(url: url, timeoutMs: timeoutMs, keepAlive: keepAlive)
+                let conn = ClickHouseConnection(endpoint: endpoint, timeoutMs: timeoutMs, keepAlive: keepAlive)
                 while let job = queue.pop() {
                     let result: Result<String, ClickHouseError>
                     do {

@@ -35,6 +35,8 @@ public struct ServerConfig: Sendable {
     public var coalesceWindowMs: Int64
     /// nil: no ClickHouse; list feeds resolve membership in Postgres.
     public var clickhouseURL: String?
+    /// `clickhouseURL` as the HTTP client takes it (`secure` dropped, credentials taken out and decoded).
+    public var clickhouse: ClickHouseURL? { clickhouseURL.flatMap { try? ClickHouseURL.parse($0) } }
     public var clickhouseMaxConnections: Int
     public var clickhouseTimeoutMs: Int
     public var clickhouseKeepAlive: Bool
@@ -52,6 +54,10 @@ public struct ServerConfig: Sendable {
         func names(_ suffix: String) -> [String] { [prefix + suffix, "REALTIME_NOTIFIER_" + suffix] }
         guard let db = env.string(["DATABASE_URL"]) else {
             throw ConfigError("DATABASE_URL is not set")
+        }
+        let chURL = env.string([prefix + "CLICKHOUSE_URL", "CLICKHOUSE_URL"])
+        if let chURL {
+            do { _ = try ClickHouseURL.parse(chURL) } catch { throw ConfigError("\(error)") }
         }
         let rs = RedisSettings.pubsub(from: env)
         if rs.tlsDisabled == false {
@@ -89,7 +95,7 @@ public struct ServerConfig: Sendable {
             workingSetTtlMs: max(1, env.int(names("WORKING_SET_TTL_MS"), default: 300_000)),
             workingSetMaxEntries: Int(max(1, env.int(names("WORKING_SET_MAX_ENTRIES"), default: 10_000))),
             coalesceWindowMs: max(0, env.int(names("ENV_WAKE_COALESCE_WINDOW_MS"), default: 250)),
-            clickhouseURL: env.string([prefix + "CLICKHOUSE_URL", "CLICKHOUSE_URL"]),
+            clickhouseURL: chURL,
             clickhouseMaxConnections: Int(max(1, env.int([prefix + "CLICKHOUSE_MAX_OPEN_CONNECTIONS"], default: 10))),
             clickhouseTimeoutMs: Int(max(100, env.int(["RUNFEED_CLICKHOUSE_TIMEOUT_MS"], default: 5_000))),
             clickhouseKeepAlive: env.bool([prefix + "CLICKHOUSE_KEEP_ALIVE_ENABLED"], default: true),

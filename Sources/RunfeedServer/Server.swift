@@ -50,8 +50,9 @@ public final class Server: @unchecked Sendable {
         channels = EnvChannels(loop: loop, subscriber: subscriber, config: config)
         feeds = RunFeedRegistry(loop: loop, channels: channels, config: config)
         let resolver: MembershipResolver
-        if let url = config.clickhouseURL {
-            let ch = ClickHousePool(url: url, size: config.clickhouseMaxConnections,
+        if let endpoint = config.clickhouse {
+            for w in endpoint.warnings { log.warning(w) }
+            let ch = ClickHousePool(endpoint: endpoint, size: config.clickhouseMaxConnections,
                                     timeoutMs: config.clickhouseTimeoutMs, keepAlive: config.clickhouseKeepAlive)
             clickhouse = ch
             resolver = ClickHouseResolver(pool: ch, loop: loop, log: log)
