@@ -374,9 +374,58 @@ public enum ElectricResponse {
     }
 
     /// The CORS headers for errors and preflights (§1.5): the origin echoed with `vary: Origin`, or none.
+    /// Only a syntactically valid origin is echoed (see `isValidOrigin`); anything else gets no CORS headers.
     static func corsEcho(_ origin: String?) -> [(String, String)] {
-        guard let origin, !origin.isEmpty else { return [] }
+        guard let origin, isValidOrigin(origin) else { return [] }
         return [("access-control-allow-origin", origin), ("vary", "Origin")]
+    }
+
+    /// An `Origin` header value worth echoing: the literal `null`, or `scheme://host[:port]` in printable
+    /// ASCII (RFC 6454 §7: scheme per RFC 3986; host a reg-name, IPv4 or bracketed IPv6; no path, query,
+    /// fragment, userinfo, spaces or control characters).
+    public static func isValidOrigin(_ origin: String) -> Bool {
+        if origin == "null" { return true }
+        let b = Array(origin.utf8)
+        guard b.count <= 2048 else { return false }
+        func isAlpha(_ c: UInt8) -> Bool { (c | 0x20) >= UInt8(ascii: "a") && (c | 0x20) <= UInt8(ascii: "z") }
+        func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        // scheme
+        var i = 0
+        guard i < b.count, isAlpha(b[i]) else { return false }
+        while i < b.count, isAlpha(b[i]) || isDigit(b[i]) || b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-")
+                || b[i] == UInt8(ascii: ".") { i += 1 }
+        guard b.count - i > 3, b[i] == UInt8(ascii: ":"), b[i + 1] == UInt8(ascii: "/"), b[i + 2] == UInt8(ascii: "/")
+        else { return false }
+        i += 3
+        // host
+        if b[i] == UInt8(ascii: "[") {
+            i += 1
+            let start = i
+            while i < b.count, isDigit(b[i]) || ((b[i] | 0x20) >= UInt8(ascii: "a") && (b[i] | 0x20) <= UInt8(ascii: "f"))
+                    || b[i] == UInt8(ascii: ":") || b[i] == UInt8(ascii: ".") { i += 1 }
+            guard i > start, i < b.count, b[i] == UInt8(ascii: "]") else { return false }
+            i += 1
+        } else {
+            let start = i
+            // unreserved / pct-encoded / sub-delims minus ',' (a list separator in headers) and '\'' '(' ')'
+            let extra = Set("-._~%!$&*+;=".utf8)
+            while i < b.count, isAlpha(b[i]) || isDigit(b[i]) || extra.contains(b[i]) { i += 1 }
+            guard i > start else { return false }
+        }
+        // port
+        if i < b.count {
+            guard b[i] == UInt8(ascii: ":") else { return false }
+            i += 1
+            let start = i
+            while i < b.count, isDigit(b[i]) { i += 1 }
+            guard i > start, i - start <= 5 else { return false }
+        }
+        return i == b.count
+    }
+
+    /// Printable ASCII only (what may be echoed into a response header).
+    static func isPrintableASCII(_ s: String) -> Bool {
+        s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     /// A JSON error reply with the error's extra headers and echoed CORS (§1.4, §1.5).
@@ -399,7 +448,7 @@ public enum ElectricResponse {
         guard !cors.isEmpty else { return HTTPResponse(status: 200, headers: h, body: "{}") }
         h.append(contentsOf: cors)
         h.append(("access-control-allow-methods", "GET,HEAD,PUT,PATCH,POST,DELETE"))
-        if let requestHeaders, !requestHeaders.isEmpty {
+        if let requestHeaders, !requestHeaders.isEmpty, isPrintableASCII(requestHeaders) {
             h.append(("access-control-allow-headers", requestHeaders))
         }
         h.append(("access-control-max-age", "300"))

@@ -342,6 +342,40 @@ final class ElectricResponseTests: XCTestCase {
         XCTAssertNil(r.header("access-control-allow-headers"))
     }
 
+    func testOriginValidation() {
+        for ok in ["https://app.example", "http://localhost:3000", "https://a.b", "null", "http://127.0.0.1:8080",
+                   "http://[::1]:3000", "https://xn--bcher-kva.example", "chrome-extension://abcdef", "HTTPS://App.Example"] {
+            XCTAssertTrue(ElectricResponse.isValidOrigin(ok), ok)
+        }
+        for bad in ["", "\u{0B}", "https://app.example\u{0B}", "https://a\u{0B}b", "https://app.example\r\nx-evil: 1",
+                    "https://app.example/", "https://app.example/path", "https://app.example?q", "https://u@app.example",
+                    "https://", "app.example", "//app.example", "https://a.b:", "https://a.b:123456", "https://a.b:8x",
+                    "https://a b", "https://a.b, https://c.d", "https://[::1", "https://[]", "https://\u{7F}",
+                    "https://bücher.example", "Null", "null ", " https://a.b", "1http://a.b", "*"] {
+            XCTAssertFalse(ElectricResponse.isValidOrigin(bad), bad.debugDescription)
+        }
+    }
+
+    func testInvalidOriginGetsNoCORSHeaders() {
+        let e = ElectricResponse.error(.notFound(shouldRetry: false), origin: "https://app.example\u{0B}")
+        XCTAssertEqual(e.status, 404)
+        XCTAssertNil(e.header("access-control-allow-origin"))
+        XCTAssertNil(e.header("vary"))
+        XCTAssertNil(e.header("access-control-expose-headers"))
+
+        let o = ElectricResponse.options(origin: "\u{0B}", requestHeaders: "authorization")
+        XCTAssertEqual(o.status, 200)
+        XCTAssertNil(o.header("access-control-allow-origin"))
+        XCTAssertNil(o.header("access-control-allow-methods"))
+
+        let n = ElectricResponse.error(.missingKey, origin: "null")
+        XCTAssertEqual(n.header("access-control-allow-origin"), "null")
+
+        let h = ElectricResponse.options(origin: "https://a.b", requestHeaders: "authorization\u{0B}")
+        XCTAssertEqual(h.header("access-control-allow-origin"), "https://a.b")
+        XCTAssertNil(h.header("access-control-allow-headers"))
+    }
+
     func testModernClientDetection() {
         XCTAssertTrue(ElectricResponse.isModernClient(electricVersionHeader: "1.0.0-beta.1"))
         XCTAssertTrue(ElectricResponse.isModernClient(electricVersionHeader: "0.8.1"))
