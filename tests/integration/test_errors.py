@@ -128,6 +128,28 @@ def test_success_responses_use_the_wildcard_even_with_an_origin():
     assert r.headers["access-control-expose-headers"] == "*"
 
 
+@pytest.mark.parametrize("bad_origin", ["https://app.example.com\x0b", "https://\x0bapp.example.com", "https://app.example.com/path",
+                                        "https://a.example, https://b.example", "https://app\x01.example"])
+def test_invalid_origin_is_not_echoed(bad_origin):
+    """Only a syntactically valid origin (scheme://host[:port], printable ASCII, or `null`) is echoed; anything
+    else (here through nginx) gets no CORS allow-origin header at all."""
+    r = get(run_url("run_doesnotexist000"), extra={"Origin": bad_origin})
+    assert r.status_code == 404
+    for h in ("access-control-allow-origin", "vary", "access-control-expose-headers"):
+        assert h not in r.headers, (h, r.headers.get(h))
+    p = requests.options(run_url(DEMO_RUN), timeout=10, headers={
+        "Origin": bad_origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"})
+    assert p.status_code == 200 and p.text == "{}"
+    assert not [h for h in p.headers if h.lower().startswith("access-control-")], dict(p.headers)
+
+
+def test_null_origin_is_echoed():
+    r = get(run_url("run_doesnotexist000"), extra={"Origin": "null"})
+    assert r.status_code == 404
+    assert r.headers.get("access-control-allow-origin") == "null"
+    assert r.headers.get("vary") == "Origin"
+
+
 # ---- OPTIONS --------------------------------------------------------------------------------
 
 def test_options_preflight_needs_no_auth():

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import (
-    API_KEY, BASE_URL, CLICKHOUSE_ON, DEMO_BATCH, DEMO_RUN, DEMO_TAG, DEMO_TAG2, OLD_BATCH, WAKE_GRACE,
+    API_KEY, BASE_URL, CLICKHOUSE_ON, CLICKHOUSE_URL, DEMO_BATCH, DEMO_RUN, DEMO_TAG, DEMO_TAG2, OLD_BATCH, WAKE_GRACE,
     ThrowawayWorker, change_again_unpublished, ch_sync, expected_body, get,
     list_body, list_rows, make_batch, make_env, make_run, numsub, publish_until_done,
     unique_tag, wait_until, worker_metrics, CH_MEMBERSHIP,
@@ -64,6 +64,34 @@ def test_postgres_resolver_gives_the_same_rows_as_clickhouse():
         assert not any(k.startswith("runfeed_membership_queries_total{resolver=\"clickhouse\"") for k in m)
         assert json.loads(requests.get(w.health_url, timeout=5).text)["clickhouse"] == "not configured"
     assert sum(m.get(CH_MEMBERSHIP, 0) for m in worker_metrics()) > ch_before, "the stack did not use ClickHouse"
+
+
+@pytest.mark.skipif(not CLICKHOUSE_ON, reason="the stack runs without ClickHouse")
+@pytest.mark.parametrize("var", ["REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL", "CLICKHOUSE_URL"])
+def test_clickhouse_url_as_upstream_writes_it(var):
+    """Upstream's self-hosting files end CLICKHOUSE_URL in ?secure=false (docker-compose) or ?secure=<bool>
+    (Helm); the parameter is dropped (ClickHouse would answer `Unknown setting secure`) and other parameters
+    are kept as ClickHouse settings."""
+    env_id, key = make_env()
+    t = unique_tag()
+    runs = [make_run(env_id=env_id, tags=[t], age=f"{i + 1} minutes") for i in range(3)]
+    ch_sync(env_id)
+    base = CLICKHOUSE_URL.rstrip("/")
+    url = base + "?secure=false&max_execution_time=30"
+    with ThrowawayWorker("ch-secure", {var: url}) as w:
+        r = w.get(RUNS_PATH, params={"tags": t}, token=key)
+        assert r.status_code == 200, r.text
+        assert r.text == list_body(runs, "insert")
+        m = w.metrics()
+        assert any(k.startswith('runfeed_membership_queries_total{resolver="clickhouse"') and v > 0
+                   for k, v in m.items()), m
+        assert json.loads(requests.get(w.health_url, timeout=5).text)["clickhouse"] not in ("down", "not configured")
+        # secure=true with http:// is a warning; the scheme decides (no TLS).
+    with ThrowawayWorker("ch-secure-true", {var: base + "?secure=true"}) as w:
+        r = w.get(RUNS_PATH, params={"tags": t}, token=key)
+        assert r.status_code == 200, r.text
+        assert r.text == list_body(runs, "insert")
+        assert "secure=true" in w.log_path.read_text(errors="replace")
 
 
 def test_postgres_resolver_worker_serves_live_tag_feeds():

@@ -144,6 +144,21 @@ def test_snapshot_of_edge_case_run():
     assert 'ctl:\\u0001\\u001f tab:\\t nl:\\n quote:\\" bs:\\\\ uni:é☃😀 del:\x7f' in r.content.decode("utf-8")
 
 
+def test_null_arrays_are_encoded_like_upstream():
+    """Upstream's native serializer: a NULL realtimeStreams is the empty-array literal "{}" (not null); runTags
+    is null when NULL or empty."""
+    cases = [(None, None, None, "{}"), ([], [], None, "{}"), (["t"], ["s"], '{"t"}', '{"s"}')]
+    for tags, streams, want_tags, want_streams in cases:
+        run = make_run(tags=tags, realtime_streams=streams)
+        stored = psql(f'SELECT "realtimeStreams" IS NULL, "runTags" IS NULL FROM "TaskRun" WHERE id = {lit(run.id)}')
+        assert stored[0].split("|") == (["t", "t"] if tags is None else ["f", "f"]), stored
+        r = get(run_url(run.friendly_id))
+        assert r.status_code == 200, r.text
+        assert r.text == expected_body(run.friendly_id, "insert")
+        v = r.json()[0]["value"]
+        assert v["runTags"] == want_tags and v["realtimeStreams"] == want_streams, (tags, streams, v)
+
+
 def test_snapshot_float_forms():
     for cost, text in [(3.0, "3"), (0.1 + 0.2, "0.30000000000000004"), (1e-6, "0.000001"), (1.5e-7, "1.5e-7"),
                        (123456.789, "123456.789"), (1e20, "100000000000000000000")]:
