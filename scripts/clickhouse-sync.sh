@@ -62,6 +62,7 @@ DB_URL=${DATABASE_URL:-$(demo_value DATABASE_URL)}
 CH_URL=${RUNFEED_CLICKHOUSE_URL:-${REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL:-${CLICKHOUSE_URL:-$(demo_value RUNFEED_CLICKHOUSE_URL)}}}
 [[ -n $DB_URL ]] || die "no DATABASE_URL (set it, or start the stack so $DEMO_ENV_FILE exists)"
 [[ -n $CH_URL ]] || die "no ClickHouse URL (set RUNFEED_CLICKHOUSE_URL, or start the stack with ClickHouse enabled)"
+CH_URL=${CH_URL%%\?*}   # upstream writes ?secure=<bool> (not a ClickHouse setting); the scheme decides TLS
 CH_URL=${CH_URL%/}
 TABLE=trigger_dev.task_runs_v2
 COLUMNS='environment_id, organization_id, project_id, run_id, friendly_id, batch_id, root_run_id, tags, created_at, updated_at, _version, _is_deleted'
