@@ -50,20 +50,14 @@ public struct Offset: Hashable, Sendable {
         return Offset(updatedAtMs: a, tail: b, token: t)
     }
 
-    static func parseDigits(_ bytes: Substring.UTF8View.SubSequence) -> Int64? {
-        guard !bytes.isEmpty, bytes.count <= 19 else { return nil }
-        var v: Int64 = 0
-        for c in bytes {
-            guard c >= 0x30, c <= 0x39 else { return nil }
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (r, o2) = m.addingReportingOverflow(Int64(c - 0x30))
-            guard !o1, !o2 else { return nil }
-            v = r
-        }
-        return v
+    /// 1…19 ASCII digits fitting in Int64.
+    static func parseDigits<C: Collection>(_ bytes: C) -> Int64? where C.Element == UInt8 {
+        guard bytes.count <= 19, let v = parseUInt64(bytes), v <= UInt64(Int64.max) else { return nil }
+        return Int64(v)
     }
 
-    static func parseUInt64(_ bytes: Substring.UTF8View.SubSequence) -> UInt64? {
+    /// 1…20 ASCII digits fitting in UInt64 (offsets and handles).
+    static func parseUInt64<C: Collection>(_ bytes: C) -> UInt64? where C.Element == UInt8 {
         guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
         var v: UInt64 = 0
         for c in bytes {

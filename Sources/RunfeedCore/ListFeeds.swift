@@ -162,18 +162,7 @@ public enum ListHandle: Equatable, Sendable {
     }
 
     /// 1…20 ASCII digits fitting in UInt64.
-    static func parseUInt64(_ bytes: ArraySlice<UInt8>) -> UInt64? {
-        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
-        var v: UInt64 = 0
-        for c in bytes {
-            guard c >= 0x30, c <= 0x39 else { return nil }
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (r, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
-            guard !o1, !o2 else { return nil }
-            v = r
-        }
-        return v
-    }
+    static func parseUInt64(_ bytes: ArraySlice<UInt8>) -> UInt64? { Offset.parseUInt64(bytes) }
 }
 
 // MARK: Diff
