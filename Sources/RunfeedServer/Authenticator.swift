@@ -35,6 +35,8 @@ final class Authenticator {
     private var keyFlights = SingleFlight<String, EnvRecord??>()
     private var byId: BoundedTTLCache<String, EnvRecord?>
     private var branches: BoundedTTLCache<String, String?>
+    /// Revoked keys of an environment (by id) with when their grace period ends (epoch ms).
+    private var graceKeys: BoundedTTLCache<String, [(key: String, endsMs: Int64)]>
     /// Unknown keys and ids are remembered for a shorter time than known ones.
     private let negativeTtlMs: Int64 = 1_000
 
@@ -44,6 +46,7 @@ final class Authenticator {
         byKey = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
         byId = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
         branches = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+        graceKeys = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
     }
 
     private static let envColumns = """
@@ -55,6 +58,7 @@ final class Authenticator {
         byKey.purgeExpired(nowMs: nowMs)
         byId.purgeExpired(nowMs: nowMs)
         branches.purgeExpired(nowMs: nowMs)
+        graceKeys.purgeExpired(nowMs: nowMs)
     }
 
     func authenticate(_ info: FastCGIRequestInfo, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
@@ -198,12 +202,56 @@ final class Authenticator {
         }
     }
 
-    private func finishToken(_ token: String, _ record: EnvRecord?, _ done: (Result<AuthContext, RequestError>) -> Void) {
+    private func finishToken(_ token: String, _ record: EnvRecord?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let env = record, !env.projectDeleted, !env.signingKey.isEmpty else {
             done(.failure(.invalidPublicToken))
             return
         }
-        switch JWT.verify(token, key: Array(env.signingKey.utf8), nowSeconds: wallMs() / 1000) {
+        let result = JWT.verify(token, key: Array(env.signingKey.utf8), nowSeconds: wallMs() / 1000)
+        guard case .failure(.badSignature) = result else {
+            return finishClaims(result, env, done)
+        }
+        // Only a bad signature is retried: with each revoked key of the signing environment still in its grace period.
+        let signingEnvId = env.parentEnvironmentId ?? env.id
+        if let cached = graceKeys.get(signingEnvId, nowMs: monotonicMs()) {
+            return finishClaims(Self.verifyWithGraceKeys(token, cached, fallback: result), env, done)
+        }
+        let sql = """
+            SELECT "apiKey", "expiresAt"::text FROM "RevokedApiKey"
+            WHERE "runtimeEnvironmentId" = $1 AND "expiresAt" > (now() AT TIME ZONE 'UTC')
+            ORDER BY "expiresAt" DESC, "id" ASC
+            """
+        db.query(sql, [signingEnvId]) { [self] dbResult in
+            switch dbResult {
+            case .failure:
+                done(.failure(.unavailable))
+            case .success(let rows):
+                let keys = rows.rows.compactMap { r -> (key: String, endsMs: Int64)? in
+                    guard let k = r[0], let ends = r[1].flatMap({ PGText.timestampToEpochMs($0) }) else { return nil }
+                    return (key: k, endsMs: ends)
+                }
+                graceKeys.set(signingEnvId, keys, nowMs: monotonicMs() - (keys.isEmpty ? ttlMs - negativeTtlMs : 0))
+                finishClaims(Self.verifyWithGraceKeys(token, keys, fallback: result), env, done)
+            }
+        }
+    }
+
+    private static func verifyWithGraceKeys(_ token: String, _ keys: [(key: String, endsMs: Int64)],
+                                            fallback: Result<JWTClaims, JWTError>) -> Result<JWTClaims, JWTError> {
+        let now = wallMs()
+        var last = fallback
+        for k in keys where k.endsMs > now && !k.key.isEmpty {
+            let r = JWT.verify(token, key: Array(k.key.utf8), nowSeconds: now / 1000)
+            if case .success = r { return r }
+            if case .failure(.badSignature) = r { continue }
+            last = r
+        }
+        return last
+    }
+
+    private func finishClaims(_ result: Result<JWTClaims, JWTError>, _ env: EnvRecord,
+                              _ done: (Result<AuthContext, RequestError>) -> Void) {
+        switch result {
         case .failure(let e):
             done(.failure(e == .noSubject ? .invalidPublicToken : .publicTokenInvalid))
         case .success(let claims):

@@ -223,3 +223,21 @@ def test_branch_jwt_is_signed_with_the_parent_key():
 def test_jwt_of_parent_preview_env_does_not_see_branch_runs():
     r = get(run_url(BRANCH_RUN), token=pat(sub=PREVIEW_ENV_ID, key=PREVIEW_API_KEY))
     assert_error(r, 404, NOT_FOUND)
+
+
+# ---- public access tokens signed with a revoked key in its grace period ---------------------
+
+def test_jwt_signed_with_revoked_key_in_grace_is_accepted():
+    r = get(run_url(DEMO_RUN), token=pat(key=GRACE_KEY))
+    assert r.status_code == 200, r.text
+    assert r.text == expected_body(DEMO_RUN, "insert")
+
+
+def test_jwt_signed_with_revoked_key_past_grace_is_rejected():
+    assert_error(get(run_url(DEMO_RUN), token=pat(key=EXPIRED_KEY)), 401, PAT_INVALID)
+
+
+def test_expired_jwt_signed_with_grace_key_is_rejected():
+    token = pat(key=GRACE_KEY, exp=int(time.time()) - 60)
+    assert_error(get(run_url(DEMO_RUN), token=token), 401, PAT_INVALID)
+
