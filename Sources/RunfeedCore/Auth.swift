@@ -131,12 +131,18 @@ public enum GitBranch {
     /// Normalizes an `x-trigger-branch` value (§2.1 step 4): one known `refs/…/` prefix is stripped; any other
     /// `refs/…` value, or an empty result, is nil.
     public static func normalize(_ header: String?) -> String? {
+        guard let b = sanitize(header), !b.isEmpty else { return nil }
+        return b
+    }
+
+    /// Upstream's `sanitizeBranchName`: missing or empty → nil; exactly one known `refs/…/` prefix is stripped
+    /// (the result may be ""); any other `refs/…` value → nil; anything else verbatim (trimmed).
+    public static func sanitize(_ header: String?) -> String? {
         guard let header else { return nil }
         let value = Credential.trim(header)
         if value.isEmpty { return nil }
         for p in strippedPrefixes where value.hasPrefix(p) {
-            let rest = String(value.dropFirst(p.count))
-            return rest.isEmpty ? nil : rest
+            return String(value.dropFirst(p.count))
         }
         if value.hasPrefix("refs/") { return nil }
         return value

@@ -127,12 +127,27 @@ final class Authenticator {
         }
         let ctx = AuthContext(envId: env.id, organizationId: env.organizationId, projectId: env.projectId,
                               scopes: nil, skipColumnsClaim: nil)
-        guard env.type == "PREVIEW" else {
+        let branch: String
+        switch env.type {
+        case "PREVIEW":
+            guard let b = GitBranch.normalize(branchHeader) else {
+                done(.failure(.branchRequired))
+                return
+            }
+            branch = b
+        case "DEVELOPMENT":
+            // No branch, or `default`: the root dev env; a branch that sanitised to "": no such env.
+            guard let b = GitBranch.sanitize(branchHeader), b != "default" else {
+                done(.success(ctx))
+                return
+            }
+            guard !b.isEmpty else {
+                done(.failure(.noBranchEnv))
+                return
+            }
+            branch = b
+        default:
             done(.success(ctx))
-            return
-        }
-        guard let branch = GitBranch.normalize(branchHeader) else {
-            done(.failure(.branchRequired))
             return
         }
         let cacheKey = env.id + "\u{0}" + branch

@@ -122,6 +122,15 @@ final class GitBranchTests: XCTestCase {
         XCTAssertNil(GitBranch.normalize("refs/other/x"))
         XCTAssertNil(GitBranch.normalize("refs/heads/"))
     }
+
+    func testSanitizeKeepsAnEmptyStrippedBranch() {
+        XCTAssertNil(GitBranch.sanitize(nil))
+        XCTAssertNil(GitBranch.sanitize(""))
+        XCTAssertNil(GitBranch.sanitize("refs/other/x"))
+        XCTAssertEqual(GitBranch.sanitize("refs/heads/"), "")
+        XCTAssertEqual(GitBranch.sanitize("refs/heads/dev-feature"), "dev-feature")
+        XCTAssertEqual(GitBranch.sanitize("default"), "default")
+    }
 }
 
 final class JWTTests: XCTestCase {

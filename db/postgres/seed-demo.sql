@@ -19,6 +19,7 @@
 --     cmdemoenv0000000000000004  PREVIEW      tr_preview_FeatXKey0123456789ab   branch 'feature-x' of ...03
 --     cmdemoenv0000000000000005  PREVIEW      tr_preview_OldBKey0123456789abc   branch 'old-branch', archived
 --     cmdemoenv0000000000000006  DEVELOPMENT  tr_dev_GoneKey0123456789abc       in the deleted project
+--     cmdemoenv0000000000000007  DEVELOPMENT  tr_dev_DevFtKey0123456789abc      branch 'dev-feature' of ...01
 --
 --   RevokedApiKey (both point at the demo env)
 --     tr_dev_RvkGraceKey012345678  still inside its grace period (expires in ~10 years)
@@ -93,6 +94,10 @@ VALUES
     ('cmdemoenv0000000000000005', 'preview-old-branch', 'tr_preview_OldBKey0123456789abc', 'PREVIEW',
      'cmdemoorg0000000000000001', 'cmdemoproj000000000000001',
      'old-branch', 'cmdemoenv0000000000000003', (now() AT TIME ZONE 'utc') - interval '1 day',
+     now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'),
+    ('cmdemoenv0000000000000007', 'dev-dev-feature', 'tr_dev_DevFtKey0123456789abc', 'DEVELOPMENT',
+     'cmdemoorg0000000000000001', 'cmdemoproj000000000000001',
+     'dev-feature', 'cmdemoenv0000000000000001', NULL,
      now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc')
 ON CONFLICT DO NOTHING;
 
@@ -246,7 +251,16 @@ VALUES
      NULL, '{"name":"Branch"}', 'application/json', NULL, NULL,
      ARRAY['demo'], NULL, '{}',
      0, 0, 0,
-     'cmdemoenv0000000000000004', 'cmdemoproj000000000000001', NULL)
+     'cmdemoenv0000000000000004', 'cmdemoproj000000000000001', NULL),
+
+    -- DEVELOPMENT branch env 'dev-feature'.
+    ('cmdemorun0000000000000202', 'run_demodevft01', 'hello-world', 'PENDING', 1, false,
+     (now() AT TIME ZONE 'utc') - interval '4 minutes', (now() AT TIME ZONE 'utc') - interval '4 minutes',
+     (now() AT TIME ZONE 'utc') - interval '4 minutes', NULL, NULL, NULL, NULL,
+     NULL, '{"name":"DevBranch"}', 'application/json', NULL, NULL,
+     ARRAY['demo'], NULL, '{}',
+     0, 0, 0,
+     'cmdemoenv0000000000000007', 'cmdemoproj000000000000001', NULL)
 ON CONFLICT DO NOTHING;
 
 -- Tag-feed set and the old batch's runs (see the header). A separate statement so

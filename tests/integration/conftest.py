@@ -68,6 +68,8 @@ GRACE_KEY = "tr_dev_RvkGraceKey012345678"
 EXPIRED_KEY = "tr_dev_RvkExpirKey012345678"
 GONE_PROJECT_KEY = "tr_dev_GoneKey0123456789abc"
 BRANCH_RUN = "run_demofeatx01"
+DEV_BRANCH_ENV_ID = "cmdemoenv0000000000000007"
+DEV_BRANCH_RUN = "run_demodevft01"
 PROD_RUN = "run_demoprod001"
 
 MODERN = "1.0.0-beta.1"

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from conftest import (
-    API_KEY, BRANCH_ENV_ID, BRANCH_RUN, DEMO_RUN, ENV_ID, EXPIRED_KEY, GONE_ENV_ID, GONE_PROJECT_KEY, GRACE_KEY,
+    API_KEY, BRANCH_ENV_ID, BRANCH_RUN, DEMO_RUN, DEV_BRANCH_ENV_ID, DEV_BRANCH_RUN, ENV_ID, EXPIRED_KEY, GONE_ENV_ID, GONE_PROJECT_KEY, GRACE_KEY,
     OTHER_API_KEY, PREVIEW_API_KEY, PREVIEW_ENV_ID, PROD_RUN, b64url, expected_body, get, jwt_claims, mint_jwt,
     run_url,
 )
@@ -241,3 +241,40 @@ def test_expired_jwt_signed_with_grace_key_is_rejected():
     token = pat(key=GRACE_KEY, exp=int(time.time()) - 60)
     assert_error(get(run_url(DEMO_RUN), token=token), 401, PAT_INVALID)
 
+
+# ---- x-trigger-branch for DEVELOPMENT keys ----------------------------------------------------
+
+@pytest.mark.parametrize("branch", ["dev-feature", "refs/heads/dev-feature", "refs/tags/dev-feature"])
+def test_dev_key_with_branch_acts_as_the_branch_env(branch):
+    r = get(run_url(DEV_BRANCH_RUN), extra={"x-trigger-branch": branch})
+    assert r.status_code == 200, r.text
+    assert r.text == expected_body(DEV_BRANCH_RUN, "insert")
+    r = get(run_url(DEMO_RUN), extra={"x-trigger-branch": branch})
+    assert_error(r, 404, NOT_FOUND)
+
+
+@pytest.mark.parametrize("extra", [None, {"x-trigger-branch": "default"}, {"x-trigger-branch": ""},
+                                   {"x-trigger-branch": "refs/weird/dev-feature"}])
+def test_dev_key_without_branch_is_the_root_env(extra):
+    r = get(run_url(DEMO_RUN), extra=extra)
+    assert r.status_code == 200, r.text
+    assert r.text == expected_body(DEMO_RUN, "insert")
+    assert_error(get(run_url(DEV_BRANCH_RUN), extra=extra), 404, NOT_FOUND)
+
+
+@pytest.mark.parametrize("branch", ["no-such-branch", "refs/heads/"])
+def test_dev_key_with_unknown_branch(branch):
+    assert_error(get(run_url(DEMO_RUN), extra={"x-trigger-branch": branch}), 401, NO_BRANCH)
+
+
+def test_prod_key_ignores_branch_header():
+    r = get(run_url(PROD_RUN), token=OTHER_API_KEY, extra={"x-trigger-branch": "no-such-branch"})
+    assert r.status_code == 200, r.text
+
+
+def test_jwt_ignores_branch_header():
+    r = get(run_url(DEMO_RUN), token=pat(), extra={"x-trigger-branch": "no-such-branch"})
+    assert r.status_code == 200, r.text
+    r = get(run_url(DEV_BRANCH_RUN), token=pat(sub=DEV_BRANCH_ENV_ID, key=API_KEY))
+    assert r.status_code == 200, r.text
+    assert r.text == expected_body(DEV_BRANCH_RUN, "insert")
