@@ -361,7 +361,7 @@ redis_start() {
     fi
     wait_for 20 "redis on port $REDIS_PORT" redis_ping \
         || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING"; }
-    wait_for 5 "redis pid file" pid_alive "$REDIS_PID" redis-server \
+    wait_for 5 "redis pid file" pid_file_running "$REDIS_PID" \
         || die "redis answers but its pid file $REDIS_PID is missing"
 }
 
@@ -379,8 +379,9 @@ redis_stop() {
 # (it only refuses to start while another server holds <path>/status), so it
 # runs as the invoking user with a config of its own: 127.0.0.1 only, no
 # interserver port, small caches, UTC, data under $STATE/clickhouse, logs in
-# $STATE/log. Only the pid in $CH_PID, checked against the config path on its
-# command line, is ever signalled.
+# $STATE/log. Only the pid in $CH_PID is ever signalled, after checking that it
+# is still ours (config path on its command line, or our not-yet-exec'd wrapper);
+# start-up checks use the pid and /ping only.
 
 ch_alive() { pid_alive "$CH_PID" "$CH_CONF"; }
 
@@ -497,8 +498,10 @@ ch_start() {
         printf '%s\n' "$!" >"$CH_PID"
     fi
     local deadline=$((SECONDS + 60))
+    # Liveness by the pid alone: right after the fork the child may not have
+    # exec'd clickhouse-server yet, so its command line is still this script's.
     until ch_ping; do
-        if ! ch_alive; then
+        if ! pid_file_running "$CH_PID"; then
             show_log "$LOG_DIR/clickhouse.stdout.log" 20
             show_log "$LOG_DIR/clickhouse.err.log"
             die "clickhouse-server exited during startup (logs: $LOG_DIR/clickhouse*.log)"
@@ -648,7 +651,7 @@ workers_start() {
         sock=$(worker_sock "$n")
         pidf=$(worker_pid "$n")
         until [[ -S $sock ]]; do
-            if ! pid_alive "$pidf"; then
+            if ! pid_file_running "$pidf"; then
                 show_log "$LOG_DIR/worker-$n.log"
                 die "worker $n exited during startup (log: $LOG_DIR/worker-$n.log)"
             fi
@@ -933,7 +936,7 @@ demo_start() {
     pid=$!
     printf '%s\n' "$pid" >"$DEMO_PID"
     sleep 0.3
-    if ! demo_alive; then
+    if ! pid_running "$pid"; then
         show_log "$DEMO_LOG" 10
         warn "demo simulator exited at once (log: $DEMO_LOG)"
         rm -f "$DEMO_PID"
