@@ -49,17 +49,41 @@ pid_from() {
     printf '%s' "$pid"
 }
 
-# pid_alive FILE [PATTERN] — true if FILE names a live process whose command
-# line contains PATTERN (guards against a recycled pid from a stale file).
-pid_alive() {
-    local f=$1 pat=${2:-} pid
-    pid=$(pid_from "$f")
-    [[ -n $pid ]] || return 1
+# pid_running PID — true if PID is a live process (not a zombie). Liveness is
+# judged by the pid alone: a child that has been forked but not yet exec'd still
+# has the forking shell's command line, so the command line says nothing here.
+pid_running() {
+    local pid=$1 stat state
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    if [[ -n $pat ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pat" || return 1
-    fi
-    return 0
+    [[ -r /proc/self/stat ]] || return 0  # no procfs: kill -0 is all we have
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    [[ -n $stat ]] || return 1
+    state=${stat##*) }
+    state=${state%% *}
+    [[ $state != Z && $state != X ]]
+}
+
+# pid_file_running FILE — true if FILE names a live process (pid only).
+pid_file_running() { pid_running "$(pid_from "$1")"; }
+
+# pid_alive FILE [PATTERN] — true if FILE names a live process that is ours: its
+# command line contains PATTERN (guards against a recycled pid from a stale file
+# before the pid is signalled), or it is still the forked wrapper shell of a
+# stack script that has not exec'd the service yet (its command line is the
+# script's own). Use it to decide whether to signal a pid; use pid_running and
+# the service's own readiness signal to check a start.
+pid_alive() {
+    local f=$1 pat=${2:-} pid cmd
+    pid=$(pid_from "$f")
+    pid_running "$pid" || return 1
+    [[ -n $pat ]] || return 0
+    [[ -r /proc/$pid/cmdline ]] || return 0  # no procfs: cannot tell, trust the pid file
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+    [[ $cmd == *"$pat"* ]] && return 0
+    # fork-before-exec window: the child still runs the starting script
+    [[ $cmd == *stack.sh* ]] && return 0
+    return 1
 }
 
 # wait_for TIMEOUT_S DESCRIPTION CMD... — poll CMD every 0.2 s until it succeeds.

@@ -361,7 +361,7 @@ redis_start() {
     fi
     wait_for 20 "redis on port $REDIS_PORT" redis_ping \
         || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING"; }
-    wait_for 5 "redis pid file" pid_alive "$REDIS_PID" redis-server \
+    wait_for 5 "redis pid file" pid_file_running "$REDIS_PID" \
         || die "redis answers but its pid file $REDIS_PID is missing"
 }
 
@@ -379,8 +379,9 @@ redis_stop() {
 # (it only refuses to start while another server holds <path>/status), so it
 # runs as the invoking user with a config of its own: 127.0.0.1 only, no
 # interserver port, small caches, UTC, data under $STATE/clickhouse, logs in
-# $STATE/log. Only the pid in $CH_PID, checked against the config path on its
-# command line, is ever signalled.
+# $STATE/log. Only the pid in $CH_PID is ever signalled, after checking that it
+# is still ours (config path on its command line, or our not-yet-exec'd wrapper);
+# start-up checks use the pid and /ping only.
 
 ch_alive() { pid_alive "$CH_PID" "$CH_CONF"; }
 
@@ -497,8 +498,10 @@ ch_start() {
         printf '%s\n' "$!" >"$CH_PID"
     fi
     local deadline=$((SECONDS + 60))
+    # Liveness by the pid alone: right after the fork the child may not have
+    # exec'd clickhouse-server yet, so its command line is still this script's.
     until ch_ping; do
-        if ! ch_alive; then
+        if ! pid_file_running "$CH_PID"; then
             show_log "$LOG_DIR/clickhouse.stdout.log" 20
             show_log "$LOG_DIR/clickhouse.err.log"
             die "clickhouse-server exited during startup (logs: $LOG_DIR/clickhouse*.log)"
@@ -533,18 +536,62 @@ ch_stop() {
 
 # --- TLS --------------------------------------------------------------------------------
 
+# A small local CA ($TLS_DIR/ca.pem: CA:TRUE, keyCertSign; RUNFEED_CA_CERT) signs the
+# leaf nginx serves ($TLS_DIR/cert.pem: CA:FALSE, serverAuth, SAN 127.0.0.1 and
+# localhost). rustls and other WebPKI clients reject a CA certificate used as the
+# server's own (CaUsedAsEndEntity), so the old single self-signed CA:TRUE
+# certificate is replaced when found.
+tls_valid() {
+    [[ -s $TLS_DIR/ca.pem && -s $TLS_DIR/ca-key.pem && -s $TLS_DIR/cert.pem && -s $TLS_DIR/key.pem ]] \
+        || return 1
+    openssl x509 -noout -text -in "$TLS_DIR/ca.pem" 2>/dev/null | grep -q 'CA:TRUE' || return 1
+    openssl x509 -noout -text -in "$TLS_DIR/cert.pem" 2>/dev/null | grep -q 'CA:FALSE' || return 1
+    openssl verify -CAfile "$TLS_DIR/ca.pem" -purpose sslserver "$TLS_DIR/cert.pem" >/dev/null 2>&1 \
+        || return 1
+    openssl x509 -noout -checkend 86400 -in "$TLS_DIR/cert.pem" >/dev/null 2>&1
+}
+
 tls_ensure() {
     mkdir -p "$TLS_DIR"
-    if [[ -s $TLS_DIR/cert.pem && -s $TLS_DIR/key.pem ]]; then
-        return 0
+    tls_valid && return 0
+    if [[ -s $TLS_DIR/cert.pem ]]; then
+        log "tls: replacing $TLS_DIR/cert.pem with a leaf signed by a local CA"
+    else
+        log "tls: local CA and a leaf certificate for localhost/127.0.0.1"
     fi
-    log "tls: self-signed certificate for localhost/127.0.0.1"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
-        -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" \
-        -subj "/CN=localhost" \
-        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 \
-        || die "openssl failed to create a certificate"
-    chmod 0600 "$TLS_DIR/key.pem"
+    local tmp
+    tmp=$(mktemp -d "$TLS_DIR/.new.XXXXXX")
+    cat >"$tmp/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = localhost
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[leaf_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+    openssl req -x509 -config "$tmp/openssl.cnf" -extensions ca_ext -newkey rsa:2048 -nodes \
+        -days 3650 -sha256 -subj "/CN=runfeed local CA" \
+        -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" >"$tmp/openssl.log" 2>&1 \
+        && openssl req -new -config "$tmp/openssl.cnf" -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$tmp/key.pem" -out "$tmp/leaf.csr" >>"$tmp/openssl.log" 2>&1 \
+        && openssl x509 -req -in "$tmp/leaf.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" \
+            -CAcreateserial -days 825 -sha256 -extfile "$tmp/openssl.cnf" -extensions leaf_ext \
+            -out "$tmp/cert.pem" >>"$tmp/openssl.log" 2>&1 \
+        || { show_log "$tmp/openssl.log"; rm -rf "$tmp"; die "openssl failed to create the local CA/certificate"; }
+    chmod 0600 "$tmp/key.pem" "$tmp/ca-key.pem"
+    mv -f "$tmp/ca.pem" "$tmp/ca-key.pem" "$tmp/key.pem" "$tmp/cert.pem" "$TLS_DIR/"
+    rm -rf "$tmp"
+    tls_valid || die "the new certificate $TLS_DIR/cert.pem does not verify against $TLS_DIR/ca.pem"
 }
 
 # --- workers ------------------------------------------------------------------------------
@@ -648,7 +695,7 @@ workers_start() {
         sock=$(worker_sock "$n")
         pidf=$(worker_pid "$n")
         until [[ -S $sock ]]; do
-            if ! pid_alive "$pidf"; then
+            if ! pid_file_running "$pidf"; then
                 show_log "$LOG_DIR/worker-$n.log"
                 die "worker $n exited during startup (log: $LOG_DIR/worker-$n.log)"
             fi
@@ -815,7 +862,7 @@ write_demo_env() {
         echo "RUNFEED_RUN_DIR=$RUN_DIR"
         echo "RUNFEED_URL=https://127.0.0.1:$HTTPS_PORT"
         echo "RUNFEED_HTTP_URL=http://127.0.0.1:$HTTP_PORT"
-        echo "RUNFEED_CA_CERT=$TLS_DIR/cert.pem"
+        echo "RUNFEED_CA_CERT=$TLS_DIR/ca.pem"
         echo "RUNFEED_WORKERS=$WORKERS"
         echo "RUNFEED_METRICS_URL=http://127.0.0.1:$((METRICS_BASE + 1))/metrics"
         echo "RUNFEED_HEALTH_URL=http://127.0.0.1:$((METRICS_BASE + 1))/healthz"
@@ -933,7 +980,7 @@ demo_start() {
     pid=$!
     printf '%s\n' "$pid" >"$DEMO_PID"
     sleep 0.3
-    if ! demo_alive; then
+    if ! pid_running "$pid"; then
         show_log "$DEMO_LOG" 10
         warn "demo simulator exited at once (log: $DEMO_LOG)"
         rm -f "$DEMO_PID"
