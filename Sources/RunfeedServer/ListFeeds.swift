@@ -169,8 +169,9 @@ final class ListFeedRegistry {
                                view: source)
             return
         }
+        // Never 0 (no view) and never the previous token (a wrap-around of `&+ 1` could give 0).
         var token = UInt64.random(in: 1...UInt64.max)
-        if token == previous?.token { token &+= 1 }
+        while token == previous?.token { token = UInt64.random(in: 1...UInt64.max) }
         localViews.set(request.workingSetKey, LocalView(token: token, view: view, savedAtMs: now), nowMs: now)
         let base = previous?.token.flatMap { $0 == 0 ? nil : $0 }
         views.save(envId: request.envId, handle: request.handle, base: base, baseView: base == nil ? nil : baseView,

@@ -10,7 +10,7 @@ final class LiveRunFeed {
     var machine: RunFeedPoll
     let parking: PollParking
     var lastRow: RunRow?
-    /// When the last read of this poll started (wall ms), if it found a row.
+    /// When the last read of this poll started (database clock, ms), if it found a row.
     var lastReadBasisMs: Int64?
 
     init(id: UInt64, request: RunFeedRequest, offset: Offset, machine: RunFeedPoll, parking: PollParking) {
