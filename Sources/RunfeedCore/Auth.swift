@@ -94,6 +94,31 @@ public enum HMACSHA256 {
     }
 }
 
+public enum SHA256 {
+    /// SHA-256 of `data`, 32 bytes.
+    public static func digest(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        let bytes = data.isEmpty ? [0] : data  // never pass a NULL data pointer to OpenSSL
+        let ok = bytes.withUnsafeBufferPointer { d in
+            out.withUnsafeMutableBufferPointer { o in runfeed_sha256(d.baseAddress, data.count, o.baseAddress) }
+        }
+        precondition(ok == 1, "SHA-256 failed")
+        return out
+    }
+
+    /// Lowercase hex SHA-256 of the UTF-8 bytes of `s`: how additional API keys are stored (`"ApiKey"."keyHash"`).
+    public static func hex(_ s: String) -> String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in digest(Array(s.utf8)) {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 // MARK: Credentials
 
 public enum Credential: Equatable, Sendable {
@@ -161,6 +186,35 @@ public enum SecretKey {
             }
         }
         return false
+    }
+}
+
+/// Additional environment API keys (`tr_<env>_sk_` + 24 of `[0-9a-zA-Z]`): several per environment, stored only as a
+/// SHA-256 hash with their own scopes, revocation and expiry. The format only routes the lookup (an additional key
+/// is never looked up as a root key, nor a root key in the additional keys); the stored hash decides.
+public enum AdditionalApiKey {
+    public static func looksValid(_ k: String) -> Bool {
+        let b = Array(k.utf8)
+        for slug in ["dev", "prod", "stg", "preview"] {
+            let prefix = Array("tr_\(slug)_sk_".utf8)
+            guard b.count == prefix.count + 24, b.starts(with: prefix) else { continue }
+            return b[prefix.count...].allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+            }
+        }
+        return false
+    }
+
+    /// The stored `"keyHash"` of a key: lowercase hex SHA-256 of its UTF-8 bytes.
+    public static func keyHash(_ k: String) -> String { SHA256.hex(k) }
+
+    /// `"lastUsedAt"` is refreshed at most this often per key (a write per request would load the primary).
+    public static let lastUsedRefreshMs: Int64 = 300_000
+
+    /// Whether a successful authentication should refresh `"lastUsedAt"` (nil: never used).
+    public static func shouldRecordUse(lastUsedAtMs: Int64?, nowMs: Int64) -> Bool {
+        guard let last = lastUsedAtMs else { return true }
+        return last < nowMs - lastUsedRefreshMs
     }
 }
 

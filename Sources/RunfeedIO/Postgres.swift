@@ -20,6 +20,17 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
     public var description: String
     /// The connection failed (as opposed to the statement): the pool reconnects.
     public var connectionLost: Bool
+    /// The server's SQLSTATE for a failed statement (e.g. `42P01` undefined table), when it sent one.
+    public var sqlState: String? = nil
+
+    public init(description: String, connectionLost: Bool, sqlState: String? = nil) {
+        self.description = description
+        self.connectionLost = connectionLost
+        self.sqlState = sqlState
+    }
+
+    /// The statement names a table or column this database does not have (an older schema).
+    public var isUndefinedObject: Bool { sqlState == "42P01" || sqlState == "42703" }
 }
 
 /// One libpq connection, used by one thread at a time. Parameterized queries only.
@@ -80,7 +91,8 @@ public final class PGConnection {
         default:
             let lost = PQstatus(c) != CONNECTION_OK
             let msg = res.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(c))
-            throw PGError(description: msg.trimmingTrailingNewlines(), connectionLost: lost)
+            let state = res.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { String(cString: $0) }
+            throw PGError(description: msg.trimmingTrailingNewlines(), connectionLost: lost, sqlState: state)
         }
         let nf = Int(PQnfields(res))
         let nt = Int(PQntuples(res))

@@ -6,7 +6,8 @@ struct AuthContext {
     var envId: String
     var organizationId: String
     var projectId: String
-    /// nil for secret keys (everything in the environment); the JWT's scopes otherwise.
+    /// nil for root secret keys (everything in the environment); the JWT's or the additional API key's scopes
+    /// otherwise.
     var scopes: ScopeSet?
     /// The JWT's `realtime.skipColumns` claim, when present.
     var skipColumnsClaim: [String]?
@@ -22,8 +23,18 @@ struct EnvRecord {
     var projectDeleted: Bool
     /// Key that signs this environment's public tokens (the parent's for branch envs).
     var signingKey: String
-    /// For a key found in `RevokedApiKey`: when its grace period ends (epoch ms).
-    var graceEndsMs: Int64?
+    /// When the credential that found this record stops being valid (epoch ms): the end of a rotated key's grace
+    /// period, an additional key's expiry. nil: no end.
+    var validUntilMs: Int64?
+}
+
+/// An additional API key (`"ApiKey"` row) as auth needs it.
+struct AdditionalKeyRecord {
+    var keyId: String
+    /// Stored scopes (`action:type[:id]`, bare `admin` = everything); empty grants nothing.
+    var scopes: [String]
+    var lastUsedAtMs: Int64?
+    var env: EnvRecord
 }
 
 /// Resolves credentials to an `AuthContext`, caching environment lookups briefly. Runs on the loop.
@@ -37,12 +48,25 @@ final class Authenticator {
     private var branches: BoundedTTLCache<String, String?>
     /// Revoked keys of an environment (by id) with when their grace period ends (epoch ms).
     private var graceKeys: BoundedTTLCache<String, [(key: String, endsMs: Int64)]>
+    /// Additional API keys by key hash, and their lookups in flight.
+    private var additionalKeys: BoundedTTLCache<String, AdditionalKeyRecord?>
+    private var additionalFlights = SingleFlight<String, AdditionalKeyRecord??>()
+    /// Additional keys whose `"lastUsedAt"` this worker refreshed within the refresh interval (by key id).
+    private var usesRecorded: BoundedTTLCache<String, Bool>
+    /// Off: every additional key is refused (upstream's kill switch for the additional-key lookup).
+    private let additionalKeysEnabled: Bool
+    private var warnedNoApiKeyTable = false
+    private let log: Logger?
     /// Unknown keys and ids are remembered for a shorter time than known ones.
     private let negativeTtlMs: Int64 = 1_000
 
-    init(db: LoopDatabase, ttlMs: Int64, maxEntries: Int) {
+    init(db: LoopDatabase, ttlMs: Int64, maxEntries: Int, additionalKeysEnabled: Bool = true, log: Logger? = nil) {
         self.db = db
         self.ttlMs = ttlMs
+        self.additionalKeysEnabled = additionalKeysEnabled
+        self.log = log
+        additionalKeys = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+        usesRecorded = BoundedTTLCache(ttlMs: AdditionalApiKey.lastUsedRefreshMs, maxEntries: maxEntries)
         byKey = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
         byId = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
         branches = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
@@ -59,6 +83,8 @@ final class Authenticator {
         byId.purgeExpired(nowMs: nowMs)
         branches.purgeExpired(nowMs: nowMs)
         graceKeys.purgeExpired(nowMs: nowMs)
+        additionalKeys.purgeExpired(nowMs: nowMs)
+        usesRecorded.purgeExpired(nowMs: nowMs)
     }
 
     func authenticate(_ info: FastCGIRequestInfo, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
@@ -67,6 +93,8 @@ final class Authenticator {
             done(.failure(.missingKey))
         case .publishableKey:
             done(.failure(.invalidKey))
+        case .secretKey(let key) where AdditionalApiKey.looksValid(key):
+            additionalKey(key, branchHeader: info.headers["x-trigger-branch"], done)
         case .secretKey(let key):
             secretKey(key, branchHeader: info.headers["x-trigger-branch"], done)
         case .publicToken(let token):
@@ -78,7 +106,7 @@ final class Authenticator {
 
     private func secretKey(_ key: String, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         let now = wallMs()
-        if let cached = byKey.get(key, nowMs: monotonicMs()), cached == nil || (cached!.graceEndsMs ?? Int64.max) > now {
+        if let cached = byKey.get(key, nowMs: monotonicMs()), cached == nil || (cached!.validUntilMs ?? Int64.max) > now {
             finishSecret(cached, branchHeader: branchHeader, done)
             return
         }
@@ -111,7 +139,7 @@ final class Authenticator {
                     record = EnvRecord(id: r[1] ?? "", type: r[2] ?? "", organizationId: r[3] ?? "",
                                        projectId: r[4] ?? "", parentEnvironmentId: r[5],
                                        projectDeleted: r[6] == "true", signingKey: r[7] ?? "",
-                                       graceEndsMs: r[8].flatMap { PGText.timestampToEpochMs($0) })
+                                       validUntilMs: r[8].flatMap { PGText.timestampToEpochMs($0) })
                 }
                 byKey.set(key, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
                 outcome = .some(record)
@@ -120,13 +148,107 @@ final class Authenticator {
         }
     }
 
-    private func finishSecret(_ record: EnvRecord?, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    // MARK: additional API keys
+
+    private func additionalKey(_ key: String, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        guard additionalKeysEnabled else {
+            done(.failure(.invalidKey))
+            return
+        }
+        let hash = AdditionalApiKey.keyHash(key)
+        if let cached = additionalKeys.get(hash, nowMs: monotonicMs()),
+           cached == nil || (cached!.env.validUntilMs ?? Int64.max) > wallMs() {
+            finishAdditional(cached, branchHeader: branchHeader, done)
+            return
+        }
+        let joined = additionalFlights.join(hash) { [self] outcome in
+            guard let record = outcome else { return done(.failure(.unavailable)) }
+            finishAdditional(record, branchHeader: branchHeader, done)
+        }
+        guard joined else { return }
+        // Revoked and expired keys are never found. Branch rules are the root key's (finishSecret).
+        let sql = """
+            SELECT k."id", k."scopes"::text, k."lastUsedAt"::text, k."expiresAt"::text, \(Self.envColumns), e."apiKey"
+            FROM "ApiKey" k
+            JOIN "RuntimeEnvironment" e ON e."id" = k."runtimeEnvironmentId"
+            JOIN "Project" p ON p."id" = e."projectId"
+            WHERE k."keyHash" = $1 AND k."revokedAt" IS NULL
+              AND (k."expiresAt" IS NULL OR k."expiresAt" > (now() AT TIME ZONE 'UTC'))
+            LIMIT 1
+            """
+        db.query(sql, [hash]) { [self] result in
+            let outcome: AdditionalKeyRecord??
+            switch result {
+            case .failure(let e) where e.isUndefinedObject:
+                // A database from before additional keys: there are none to find.
+                if !warnedNoApiKeyTable {
+                    warnedNoApiKeyTable = true
+                    log?.warning("additional API keys refused: this database has no \"ApiKey\" table (\(e.description))")
+                }
+                additionalKeys.set(hash, nil, nowMs: monotonicMs())
+                outcome = .some(nil)
+            case .failure:
+                outcome = .none
+            case .success(let rows):
+                var record: AdditionalKeyRecord?
+                if let r = rows.rows.first {
+                    let env = EnvRecord(id: r[4] ?? "", type: r[5] ?? "", organizationId: r[6] ?? "",
+                                        projectId: r[7] ?? "", parentEnvironmentId: r[8],
+                                        projectDeleted: r[9] == "true", signingKey: r[10] ?? "",
+                                        validUntilMs: r[3].flatMap { PGText.timestampToEpochMs($0) })
+                    let scopes = r[1].flatMap { PGText.parseArray($0) }?.compactMap { $0 } ?? []
+                    record = AdditionalKeyRecord(keyId: r[0] ?? "", scopes: scopes,
+                                                 lastUsedAtMs: r[2].flatMap { PGText.timestampToEpochMs($0) }, env: env)
+                }
+                additionalKeys.set(hash, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
+                outcome = .some(record)
+            }
+            for w in additionalFlights.complete(hash) { w(outcome) }
+        }
+    }
+
+    private func finishAdditional(_ record: AdditionalKeyRecord?, branchHeader: String?,
+                                  _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+        guard let record else {
+            done(.failure(.invalidKey))
+            return
+        }
+        finishSecret(record.env, branchHeader: branchHeader, scopes: ScopeSet(record.scopes)) { [self] result in
+            // Only a key that authenticated (its branch included) counts as used.
+            if case .success = result { recordUse(record) }
+            done(result)
+        }
+    }
+
+    /// Best effort, as upstream does it: `"lastUsedAt"` at most once per refresh interval per key and worker (the
+    /// statement's own condition keeps several workers from writing more often); a failure never fails the request.
+    private func recordUse(_ record: AdditionalKeyRecord) {
+        let nowMono = monotonicMs()
+        guard usesRecorded.get(record.keyId, nowMs: nowMono) == nil,
+              AdditionalApiKey.shouldRecordUse(lastUsedAtMs: record.lastUsedAtMs, nowMs: wallMs()) else { return }
+        usesRecorded.set(record.keyId, true, nowMs: nowMono)
+        let sql = """
+            UPDATE "ApiKey" SET "lastUsedAt" = (now() AT TIME ZONE 'UTC')
+            WHERE "id" = $1 AND "revokedAt" IS NULL
+              AND ("expiresAt" IS NULL OR "expiresAt" > (now() AT TIME ZONE 'UTC'))
+              AND ("lastUsedAt" IS NULL OR "lastUsedAt" < (now() AT TIME ZONE 'UTC') - $2::interval)
+            """
+        db.query(sql, [record.keyId, "\(AdditionalApiKey.lastUsedRefreshMs) milliseconds"]) { [log] result in
+            if case .failure(let e) = result {
+                log?.debug("additional API key: lastUsedAt not recorded: \(e.description)")
+            }
+        }
+    }
+
+    private func finishSecret(_ record: EnvRecord?, branchHeader: String?, scopes: ScopeSet? = nil,
+                              _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let env = record, !env.projectDeleted else {
             done(.failure(.invalidKey))
             return
         }
         let ctx = AuthContext(envId: env.id, organizationId: env.organizationId, projectId: env.projectId,
-                              scopes: nil, skipColumnsClaim: nil)
+                              scopes: scopes, skipColumnsClaim: nil)
+
         let branch: String
         switch env.type {
         case "PREVIEW":
@@ -209,7 +331,7 @@ final class Authenticator {
                 if let r = rows.rows.first {
                     record = EnvRecord(id: r[0] ?? "", type: r[1] ?? "", organizationId: r[2] ?? "",
                                        projectId: r[3] ?? "", parentEnvironmentId: r[4],
-                                       projectDeleted: r[5] == "true", signingKey: r[6] ?? "", graceEndsMs: nil)
+                                       projectDeleted: r[5] == "true", signingKey: r[6] ?? "", validUntilMs: nil)
                 }
                 byId.set(sub, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
                 finishToken(token, record, done)

@@ -15,6 +15,8 @@ public struct ServerConfig: Sendable {
     public var writeTimeoutMs: Int64
     public var authCacheTtlMs: Int64
     public var authCacheMaxEntries: Int
+    /// Additional API keys (`tr_<env>_sk_…`, `"ApiKey"` table) are looked up; off: refused with 401.
+    public var additionalApiKeys: Bool
     public var runCacheTtlMs: Int64
     public var runCacheMaxEntries: Int
     public var replayWindowMs: Int64
@@ -77,6 +79,7 @@ public struct ServerConfig: Sendable {
             writeTimeoutMs: max(100, env.int(["RUNFEED_WRITE_TIMEOUT_MS"], default: 30_000)),
             authCacheTtlMs: env.int(["RUNFEED_AUTH_CACHE_TTL_MS"], default: 10_000),
             authCacheMaxEntries: Int(env.int(["RUNFEED_AUTH_CACHE_MAX_ENTRIES"], default: 10_000)),
+            additionalApiKeys: env.bool(["RUNFEED_ADDITIONAL_API_KEYS"], default: true),
             runCacheTtlMs: env.int(names("RUN_CACHE_TTL_MS"), default: 250),
             runCacheMaxEntries: Int(env.int(names("RUN_CACHE_MAX_ENTRIES"), default: 5_000)),
             replayWindowMs: env.int(names("REPLAY_WINDOW_MS"), default: 10_000),

@@ -42,7 +42,8 @@ public final class Server: @unchecked Sendable {
         let pool = PostgresPool(conninfo: config.databaseURL, size: config.pgPoolSize)
         db = LoopDatabase(pool: pool, loop: loop, log: log)
         subscriber = RedisSubscriber(loop: loop, endpoint: config.redis, sharded: config.redisSharded)
-        auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries)
+        auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries,
+                             additionalKeysEnabled: config.additionalApiKeys, log: log)
         store = RunStore(db: db, lookupTtlMs: config.authCacheTtlMs, rowTtlMs: config.runCacheTtlMs,
                          maxEntries: config.runCacheMaxEntries)
         // Encoded change messages of recent row versions, and single-row answer bodies.

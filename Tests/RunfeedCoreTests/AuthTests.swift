@@ -101,6 +101,36 @@ final class CredentialTests: XCTestCase {
         XCTAssertFalse(SecretKey.looksValid("tr_dev_abcdefghij012345678_"))
         XCTAssertFalse(SecretKey.looksValid(""))
     }
+
+    func testAdditionalKeyFormat() {
+        XCTAssertTrue(AdditionalApiKey.looksValid("tr_dev_sk_abcdefghij0123456789ABCD"))
+        XCTAssertTrue(AdditionalApiKey.looksValid("tr_prod_sk_0123456789abcdefghijklmn"))
+        XCTAssertTrue(AdditionalApiKey.looksValid("tr_stg_sk_0123456789abcdefghijklmn"))
+        XCTAssertTrue(AdditionalApiKey.looksValid("tr_preview_sk_0123456789abcdefghijklmn"))
+        XCTAssertFalse(AdditionalApiKey.looksValid("tr_prod_sk_0123456789abcdefghijklm"), "23 characters")
+        XCTAssertFalse(AdditionalApiKey.looksValid("tr_prod_sk_0123456789abcdefghijklmno"), "25 characters")
+        XCTAssertFalse(AdditionalApiKey.looksValid("tr_prod_sk_0123456789abcdefghijklm-"))
+        XCTAssertFalse(AdditionalApiKey.looksValid("tr_test_sk_0123456789abcdefghijklmn"))
+        XCTAssertFalse(AdditionalApiKey.looksValid("tr_dev_DemoKey0123456789abc"), "a root key")
+        XCTAssertFalse(AdditionalApiKey.looksValid(""))
+        // Root-key format and additional-key format never overlap: each has its own lookup.
+        XCTAssertFalse(SecretKey.looksValid("tr_prod_sk_0123456789abcdefghijklmn"))
+    }
+
+    func testAdditionalKeyHashIsLowercaseHexSHA256() {
+        // sha256("abc") and sha256("") from FIPS 180-2 / common test vectors.
+        XCTAssertEqual(SHA256.hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(AdditionalApiKey.keyHash("tr_dev_sk_DemoAdminKey0123456789ab").count, 64)
+    }
+
+    func testLastUsedRefreshIsThrottled() {
+        let now: Int64 = 1_000_000_000
+        XCTAssertTrue(AdditionalApiKey.shouldRecordUse(lastUsedAtMs: nil, nowMs: now))
+        XCTAssertTrue(AdditionalApiKey.shouldRecordUse(lastUsedAtMs: now - 300_001, nowMs: now))
+        XCTAssertFalse(AdditionalApiKey.shouldRecordUse(lastUsedAtMs: now - 300_000, nowMs: now))
+        XCTAssertFalse(AdditionalApiKey.shouldRecordUse(lastUsedAtMs: now - 1, nowMs: now))
+    }
 }
 
 final class GitBranchTests: XCTestCase {

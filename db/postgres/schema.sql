@@ -165,6 +165,35 @@ CREATE INDEX IF NOT EXISTS "RevokedApiKey_runtimeEnvironmentId_idx"
     ON "RevokedApiKey"("runtimeEnvironmentId");
 
 -- ---------------------------------------------------------------------------
+-- ApiKey: additional environment API keys (tr_<env>_sk_ + 24 characters).
+-- Only the lowercase hex SHA-256 of a key is stored ("keyHash"). "scopes" use
+-- the public-token grammar (bare 'admin' = everything; empty = nothing).
+-- Revoked ("revokedAt" set) and expired keys authenticate nothing.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS "ApiKey" (
+    "id"                   TEXT         NOT NULL,
+    "name"                 TEXT         NOT NULL,
+    "keyHash"              TEXT         NOT NULL,
+    "lastFour"             TEXT         NOT NULL,
+    "runtimeEnvironmentId" TEXT         NOT NULL,
+    "createdByUserId"      TEXT,
+    "presetId"             TEXT,
+    "scopes"               TEXT[]       NOT NULL DEFAULT ARRAY[]::TEXT[],
+    "expiresAt"            TIMESTAMP(3),
+    "revokedAt"            TIMESTAMP(3),
+    "lastUsedAt"           TIMESTAMP(3),
+    "createdAt"            TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "ApiKey_pkey" PRIMARY KEY ("id"),
+    CONSTRAINT "ApiKey_runtimeEnvironmentId_fkey" FOREIGN KEY ("runtimeEnvironmentId")
+        REFERENCES "RuntimeEnvironment"("id") ON DELETE CASCADE ON UPDATE CASCADE
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS "ApiKey_keyHash_key" ON "ApiKey"("keyHash");
+CREATE INDEX IF NOT EXISTS "ApiKey_runtimeEnvironmentId_idx" ON "ApiKey"("runtimeEnvironmentId");
+
+-- ---------------------------------------------------------------------------
 -- TaskRun: the 26 streamed columns in wire order (§5.1), then the three
 -- relation columns the feed filters on.
 -- ---------------------------------------------------------------------------

@@ -25,6 +25,14 @@
 --     tr_dev_RvkGraceKey012345678  still inside its grace period (expires in ~10 years)
 --     tr_dev_RvkExpirKey012345678  grace period over
 --
+--   ApiKey (additional keys; stored as sha256 hex, the key itself is only here)
+--     tr_dev_sk_DemoAdminKey0123456789ab   demo env, scopes {admin}
+--     tr_dev_sk_DemoReadRunsKey012345678   demo env, scopes {read:runs:run_demo0001}
+--     tr_dev_sk_DemoNoScopeKey0123456789   demo env, no scopes (authorizes nothing)
+--     tr_dev_sk_DemoRevokedKey0123456789   demo env, revoked
+--     tr_dev_sk_DemoExpiredKey0123456789   demo env, expired an hour ago
+--     tr_prod_sk_ProdAdminKey0123456789ab  PRODUCTION env, scopes {admin}
+--
 --   BatchTaskRun cmdemobatch00000000000001 / batch_demo0001 (demo env), runs 0007 and 0008
 --   BatchTaskRun cmdemobatch00000000000002 / batch_demo0002 (demo env), created 30 days ago
 --                (outside upstream's implicit 7-day ClickHouse batch window), runs 0021 and 0022
@@ -107,6 +115,26 @@ VALUES
      (now() AT TIME ZONE 'utc') + interval '3650 days', now() AT TIME ZONE 'utc'),
     ('cmdemorevk000000000000002', 'tr_dev_RvkExpirKey012345678', 'cmdemoenv0000000000000001',
      (now() AT TIME ZONE 'utc') - interval '1 hour', (now() AT TIME ZONE 'utc') - interval '25 hours')
+ON CONFLICT DO NOTHING;
+
+INSERT INTO "ApiKey" ("id", "name", "keyHash", "lastFour", "runtimeEnvironmentId", "scopes",
+                      "expiresAt", "revokedAt", "createdAt")
+SELECT k.id, k.name, encode(sha256(convert_to(k.key, 'UTF8')), 'hex'), right(k.key, 4), k.env, k.scopes,
+       k.expires, k.revoked, now() AT TIME ZONE 'utc'
+FROM (VALUES
+    ('cmdemoapik000000000000001', 'demo admin', 'tr_dev_sk_DemoAdminKey0123456789ab',
+     'cmdemoenv0000000000000001', ARRAY['admin'], NULL::timestamp(3), NULL::timestamp(3)),
+    ('cmdemoapik000000000000002', 'demo one run', 'tr_dev_sk_DemoReadRunsKey012345678',
+     'cmdemoenv0000000000000001', ARRAY['read:runs:run_demo0001'], NULL, NULL),
+    ('cmdemoapik000000000000003', 'demo no scopes', 'tr_dev_sk_DemoNoScopeKey0123456789',
+     'cmdemoenv0000000000000001', ARRAY[]::text[], NULL, NULL),
+    ('cmdemoapik000000000000004', 'demo revoked', 'tr_dev_sk_DemoRevokedKey0123456789',
+     'cmdemoenv0000000000000001', ARRAY['admin'], NULL, (now() AT TIME ZONE 'utc') - interval '1 hour'),
+    ('cmdemoapik000000000000005', 'demo expired', 'tr_dev_sk_DemoExpiredKey0123456789',
+     'cmdemoenv0000000000000001', ARRAY['admin'], (now() AT TIME ZONE 'utc') - interval '1 hour', NULL),
+    ('cmdemoapik000000000000006', 'prod admin', 'tr_prod_sk_ProdAdminKey0123456789ab',
+     'cmdemoenv0000000000000002', ARRAY['admin'], NULL, NULL)
+) AS k(id, name, key, env, scopes, expires, revoked)
 ON CONFLICT DO NOTHING;
 
 INSERT INTO "BatchTaskRun" ("id", "friendlyId", "runtimeEnvironmentId", "createdAt")
