@@ -27,12 +27,14 @@ let package = Package(
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CTLS", path: "Sources/CTLS", pkgConfig: "libssl",
+                       providers: [.apt(["libssl-dev"])]),
 
         // Pure core: protocol, encoding, auth, parsing, caches, feed decisions. No I/O.
         .target(name: "RunfeedCore", dependencies: ["CCrypto"]),
 
         // I/O adapters: event loop, FastCGI, Redis, Postgres.
-        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "RunfeedCore"]),
+        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "CTLS", "RunfeedCore"]),
 
         // The server: feeds wired to the adapters.
         .target(name: "RunfeedServer", dependencies: [

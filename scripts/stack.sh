@@ -680,6 +680,7 @@ workers_start() {
             DATABASE_URL="$DATABASE_URL" \
             REDIS_HOST=127.0.0.1 \
             REDIS_PORT="$REDIS_PORT" \
+            REDIS_TLS_DISABLED=true \
             PGTZ=UTC \
             "$RUNFEED_BIN" serve --workers 0 --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
             ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} \
@@ -895,6 +896,7 @@ write_demo_env() {
         echo "DATABASE_URL=$DATABASE_URL"
         echo "REDIS_HOST=127.0.0.1"
         echo "REDIS_PORT=$REDIS_PORT"
+        echo "REDIS_TLS_DISABLED=true"
         if ((NGINX_BENCH)); then
             echo "# Benchmark stack (RUNFEED_NGINX_BENCH=1): nchan long-poll pub/sub and static JSON files"
             echo "RUNFEED_NGINX_WORKERS=$NGINX_WORKERS"
@@ -974,6 +976,7 @@ demo_start() {
         DATABASE_URL="$DATABASE_URL" \
         REDIS_HOST=127.0.0.1 \
         REDIS_PORT="$REDIS_PORT" \
+        REDIS_TLS_DISABLED=true \
         PGTZ=UTC \
         "$RUNFEED_BIN" demo --env "$env_id" --tag "$tag" \
         >>"$DEMO_LOG" 2>&1 </dev/null &
@@ -1134,7 +1137,7 @@ cmd_examples() {
     else
         ch_note="ClickHouse is off (RUNFEED_CLICKHOUSE=0): membership is read from PostgreSQL."
     fi
-    local sim_cmd="DATABASE_URL=$DATABASE_URL REDIS_PORT=$REDIS_PORT ${RUNFEED_CLICKHOUSE_URL:+RUNFEED_CLICKHOUSE_URL=$RUNFEED_CLICKHOUSE_URL }$bin demo --env $RUNFEED_ENV_ID --tag $RUNFEED_DEMO_TAG"
+    local sim_cmd="DATABASE_URL=$DATABASE_URL REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true ${RUNFEED_CLICKHOUSE_URL:+RUNFEED_CLICKHOUSE_URL=$RUNFEED_CLICKHOUSE_URL }$bin demo --env $RUNFEED_ENV_ID --tag $RUNFEED_DEMO_TAG"
     local sim_note
     if demo_alive; then
         sim_note="The simulator (runfeed demo) is running: pid $(pid_from "$DEMO_PID"), log $DEMO_LOG.
@@ -1174,7 +1177,7 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
 
    ...and publish the change record; the held poll returns with the new row:
 
-   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT $bin publish --env $RUNFEED_ENV_ID --run $RUNFEED_DEMO_RUN_ID --tags demo,user:42
+   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true $bin publish --env $RUNFEED_ENV_ID --run $RUNFEED_DEMO_RUN_ID --tags demo,user:42
 
    (or with redis-cli:)
    redis-cli -p $REDIS_PORT PUBLISH 'realtime:env:{$RUNFEED_ENV_ID}' '{"v":1,"runId":"$RUNFEED_DEMO_RUN_ID","envId":"$RUNFEED_ENV_ID","tags":["demo","user:42"],"batchId":null}'
@@ -1200,7 +1203,7 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
    Wake it by changing a member (run_demo0012, internal id cmdemorun0000000000000012):
 
    $PG_BIN/psql "$DATABASE_URL" -c "UPDATE \"TaskRun\" SET status='EXECUTING', \"updatedAt\"=now() at time zone 'utc' WHERE id='cmdemorun0000000000000012'"
-   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT $bin publish --env $RUNFEED_ENV_ID --run cmdemorun0000000000000012 --tags $RUNFEED_DEMO_TAG,$RUNFEED_DEMO_TAG2
+   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true $bin publish --env $RUNFEED_ENV_ID --run cmdemorun0000000000000012 --tags $RUNFEED_DEMO_TAG,$RUNFEED_DEMO_TAG2
 
 6) Batch feeds: $RUNFEED_DEMO_BATCH (2 runs, 15 minutes old) and $RUNFEED_OLD_BATCH (2 runs,
    30 days old: upstream's ClickHouse path, with its implicit 7-day window, shows it empty):

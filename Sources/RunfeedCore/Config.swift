@@ -69,6 +69,9 @@ public struct RedisSettings: Sendable, Equatable {
     /// Use SSUBSCRIBE/SPUBLISH (cluster mode with sharded pub/sub enabled).
     public var useShardedPubSub: Bool { clusterMode && shardedEnabled }
 
+    /// TLS unless `…TLS_DISABLED` is true: upstream's default (managed Redis services require TLS).
+    public var usesTLS: Bool { tlsDisabled != true }
+
     /// Resolves each field from `REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_*`, then `PUBSUB_REDIS_*`, then `REDIS_*`.
     public static func pubsub(from env: Environment) -> RedisSettings {
         func names(_ field: String) -> [String] {
@@ -84,5 +87,29 @@ public struct RedisSettings: Sendable, Equatable {
             tlsDisabled: env.optionalBool(names("TLS_DISABLED")),
             clusterMode: env.bool(names("CLUSTER_MODE_ENABLED"), default: false),
             shardedEnabled: env.bool(["REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED"], default: true))
+    }
+}
+
+/// TLS settings of a Redis endpoint.
+public struct RedisTLS: Sendable, Hashable {
+    /// PEM bundle of CAs to trust in addition to the system trust store (private CAs).
+    public var caFile: String?
+    /// Client certificate (chain) and key, PEM, for servers that require one (key: the certificate file if unset).
+    public var certFile: String?
+    public var keyFile: String?
+    /// Name to verify the server certificate against and send as SNI (default: the host connected to).
+    public var serverName: String?
+
+    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.serverName = serverName
+    }
+
+    /// `RUNFEED_REDIS_TLS_{CA_FILE,CERT_FILE,KEY_FILE,SERVER_NAME}`: for every Redis connection that uses TLS.
+    public static func from(_ env: Environment) -> RedisTLS {
+        RedisTLS(caFile: env.string(["RUNFEED_REDIS_TLS_CA_FILE"]), certFile: env.string(["RUNFEED_REDIS_TLS_CERT_FILE"]),
+                 keyFile: env.string(["RUNFEED_REDIS_TLS_KEY_FILE"]), serverName: env.string(["RUNFEED_REDIS_TLS_SERVER_NAME"]))
     }
 }

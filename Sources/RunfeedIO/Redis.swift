@@ -10,17 +10,52 @@ public struct RedisEndpoint: Sendable, Equatable {
     public var port: Int
     public var username: String?
     public var password: String?
-    public init(host: String, port: Int, username: String? = nil, password: String? = nil) {
+    /// nil: plain TCP.
+    public var tls: RedisTLS?
+    public init(host: String, port: Int, username: String? = nil, password: String? = nil, tls: RedisTLS? = nil) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
+        self.tls = tls
     }
 
-    var authArgs: [String]? {
+    /// `AUTH [username] password` (ACL user when a username is set), sent first on every connection.
+    public var authArgs: [String]? {
         guard let password, !password.isEmpty else { return nil }
         if let username, !username.isEmpty { return ["AUTH", username, password] }
         return ["AUTH", password]
+    }
+
+    public var description: String { "\(tls == nil ? "redis" : "rediss")://\(host):\(port)" }
+
+    /// The shared TLS context of this endpoint's settings (nil without TLS). Certificates load once per process.
+    public func tlsContext() throws -> TLSClientContext? {
+        guard let tls else { return nil }
+        return try TLSContexts.context(for: tls)
+    }
+}
+
+extension RedisEndpoint {
+    /// The pub/sub Redis as configured (`…PUBSUB_REDIS_*` → `PUBSUB_REDIS_*` → `REDIS_*`, TLS unless disabled).
+    public static func pubsub(_ settings: RedisSettings, environment: Environment) -> RedisEndpoint {
+        RedisEndpoint(host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+                      tls: settings.usesTLS ? RedisTLS.from(environment) : nil)
+    }
+}
+
+/// TLS client contexts by settings, built once per process.
+public enum TLSContexts {
+    nonisolated(unsafe) private static var contexts: [RedisTLS: TLSClientContext] = [:]
+    private static let lock = Mutex()
+
+    public static func context(for settings: RedisTLS) throws -> TLSClientContext {
+        try lock.withLock {
+            if let c = contexts[settings] { return c }
+            let c = try TLSClientContext(settings)
+            contexts[settings] = c
+            return c
+        }
     }
 }
 
@@ -53,9 +88,11 @@ extension RedisReply {
     }
 }
 
-/// Blocking Redis client for one-shot commands (`runfeed publish`, limits). Not for the event loop.
+/// Blocking Redis client (`runfeed publish`, the limiter's and shared views' threads): plain TCP or TLS, AUTH on
+/// every (re)connect. Never used on the event loop.
 public final class RedisClient {
-    private var ctx: UnsafeMutablePointer<redisContext>?
+    private var stream: RedisStream?
+    private let reader = RESPReaderBox()
     private let endpoint: RedisEndpoint
     private let timeoutMs: Int
 
@@ -64,23 +101,17 @@ public final class RedisClient {
         self.timeoutMs = timeoutMs
     }
 
-    deinit { if let c = ctx { redisFree(c) } }
-
     private func connect() throws {
-        if let c = ctx { redisFree(c); ctx = nil }
-        let tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
-        guard let c = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
-            throw IOError("redis: out of memory")
-        }
-        if c.pointee.err != 0 {
-            let msg = withUnsafeBytes(of: c.pointee.errstr) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            redisFree(c)
-            throw IOError("redis \(endpoint.host):\(endpoint.port): \(msg)")
-        }
-        redisSetTimeout(c, tv)
-        ctx = c
+        stream = nil
+        reader.reset()
+        let s = try RedisStream.connectBlocking(host: endpoint.host, port: endpoint.port, tls: endpoint.tlsContext(),
+                                                timeoutMs: timeoutMs)
+        stream = s
         if let auth = endpoint.authArgs {
-            if case .error(let e) = try pipelineOnce([auth])[0] { throw IOError("redis AUTH: \(e)") }
+            if case .error(let e) = try pipelineOnce([auth])[0] {
+                stream = nil
+                throw IOError("redis \(endpoint.host):\(endpoint.port): AUTH refused: \(e)")
+            }
         }
     }
 
@@ -92,7 +123,7 @@ public final class RedisClient {
     /// Sends several commands in one write and reads their replies in order (one round trip);
     /// reconnects and resends once if the connection is gone, so the commands must be safe to repeat.
     public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {
-        if ctx == nil { try connect() }
+        if stream == nil { try connect() }
         do {
             return try pipelineOnce(commands)
         } catch {
@@ -102,26 +133,35 @@ public final class RedisClient {
     }
 
     private func pipelineOnce(_ commands: [[String]]) throws -> [RedisReply] {
-        guard let c = ctx else { throw IOError("redis: not connected") }
-        for args in commands {
-            let rc = withArgv(args) { argc, argv, lens in redisAppendCommandArgv(c, argc, argv, lens) }
-            if rc != REDIS_OK { redisFree(c); ctx = nil; throw IOError("redis: out of memory") }
-        }
-        var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        for _ in commands {
-            var raw: UnsafeMutableRawPointer?
-            guard redisGetReply(c, &raw) == REDIS_OK, let raw else {
-                redisFree(c)
-                ctx = nil
-                throw IOError("redis: connection lost")
+        guard let s = stream else { throw IOError("redis: not connected") }
+        let deadline = monotonicMs() + Int64(timeoutMs)
+        var bytes: [UInt8] = []
+        for args in commands { bytes.append(contentsOf: RESPCommand.format(args)) }
+        do {
+            try s.writeAllBlocking(bytes, deadlineMs: deadline)
+            var replies: [RedisReply] = []
+            replies.reserveCapacity(commands.count)
+            while replies.count < commands.count {
+                if let r = try reader.reader.next() {
+                    replies.append(r)
+                } else {
+                    try s.readSomeBlocking(into: reader.reader, deadlineMs: deadline)
+                }
             }
-            replies.append(RedisReply(raw.assumingMemoryBound(to: redisReply.self)))
-            freeReplyObject(raw)
+            return replies
+        } catch {
+            // The stream is in an unknown state (a reply may be half read): never reuse it.
+            stream = nil
+            reader.reset()
+            throw error
         }
-        return replies
     }
+}
 
+/// A reader that can be replaced after a connection is dropped.
+final class RESPReaderBox {
+    private(set) var reader = RESPReader()
+    func reset() { reader = RESPReader() }
 }
 
 /// Calls `body` with argc/argv/argvlen for hiredis's *Argv functions (binary-safe).
@@ -142,64 +182,68 @@ func withArgv<R>(_ args: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePo
     }
 }
 
-/// The worker's one pub/sub connection, driven by hiredis's async API on our event loop.
-/// Keeps a desired set of channels: (re)subscribes them after every (re)connect, with backoff.
+/// The worker's pub/sub connection to one Redis node, on the event loop: non-blocking connect (DNS on a helper
+/// thread), TLS handshake, AUTH, (S)SUBSCRIBE of every wanted channel after each (re)connect, PING liveness.
+/// Protocol decisions are `PubSubSession`'s; this class moves bytes and runs its actions.
 public final class RedisSubscriber {
     public enum State: Sendable { case disconnected, connecting, ready }
 
+    private enum Phase { case idle, resolving, connecting, handshaking, open }
+
     private let loop: EventLoop
     private let endpoint: RedisEndpoint
-    private let sharded: Bool
-    private var ctx: UnsafeMutablePointer<redisAsyncContext>?
-    private var readInterest = false
-    private var writeInterest = false
+    private var session: PubSubSession
+    private var stream: RedisStream?
+    private var reader = RESPReader()
+    private var phase: Phase = .idle
+    /// Bytes formatted and not yet written.
+    private var outgoing: [UInt8] = []
+    private var outgoingOffset = 0
     private var watchedFd: Int32 = -1
+    /// A connection attempt's number: completions of an abandoned attempt (DNS) are ignored.
+    private var attempt = 0
+    private var addressIndex = 0
     private var backoffMs: Int64 = 100
     private var reconnectTimer: EventLoop.TimerID?
+    private var tickTimer: EventLoop.TimerID?
     private var shuttingDown = false
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
 
-    private var desired: Set<String> = []
-    /// UNSUBSCRIBEs sent and not yet confirmed. hiredis 0.14 drops a channel's callback when its
-    /// unsubscribe reply arrives, so a SUBSCRIBE for that channel must wait for the reply.
-    private var unsubscribing: Set<String> = []
-    /// A channel of this connection alone, subscribed for its whole life: the subscription count never
-    /// drops to 0, so hiredis 0.14 never leaves subscribed mode while another SUBSCRIBE is in flight
-    /// (which would make it treat that reply as a regular one and abort).
-    private let anchorChannel = "runfeed:anchor:\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
-    /// Channels whose SUBSCRIBE was confirmed, with the wall-clock time of the confirmation.
+    /// Channels whose subscription was confirmed, with the wall-clock time of the confirmation.
     public private(set) var confirmed: [String: Int64] = [:]
     public private(set) var state: State = .disconnected
     public private(set) var reconnects = 0
+    /// Why the last connection ended (nil: none ended yet).
+    public private(set) var lastFailure: String?
 
     /// Called on the loop thread for each message: (channel, payload).
     public var onMessage: ((String, String) -> Void)?
     /// Called on the loop thread when a channel's subscription is confirmed or lost (nil time).
     public var onSubscriptionChange: ((String, Int64?) -> Void)?
+    /// Called when the server moves a sharded channel away (slot migration, MOVED): route it again.
+    public var onChannelMoved: ((String, String?) -> Void)?
     public var log: ((String) -> Void)?
     /// Every (un)subscribe sent and confirmed, for debugging.
     public var trace: ((String) -> Void)?
 
-    public init(loop: EventLoop, endpoint: RedisEndpoint, sharded: Bool = false) {
+    public init(loop: EventLoop, endpoint: RedisEndpoint, sharded: Bool = false,
+                pingIntervalMs: Int64 = 5_000, pongTimeoutMs: Int64 = 5_000, connectTimeoutMs: Int64 = 10_000) {
         self.loop = loop
         self.endpoint = endpoint
-        self.sharded = sharded
+        session = PubSubSession(sharded: sharded, auth: endpoint.authArgs, pingIntervalMs: pingIntervalMs,
+                                pongTimeoutMs: pongTimeoutMs, connectTimeoutMs: connectTimeoutMs)
     }
 
-    public func start() { connect() }
+    deinit { readBuffer.deallocate() }
 
-    public func subscribe(_ channel: String) {
-        guard desired.insert(channel).inserted else { return }
-        // While an UNSUBSCRIBE is in flight, its reply re-subscribes (see `received`).
-        if state == .ready, !unsubscribing.contains(channel) { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]) }
+    public func start() {
+        scheduleTick()
+        connect()
     }
 
-    public func unsubscribe(_ channel: String) {
-        guard desired.remove(channel) != nil else { return }
-        if state == .ready, confirmed[channel] != nil, !unsubscribing.contains(channel) {
-            unsubscribing.insert(channel)
-            send([sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", channel])
-        }
-    }
+    public func subscribe(_ channel: String) { run(session.want(channel)) }
+
+    public func unsubscribe(_ channel: String) { run(session.drop(channel)) }
 
     public var subscribedChannels: Int { confirmed.count }
 
@@ -207,171 +251,247 @@ public final class RedisSubscriber {
     public func shutdown() {
         shuttingDown = true
         if let t = reconnectTimer { loop.cancel(t) }
+        if let t = tickTimer { loop.cancel(t) }
         reconnectTimer = nil
-        desired.removeAll()
-        if let c = ctx { redisAsyncDisconnect(c) }
+        tickTimer = nil
+        closeStream()
+        _ = session.closed()
+        confirmed.removeAll()
+        state = .disconnected
     }
 
     // MARK: connection lifecycle
 
     private func connect() {
         reconnectTimer = nil
+        guard !shuttingDown else { return }
+        attempt += 1
+        let mine = attempt
         state = .connecting
-        guard let c = redisAsyncConnect(endpoint.host, Int32(endpoint.port)) else {
-            scheduleReconnect("out of memory")
-            return
+        phase = .resolving
+        session.started(nowMs: monotonicMs())
+        let host = endpoint.host, port = endpoint.port
+        // Only the loop thread touches `self`: the resolver thread carries it opaquely and hands it back.
+        let me = UncheckedSendableRef(self)
+        startThread(name: "redis-dns") { [loop] in
+            let result = Result { try SocketAddress.resolve(host: host, port: port) }
+            loop.execute { me.value.resolved(result, attempt: mine) }
         }
-        if c.pointee.err != 0 {
-            let msg = String(cString: c.pointee.errstr)
-            redisAsyncFree(c)
-            scheduleReconnect(msg)
-            return
-        }
-        ctx = c
-        c.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        c.pointee.ev.data = Unmanaged.passUnretained(self).toOpaque()
-        c.pointee.ev.addRead = { p in RedisSubscriber.from(p).setInterest(read: true) }
-        c.pointee.ev.delRead = { p in RedisSubscriber.from(p).setInterest(read: false) }
-        c.pointee.ev.addWrite = { p in RedisSubscriber.from(p).setInterest(write: true) }
-        c.pointee.ev.delWrite = { p in RedisSubscriber.from(p).setInterest(write: false) }
-        c.pointee.ev.cleanup = { p in RedisSubscriber.from(p).cleanup() }
-        redisAsyncSetConnectCallback(c) { ac, status in
-            guard let ac, let data = ac.pointee.data else { return }
-            Unmanaged<RedisSubscriber>.fromOpaque(data).takeUnretainedValue().connected(status: status)
-        }
-        redisAsyncSetDisconnectCallback(c) { ac, status in
-            guard let ac, let data = ac.pointee.data else { return }
-            let me = Unmanaged<RedisSubscriber>.fromOpaque(data).takeUnretainedValue()
-            let msg = ac.pointee.errstr.map { String(cString: $0) } ?? "closed"
-            me.disconnected(status: status, reason: msg)
-        }
-        // Like hiredis's own adapters: watch both directions at once; the first writable event
-        // completes the non-blocking connect.
-        setInterest(read: true, write: true)
     }
 
-    private static func from(_ p: UnsafeMutableRawPointer?) -> RedisSubscriber {
-        Unmanaged<RedisSubscriber>.fromOpaque(p!).takeUnretainedValue()
+    private func resolved(_ result: Result<[SocketAddress], Error>, attempt mine: Int) {
+        guard attempt == mine, phase == .resolving else { return }
+        switch result {
+        case .success(let addresses): open(addresses)
+        case .failure(let e): fail("\(e)")
+        }
     }
 
-    private func connected(status: Int32) {
-        guard status == REDIS_OK else {
-            // hiredis frees the context after this callback without calling onDisconnect.
-            ctx = nil
-            scheduleReconnect("connect failed")
+    private func open(_ addresses: [SocketAddress]) {
+        // Several addresses (IPv4 and IPv6, DNS round robin): each attempt tries the next.
+        let address = addresses[addressIndex % addresses.count]
+        addressIndex += 1
+        do {
+            stream = try RedisStream(address: address, peer: "redis \(endpoint.host):\(endpoint.port)")
+        } catch {
+            fail("\(error)")
             return
         }
-        backoffMs = 100
-        if let auth = endpoint.authArgs { send(auth, callback: false) }
-        state = .ready
-        log?("redis subscriber connected to \(endpoint.host):\(endpoint.port)")
-        send(["SUBSCRIBE", anchorChannel])
-        for ch in desired { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", ch]) }
+        phase = .connecting
+        setInterest(EV_OUT)
     }
 
-    private func disconnected(status: Int32, reason: String) {
-        ctx = nil
+    private func connected() {
+        guard let s = stream else { return }
+        if let e = s.connectError() {
+            fail(e)
+            return
+        }
+        do {
+            if let tls = try endpoint.tlsContext() {
+                try s.startTLS(tls, host: endpoint.host)
+                phase = .handshaking
+                handshake()
+                return
+            }
+        } catch {
+            fail("\(error)")
+            return
+        }
+        established()
+    }
+
+    private func handshake() {
+        guard let s = stream else { return }
+        switch s.handshake() {
+        case .done: established()
+        case .wantRead: setInterest(EV_IN)
+        case .wantWrite: setInterest(EV_IN | EV_OUT)
+        case .closed: fail("redis \(endpoint.host):\(endpoint.port): TLS handshake: connection closed")
+        case .failed(let m): fail(m)
+        }
+    }
+
+    private func established() {
+        phase = .open
+        setInterest(EV_IN)
+        log?("redis subscriber connected to \(endpoint.description)\(endpoint.authArgs == nil ? "" : " (AUTH)")")
+        run(session.opened(nowMs: monotonicMs()))
+    }
+
+    /// Ends the connection and schedules the next attempt.
+    private func fail(_ reason: String) {
+        guard !shuttingDown else { return }
+        closeStream()
+        lastFailure = reason
+        run(session.closed())
         state = .disconnected
-        unsubscribing.removeAll()
-        let lost = confirmed.keys
-        confirmed.removeAll()
-        for ch in lost { onSubscriptionChange?(ch, nil) }
-        if shuttingDown { return }
-        scheduleReconnect(reason)
-    }
-
-    private func scheduleReconnect(_ reason: String) {
-        state = .disconnected
-        log?("redis subscriber disconnected (\(reason)); reconnecting in \(backoffMs) ms")
         reconnects += 1
+        log?("redis subscriber disconnected (\(reason)); reconnecting in \(backoffMs) ms")
         let delay = backoffMs
         backoffMs = min(backoffMs * 2, 5000)
+        if let t = reconnectTimer { loop.cancel(t) }
         reconnectTimer = loop.schedule(afterMs: delay) { [weak self] in self?.connect() }
     }
 
-    // MARK: event adapter
+    private func closeStream() {
+        if watchedFd >= 0 { loop.unwatch(fd: watchedFd) }
+        watchedFd = -1
+        stream?.close()
+        stream = nil
+        phase = .idle
+        reader = RESPReader()
+        outgoing.removeAll()
+        outgoingOffset = 0
+    }
 
-    private func setInterest(read: Bool? = nil, write: Bool? = nil) {
-        if let read { readInterest = read }
-        if let write { writeInterest = write }
-        guard let c = ctx else { return }
-        let fd = c.pointee.c.fd
-        var mask: UInt32 = 0
-        if readInterest { mask |= EV_IN }
-        if writeInterest { mask |= EV_OUT }
-        if mask == 0 {
-            if watchedFd >= 0 { loop.unwatch(fd: watchedFd); watchedFd = -1 }
-            return
-        }
-        if watchedFd == fd {
-            loop.modify(fd: fd, events: mask)
-        } else {
-            if watchedFd >= 0 { loop.unwatch(fd: watchedFd) }
-            watchedFd = fd
-            loop.watch(fd: fd, events: mask) { [weak self] ev in self?.ready(ev) }
+    private func scheduleTick() {
+        tickTimer = loop.schedule(afterMs: 1000) { [weak self] in
+            guard let self, !self.shuttingDown else { return }
+            self.run(self.session.tick(nowMs: monotonicMs()))
+            self.scheduleTick()
         }
     }
 
-    private func cleanup() {
-        if watchedFd >= 0 { loop.unwatch(fd: watchedFd) }
-        watchedFd = -1
-        readInterest = false
-        writeInterest = false
+    // MARK: events
+
+    private func setInterest(_ mask: UInt32) {
+        guard let s = stream else { return }
+        if watchedFd == s.fd {
+            loop.modify(fd: s.fd, events: mask)
+        } else {
+            if watchedFd >= 0 { loop.unwatch(fd: watchedFd) }
+            watchedFd = s.fd
+            loop.watch(fd: s.fd, events: mask) { [weak self] ev in self?.ready(ev) }
+        }
     }
 
     private func ready(_ events: UInt32) {
-        guard let c = ctx else { return }
-        if events & (EV_IN | EV_HUP | EV_ERR) != 0 {
-            redisAsyncHandleRead(c)
-        }
-        // The read may have freed the context (disconnect); only write while it is still ours.
-        if let c2 = ctx, c2 == c, events & EV_OUT != 0 {
-            redisAsyncHandleWrite(c2)
-        }
-    }
-
-    // MARK: commands and replies
-
-    private func send(_ args: [String], callback: Bool = true) {
-        guard let c = ctx else { return }
-        if callback { trace?("redis -> \(args.joined(separator: " "))") }
-        let fn: (@convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void)? = callback ? { ac, reply, _ in
-            guard let ac, let data = ac.pointee.data, let reply else { return }
-            let r = RedisReply(reply.assumingMemoryBound(to: redisReply.self))
-            Unmanaged<RedisSubscriber>.fromOpaque(data).takeUnretainedValue().received(r)
-        } : nil
-        _ = withArgv(args) { argc, argv, lens in
-            argv.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: Int(argc)) { a in
-                redisAsyncCommandArgv(c, fn, nil, argc, a, lens)
-            }
-        }
-    }
-
-    private func received(_ reply: RedisReply) {
-        guard case .array(let items) = reply, items.count >= 3, let kind = items[0].stringValue?.lowercased(),
-              let channel = items[1].stringValue, channel != anchorChannel else { return }
-        if kind != "message" && kind != "smessage" { trace?("redis <- \(kind) \(channel)") }
-        switch kind {
-        case "message", "smessage":
-            onMessage?(channel, items[2].stringValue ?? "")
-        case "subscribe", "ssubscribe":
-            if desired.contains(channel) {
-                let now = wallMs()
-                confirmed[channel] = now
-                onSubscriptionChange?(channel, now)
-            } else if !unsubscribing.contains(channel) {
-                // Unsubscribed while the SUBSCRIBE was in flight.
-                unsubscribing.insert(channel)
-                send([sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", channel])
-            }
-        case "unsubscribe", "sunsubscribe":
-            unsubscribing.remove(channel)
-            confirmed.removeValue(forKey: channel)
-            onSubscriptionChange?(channel, nil)
-            // A listener came back while the UNSUBSCRIBE was in flight: subscribe again.
-            if desired.contains(channel) { send([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]) }
-        default:
+        switch phase {
+        case .connecting:
+            connected()
+        case .handshaking:
+            handshake()
+        case .open:
+            if events & (EV_IN | EV_HUP | EV_ERR) != 0 { readAvailable() }
+            if phase == .open { flush() }
+        case .idle, .resolving:
             break
         }
     }
+
+    private func readAvailable() {
+        while let s = stream, phase == .open {
+            switch s.read(readBuffer) {
+            case .done(let n):
+                do {
+                    try reader.feed(Array(readBuffer.prefix(n)), count: n)
+                    while phase == .open, let reply = try reader.next() {
+                        run(session.received(reply, nowMs: monotonicMs()))
+                    }
+                } catch {
+                    fail("\(error)")
+                    return
+                }
+                if n < readBuffer.count { return }
+            case .wantRead:
+                return
+            case .wantWrite:
+                setInterest(EV_IN | EV_OUT)
+                return
+            case .closed:
+                fail("connection closed by \(endpoint.host):\(endpoint.port)")
+                return
+            case .failed(let m):
+                fail(m)
+                return
+            }
+        }
+    }
+
+    private func flush() {
+        guard let s = stream, phase == .open else { return }
+        while outgoingOffset < outgoing.count {
+            let r = outgoing.withUnsafeBytes { b in s.write(UnsafeRawBufferPointer(rebasing: b[outgoingOffset...])) }
+            switch r {
+            case .done(let n):
+                outgoingOffset += n
+            case .wantWrite, .wantRead:
+                setInterest(EV_IN | EV_OUT)
+                return
+            case .closed:
+                fail("connection closed by \(endpoint.host):\(endpoint.port)")
+                return
+            case .failed(let m):
+                fail(m)
+                return
+            }
+        }
+        outgoing.removeAll(keepingCapacity: outgoing.count < 1 << 20)
+        outgoingOffset = 0
+        setInterest(EV_IN)
+    }
+
+    // MARK: session actions
+
+    private func run(_ actions: [PubSubSession.Action]) {
+        var wrote = false
+        for a in actions {
+            switch a {
+            case .send(let args):
+                if args.first != "PING" && args.first != "AUTH" { trace?("redis -> \(args.joined(separator: " "))") }
+                outgoing.append(contentsOf: RESPCommand.format(args))
+                wrote = true
+            case .ready:
+                state = .ready
+                backoffMs = 100
+            case .confirmed(let ch, let at):
+                trace?("redis <- subscribed \(ch)")
+                confirmed[ch] = wallMs()
+                _ = at
+                onSubscriptionChange?(ch, confirmed[ch])
+            case .lost(let ch):
+                confirmed.removeValue(forKey: ch)
+                onSubscriptionChange?(ch, nil)
+            case .message(let ch, let payload):
+                onMessage?(ch, payload)
+            case .evicted(let ch):
+                log?("redis: the server ended the subscription of \(ch) (slot moved)")
+                onChannelMoved?(ch, nil)
+            case .moved(let ch, _, let address):
+                log?("redis: \(ch) belongs to \(address) (MOVED)")
+                onChannelMoved?(ch, address)
+            case .fail(let reason):
+                fail(reason)
+                return
+            }
+        }
+        if wrote, phase == .open { flush() }
+    }
+}
+
+/// A reference carried across a thread without being used there (it is only dereferenced back on the loop).
+struct UncheckedSendableRef<T: AnyObject>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -8,6 +8,10 @@ public struct ServerConfig: Sendable {
     public var databaseURL: String
     public var redis: RedisEndpoint
     public var redisSharded: Bool
+    /// The subscriber sends PING after this long without a reply, and fails the connection when the PING is not
+    /// answered within `redisPingTimeoutMs`: a silent connection is replaced within their sum (+1 s tick).
+    public var redisPingIntervalMs: Int64
+    public var redisPingTimeoutMs: Int64
     public var holdMs: Int64
     public var jitterRatio: Double
     public var pgPoolSize: Int
@@ -62,8 +66,9 @@ public struct ServerConfig: Sendable {
             do { _ = try ClickHouseURL.parse(chURL) } catch { throw ConfigError("\(error)") }
         }
         let rs = RedisSettings.pubsub(from: env)
-        if rs.tlsDisabled == false {
-            throw ConfigError("Redis TLS was requested (…_REDIS_TLS_DISABLED=false), but this build's hiredis (0.14) has no TLS: put a local TLS proxy in front of Redis and set …_REDIS_TLS_DISABLED=true")
+        let tls = RedisTLS.from(env)
+        if let key = tls.keyFile, tls.certFile == nil {
+            throw ConfigError("RUNFEED_REDIS_TLS_KEY_FILE (\(key)) needs RUNFEED_REDIS_TLS_CERT_FILE")
         }
         if rs.useShardedPubSub {
             throw ConfigError("sharded pub/sub (…_PUBSUB_REDIS_CLUSTER_MODE_ENABLED=1 with …_SHARDED_ENABLED=1) needs SSUBSCRIBE, which this build's hiredis (0.14) cannot track: set REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED=0 so publishers use PUBLISH, which a cluster broadcasts to every node")
@@ -71,8 +76,11 @@ public struct ServerConfig: Sendable {
         return ServerConfig(
             listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
             databaseURL: db,
-            redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password),
+            redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password,
+                                 tls: rs.usesTLS ? tls : nil),
             redisSharded: rs.useShardedPubSub,
+            redisPingIntervalMs: max(100, env.int(["RUNFEED_REDIS_PING_INTERVAL_MS"], default: 5_000)),
+            redisPingTimeoutMs: max(100, env.int(["RUNFEED_REDIS_PING_TIMEOUT_MS"], default: 5_000)),
             holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),
             jitterRatio: env.double([prefix + "LIVE_POLL_JITTER_RATIO"], default: 0.15),
             pgPoolSize: Int(env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)),
@@ -109,7 +117,8 @@ public struct ServerConfig: Sendable {
                 host: env.string(["RATE_LIMIT_REDIS_HOST", "REDIS_HOST"]) ?? "127.0.0.1",
                 port: Int(env.int(["RATE_LIMIT_REDIS_PORT", "REDIS_PORT"], default: 6379)),
                 username: env.string(["RATE_LIMIT_REDIS_USERNAME", "REDIS_USERNAME"]),
-                password: env.string(["RATE_LIMIT_REDIS_PASSWORD", "REDIS_PASSWORD"]))
+                password: env.string(["RATE_LIMIT_REDIS_PASSWORD", "REDIS_PASSWORD"]),
+                tls: env.bool(["RATE_LIMIT_REDIS_TLS_DISABLED", "REDIS_TLS_DISABLED"], default: false) ? nil : tls)
         )
     }
 }

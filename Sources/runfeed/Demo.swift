@@ -66,8 +66,7 @@ struct Demo: ParsableCommand {
         let redis = RedisSettings.pubsub(from: environment)
         var sim = DemoSimulator(
             db: PGConnection(conninfo: dbURL),
-            redis: RedisClient(endpoint: RedisEndpoint(host: redis.host, port: redis.port,
-                                                       username: redis.username, password: redis.password)),
+            redis: RedisClient(endpoint: .pubsub(redis, environment: environment)),
             publishVerb: redis.useShardedPubSub ? "SPUBLISH" : "PUBLISH",
             clickhouse: chURL.map { ClickHouseMirror(url: $0) },
             envId: envId, tag: tag, restartAfterMs: Int64(restartAfter * 1000), errorRate: errorRate,

@@ -140,13 +140,14 @@ struct Publish: ParsableCommand {
     var bare = false
 
     func run() throws {
-        let settings = RedisSettings.pubsub(from: Environment(processEnvironment()))
+        let environment = Environment(processEnvironment())
+        let settings = RedisSettings.pubsub(from: environment)
         let record = ChangeRecord(v: 1, runId: runId, envId: env,
                                   tags: tags.map { $0.isEmpty ? [] : $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
                                   batchId: batch, updatedAtMs: updatedAtMs)
-        let client = RedisClient(endpoint: RedisEndpoint(host: settings.host, port: settings.port,
-                                                         username: settings.username, password: settings.password))
-        let verb = settings.clusterMode ? "SPUBLISH" : "PUBLISH"
+        let client = RedisClient(endpoint: .pubsub(settings, environment: environment))
+        // The worker's rule: sharded pub/sub only in cluster mode with …_SHARDED_ENABLED (default 1).
+        let verb = settings.useShardedPubSub ? "SPUBLISH" : "PUBLISH"
         let reply = try client.command([verb, Channels.env(env), bare ? runId : record.json()])
         switch reply {
         case .integer(let n):

@@ -71,6 +71,16 @@ final class RedisSettingsTests: XCTestCase {
         XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "false"])).tlsDisabled, false)
     }
 
+    func testTLSIsUpstreamsDefault() {
+        XCTAssertTrue(RedisSettings.pubsub(from: Environment([:])).usesTLS)
+        XCTAssertTrue(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "false"])).usesTLS)
+        XCTAssertFalse(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "true"])).usesTLS)
+        XCTAssertTrue(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "true",
+                                                             "PUBSUB_REDIS_TLS_DISABLED": "false"])).usesTLS)
+        let tls = RedisTLS.from(Environment(["RUNFEED_REDIS_TLS_CA_FILE": "/ca.pem", "RUNFEED_REDIS_TLS_SERVER_NAME": "r.example"]))
+        XCTAssertEqual(tls, RedisTLS(caFile: "/ca.pem", serverName: "r.example"))
+    }
+
     func testBadPortFallsBack() {
         XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_PORT": "99999"])).port, 6379)
         XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_PORT": "abc"])).port, 6379)

@@ -1,0 +1,156 @@
+import XCTest
+@testable import RunfeedCore
+
+final class PubSubSessionTests: XCTestCase {
+    typealias A = PubSubSession.Action
+
+    private func sub(_ ch: String, _ n: Int64 = 1) -> RedisReply { .array([.string("subscribe"), .string(ch), .integer(n)]) }
+    private func unsub(_ ch: String, _ n: Int64 = 0) -> RedisReply { .array([.string("unsubscribe"), .string(ch), .integer(n)]) }
+    private func ssub(_ ch: String) -> RedisReply { .array([.string("ssubscribe"), .string(ch), .integer(1)]) }
+    private func sunsub(_ ch: String) -> RedisReply { .array([.string("sunsubscribe"), .string(ch), .integer(0)]) }
+
+    func testAuthenticatesThenSubscribesEverythingWanted() {
+        var s = PubSubSession(sharded: false, auth: ["AUTH", "runfeed", "pw"])
+        XCTAssertEqual(s.want("b"), [])
+        XCTAssertEqual(s.want("a"), [])
+        s.started(nowMs: 0)
+        XCTAssertEqual(s.opened(nowMs: 10), [.send(["AUTH", "runfeed", "pw"]), .send(["SUBSCRIBE", "a"]), .send(["SUBSCRIBE", "b"])])
+        XCTAssertFalse(s.isReady)
+        XCTAssertEqual(s.received(.status("OK"), nowMs: 11), [.ready])
+        XCTAssertTrue(s.isReady)
+        XCTAssertEqual(s.received(sub("a"), nowMs: 12), [.confirmed("a", atMs: 12)])
+        XCTAssertEqual(s.received(sub("b", 2), nowMs: 13), [.confirmed("b", atMs: 13)])
+        XCTAssertEqual(s.confirmed, ["a": 12, "b": 13])
+    }
+
+    func testWithoutAuthTheConnectionIsReadyAtOnce() {
+        var s = PubSubSession(sharded: true, auth: nil)
+        s.started(nowMs: 0)
+        XCTAssertEqual(s.opened(nowMs: 1), [.ready])
+        XCTAssertEqual(s.want("x"), [.send(["SSUBSCRIBE", "x"])])
+        XCTAssertEqual(s.want("x"), [], "wanted twice, subscribed once")
+        XCTAssertEqual(s.received(ssub("x"), nowMs: 2), [.confirmed("x", atMs: 2)])
+        XCTAssertEqual(s.drop("x"), [.send(["SUNSUBSCRIBE", "x"])])
+        XCTAssertEqual(s.received(sunsub("x"), nowMs: 3), [.lost("x")])
+        XCTAssertTrue(s.confirmed.isEmpty)
+    }
+
+    func testRefusedAuthFailsTheConnection() {
+        var s = PubSubSession(sharded: false, auth: ["AUTH", "pw"])
+        s.started(nowMs: 0)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.received(.error("WRONGPASS invalid username-password pair"), nowMs: 1),
+                       [.fail("AUTH refused: WRONGPASS invalid username-password pair")])
+    }
+
+    func testDroppedWhileSubscribing() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.want("a"), [.send(["SUBSCRIBE", "a"])])
+        XCTAssertEqual(s.drop("a"), [.send(["UNSUBSCRIBE", "a"])], "pipelined right behind the SUBSCRIBE")
+        XCTAssertEqual(s.received(sub("a"), nowMs: 1), [], "not wanted any more: never announced")
+        XCTAssertEqual(s.received(unsub("a"), nowMs: 2), [])
+        XCTAssertTrue(s.confirmed.isEmpty)
+    }
+
+    func testWantedAgainWhileUnsubscribing() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        _ = s.want("a")
+        _ = s.received(sub("a"), nowMs: 1)
+        XCTAssertEqual(s.drop("a"), [.send(["UNSUBSCRIBE", "a"])])
+        XCTAssertEqual(s.want("a"), [], "the UNSUBSCRIBE reply subscribes again")
+        XCTAssertEqual(s.received(unsub("a"), nowMs: 2), [.lost("a"), .send(["SUBSCRIBE", "a"])])
+        XCTAssertEqual(s.received(sub("a"), nowMs: 3), [.confirmed("a", atMs: 3)])
+    }
+
+    func testMessagesOfBothKinds() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.received(.array([.string("message"), .string("c"), .string("p")]), nowMs: 1),
+                       [.message(channel: "c", payload: "p")])
+        XCTAssertEqual(s.received(.array([.string("smessage"), .string("c"), .string("q")]), nowMs: 1),
+                       [.message(channel: "c", payload: "q")])
+    }
+
+    func testServerEndsAShardedSubscription() {
+        var s = PubSubSession(sharded: true, auth: nil)
+        _ = s.opened(nowMs: 0)
+        _ = s.want("realtime:env:{e1}")
+        _ = s.received(ssub("realtime:env:{e1}"), nowMs: 1)
+        // Slot migrated: the server sends sunsubscribe on its own.
+        XCTAssertEqual(s.received(sunsub("realtime:env:{e1}"), nowMs: 2),
+                       [.lost("realtime:env:{e1}"), .evicted("realtime:env:{e1}")])
+        XCTAssertFalse(s.desired.contains("realtime:env:{e1}"))
+    }
+
+    func testMovedOnSubscribe() {
+        var s = PubSubSession(sharded: true, auth: nil)
+        _ = s.opened(nowMs: 0)
+        _ = s.want("ch")
+        XCTAssertEqual(s.received(.error("MOVED 1234 10.0.0.2:6380"), nowMs: 1), [.moved("ch", slot: 1234, address: "10.0.0.2:6380")])
+        XCTAssertFalse(s.desired.contains("ch"))
+        XCTAssertNil(PubSubSession.parseMoved("MOVED 99999 h:1"))
+        XCTAssertNil(PubSubSession.parseMoved("ASK 12 h:1"))
+    }
+
+    func testOtherSubscribeErrorsFail() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        _ = s.want("ch")
+        XCTAssertEqual(s.received(.error("NOPERM this user has no permissions to access the 'ch' channel"), nowMs: 1),
+                       [.fail("SUBSCRIBE ch refused: NOPERM this user has no permissions to access the 'ch' channel")])
+    }
+
+    func testPingAfterSilenceAndFailureWithoutPong() {
+        var s = PubSubSession(sharded: false, auth: nil, pingIntervalMs: 5_000, pongTimeoutMs: 3_000)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.tick(nowMs: 4_999), [])
+        XCTAssertEqual(s.tick(nowMs: 5_000), [.send(["PING"])])
+        XCTAssertEqual(s.tick(nowMs: 6_000), [], "one PING at a time")
+        // Messages do not answer the PING.
+        _ = s.received(.array([.string("message"), .string("c"), .string("p")]), nowMs: 7_000)
+        XCTAssertEqual(s.tick(nowMs: 8_000), [.fail("no reply to PING within 3000 ms")])
+    }
+
+    func testPongInEitherFormKeepsTheConnection() {
+        var s = PubSubSession(sharded: false, auth: nil, pingIntervalMs: 1_000, pongTimeoutMs: 1_000)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.tick(nowMs: 1_000), [.send(["PING"])])
+        XCTAssertEqual(s.received(.array([.string("pong"), .string("")]), nowMs: 1_100), [], "subscribed mode")
+        XCTAssertEqual(s.tick(nowMs: 2_050), [])
+        XCTAssertEqual(s.tick(nowMs: 2_100), [.send(["PING"])])
+        XCTAssertEqual(s.received(.status("PONG"), nowMs: 2_200), [], "no subscription: plain PONG")
+        XCTAssertEqual(s.tick(nowMs: 3_000), [])
+    }
+
+    func testUnexpectedRepliesFail() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.received(.status("PONG"), nowMs: 1), [.fail("unexpected PONG")])
+        var t = PubSubSession(sharded: false, auth: nil)
+        _ = t.opened(nowMs: 0)
+        XCTAssertEqual(t.received(sub("never-asked"), nowMs: 1), [.fail("unexpected subscribe reply for never-asked")])
+    }
+
+    func testConnectTimeout() {
+        var s = PubSubSession(sharded: false, auth: nil, connectTimeoutMs: 2_000)
+        s.started(nowMs: 100)
+        XCTAssertEqual(s.tick(nowMs: 2_099), [])
+        XCTAssertEqual(s.tick(nowMs: 2_100), [.fail("not connected within 2000 ms")])
+        XCTAssertEqual(s.tick(nowMs: 5_000), [], "reported once")
+    }
+
+    func testClosedLosesConfirmedAndReopenResubscribes() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        _ = s.opened(nowMs: 0)
+        _ = s.want("a")
+        _ = s.want("b")
+        _ = s.received(sub("a"), nowMs: 1)
+        XCTAssertEqual(s.closed(), [.lost("a")], "b was never confirmed")
+        XCTAssertEqual(s.tick(nowMs: 100_000), [], "no PING while closed")
+        s.started(nowMs: 2)
+        XCTAssertEqual(s.opened(nowMs: 3), [.ready, .send(["SUBSCRIBE", "a"]), .send(["SUBSCRIBE", "b"])])
+        XCTAssertEqual(s.received(sub("a"), nowMs: 4), [.confirmed("a", atMs: 4)])
+    }
+}
