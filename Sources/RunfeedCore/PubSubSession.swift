@@ -7,7 +7,7 @@ public struct PubSubSession: Sendable {
     public enum Action: Sendable, Equatable {
         /// Write this command.
         case send([String])
-        /// The connection is usable: AUTH (if any) accepted. Health reports Redis up from here.
+        /// The server answered the connection's first command (AUTH, else PING). Health reports Redis up from here.
         case ready
         /// A subscription was confirmed by the server at `atMs` (wall clock).
         case confirmed(String, atMs: Int64)
@@ -73,14 +73,17 @@ public struct PubSubSession: Sendable {
         established = true
         lastReplyMs = nowMs
         pingSentMs = nil
+        // The server must answer before the connection counts as up: AUTH, or a PING when there is none (a
+        // black-holed connect is not "up"). The probe's deadline is the PING deadline.
         var out: [Action] = []
         if let auth {
             out.append(.send(auth))
             push(.auth)
         } else {
-            isReady = true
-            out.append(.ready)
+            out.append(.send(["PING"]))
+            push(.ping)
         }
+        pingSentMs = nowMs
         // Pipelined after AUTH: if AUTH fails, these fail too and the connection is closed on the AUTH error.
         for ch in desired.sorted() { out.append(contentsOf: sendSubscribe(ch)) }
         return out
@@ -128,7 +131,10 @@ public struct PubSubSession: Sendable {
             return []
         }
         if let sent = pingSentMs {
-            if nowMs - sent >= pongTimeoutMs { return [.fail("no reply to PING within \(pongTimeoutMs) ms")] }
+            if nowMs - sent >= pongTimeoutMs {
+                return [.fail(isReady ? "no reply to PING within \(pongTimeoutMs) ms"
+                                      : "no reply to \(auth == nil ? "PING" : "AUTH") within \(pongTimeoutMs) ms of connecting")]
+            }
             return []
         }
         if nowMs - lastReplyMs >= pingIntervalMs {
@@ -174,6 +180,7 @@ public struct PubSubSession: Sendable {
             return pong()
         case .status(let s) where s.uppercased() == "OK":
             guard popPending(.auth) else { return [.fail("unexpected reply \(s)")] }
+            pingSentMs = nil
             isReady = true
             return [.ready]
         case .error(let e):
@@ -235,6 +242,10 @@ public struct PubSubSession: Sendable {
     private mutating func pong() -> [Action] {
         guard popPending(.ping) else { return [.fail("unexpected PONG")] }
         pingSentMs = nil
+        if !isReady {
+            isReady = true
+            return [.ready]
+        }
         return []
     }
 

@@ -4,6 +4,13 @@ import XCTest
 final class PubSubSessionTests: XCTestCase {
     typealias A = PubSubSession.Action
 
+    /// Opens a session without AUTH and answers its PING probe at time 0.
+    private func open(_ s: inout PubSubSession) {
+        s.started(nowMs: 0)
+        XCTAssertEqual(s.opened(nowMs: 0).first, .send(["PING"]))
+        XCTAssertEqual(s.received(.status("PONG"), nowMs: 0), [.ready])
+    }
+
     private func sub(_ ch: String, _ n: Int64 = 1) -> RedisReply { .array([.string("subscribe"), .string(ch), .integer(n)]) }
     private func unsub(_ ch: String, _ n: Int64 = 0) -> RedisReply { .array([.string("unsubscribe"), .string(ch), .integer(n)]) }
     private func ssub(_ ch: String) -> RedisReply { .array([.string("ssubscribe"), .string(ch), .integer(1)]) }
@@ -23,10 +30,12 @@ final class PubSubSessionTests: XCTestCase {
         XCTAssertEqual(s.confirmed, ["a": 12, "b": 13])
     }
 
-    func testWithoutAuthTheConnectionIsReadyAtOnce() {
+    func testWithoutAuthAPingMustBeAnsweredFirst() {
         var s = PubSubSession(sharded: true, auth: nil)
         s.started(nowMs: 0)
-        XCTAssertEqual(s.opened(nowMs: 1), [.ready])
+        XCTAssertEqual(s.opened(nowMs: 1), [.send(["PING"])])
+        XCTAssertFalse(s.isReady)
+        XCTAssertEqual(s.received(.status("PONG"), nowMs: 1), [.ready])
         XCTAssertEqual(s.want("x"), [.send(["SSUBSCRIBE", "x"])])
         XCTAssertEqual(s.want("x"), [], "wanted twice, subscribed once")
         XCTAssertEqual(s.received(ssub("x"), nowMs: 2), [.confirmed("x", atMs: 2)])
@@ -45,7 +54,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testDroppedWhileSubscribing() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         XCTAssertEqual(s.want("a"), [.send(["SUBSCRIBE", "a"])])
         XCTAssertEqual(s.drop("a"), [.send(["UNSUBSCRIBE", "a"])], "pipelined right behind the SUBSCRIBE")
         XCTAssertEqual(s.received(sub("a"), nowMs: 1), [], "not wanted any more: never announced")
@@ -55,7 +64,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testWantedAgainWhileUnsubscribing() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         _ = s.want("a")
         _ = s.received(sub("a"), nowMs: 1)
         XCTAssertEqual(s.drop("a"), [.send(["UNSUBSCRIBE", "a"])])
@@ -66,7 +75,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testMessagesOfBothKinds() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         XCTAssertEqual(s.received(.array([.string("message"), .string("c"), .string("p")]), nowMs: 1),
                        [.message(channel: "c", payload: "p")])
         XCTAssertEqual(s.received(.array([.string("smessage"), .string("c"), .string("q")]), nowMs: 1),
@@ -75,7 +84,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testServerEndsAShardedSubscription() {
         var s = PubSubSession(sharded: true, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         _ = s.want("realtime:env:{e1}")
         _ = s.received(ssub("realtime:env:{e1}"), nowMs: 1)
         // Slot migrated: the server sends sunsubscribe on its own.
@@ -86,7 +95,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testMovedOnSubscribe() {
         var s = PubSubSession(sharded: true, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         _ = s.want("ch")
         XCTAssertEqual(s.received(.error("MOVED 1234 10.0.0.2:6380"), nowMs: 1), [.moved("ch", slot: 1234, address: "10.0.0.2:6380")])
         XCTAssertFalse(s.desired.contains("ch"))
@@ -96,7 +105,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testOtherSubscribeErrorsFail() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         _ = s.want("ch")
         XCTAssertEqual(s.received(.error("NOPERM this user has no permissions to access the 'ch' channel"), nowMs: 1),
                        [.fail("SUBSCRIBE ch refused: NOPERM this user has no permissions to access the 'ch' channel")])
@@ -104,7 +113,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testPingAfterSilenceAndFailureWithoutPong() {
         var s = PubSubSession(sharded: false, auth: nil, pingIntervalMs: 5_000, pongTimeoutMs: 3_000)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         XCTAssertEqual(s.tick(nowMs: 4_999), [])
         XCTAssertEqual(s.tick(nowMs: 5_000), [.send(["PING"])])
         XCTAssertEqual(s.tick(nowMs: 6_000), [], "one PING at a time")
@@ -115,7 +124,7 @@ final class PubSubSessionTests: XCTestCase {
 
     func testPongInEitherFormKeepsTheConnection() {
         var s = PubSubSession(sharded: false, auth: nil, pingIntervalMs: 1_000, pongTimeoutMs: 1_000)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         XCTAssertEqual(s.tick(nowMs: 1_000), [.send(["PING"])])
         XCTAssertEqual(s.received(.array([.string("pong"), .string("")]), nowMs: 1_100), [], "subscribed mode")
         XCTAssertEqual(s.tick(nowMs: 2_050), [])
@@ -126,11 +135,25 @@ final class PubSubSessionTests: XCTestCase {
 
     func testUnexpectedRepliesFail() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         XCTAssertEqual(s.received(.status("PONG"), nowMs: 1), [.fail("unexpected PONG")])
+        var a = PubSubSession(sharded: false, auth: ["AUTH", "pw"])
+        _ = a.opened(nowMs: 0)
+        XCTAssertEqual(a.received(.status("PONG"), nowMs: 1), [.fail("unexpected PONG")])
         var t = PubSubSession(sharded: false, auth: nil)
-        _ = t.opened(nowMs: 0)
+        open(&t)
         XCTAssertEqual(t.received(sub("never-asked"), nowMs: 1), [.fail("unexpected subscribe reply for never-asked")])
+    }
+
+    func testUnansweredFirstCommandFails() {
+        var s = PubSubSession(sharded: false, auth: ["AUTH", "pw"], pongTimeoutMs: 1_000)
+        s.started(nowMs: 0)
+        _ = s.opened(nowMs: 10)
+        XCTAssertEqual(s.tick(nowMs: 1_009), [])
+        XCTAssertEqual(s.tick(nowMs: 1_010), [.fail("no reply to AUTH within 1000 ms of connecting")])
+        var p = PubSubSession(sharded: false, auth: nil, pongTimeoutMs: 1_000)
+        _ = p.opened(nowMs: 0)
+        XCTAssertEqual(p.tick(nowMs: 1_000), [.fail("no reply to PING within 1000 ms of connecting")])
     }
 
     func testConnectTimeout() {
@@ -143,14 +166,15 @@ final class PubSubSessionTests: XCTestCase {
 
     func testClosedLosesConfirmedAndReopenResubscribes() {
         var s = PubSubSession(sharded: false, auth: nil)
-        _ = s.opened(nowMs: 0)
+        open(&s)
         _ = s.want("a")
         _ = s.want("b")
         _ = s.received(sub("a"), nowMs: 1)
         XCTAssertEqual(s.closed(), [.lost("a")], "b was never confirmed")
         XCTAssertEqual(s.tick(nowMs: 100_000), [], "no PING while closed")
         s.started(nowMs: 2)
-        XCTAssertEqual(s.opened(nowMs: 3), [.ready, .send(["SUBSCRIBE", "a"]), .send(["SUBSCRIBE", "b"])])
+        XCTAssertEqual(s.opened(nowMs: 3), [.send(["PING"]), .send(["SUBSCRIBE", "a"]), .send(["SUBSCRIBE", "b"])])
+        XCTAssertEqual(s.received(.array([.string("pong"), .string("")]), nowMs: 3), [.ready])
         XCTAssertEqual(s.received(sub("a"), nowMs: 4), [.confirmed("a", atMs: 4)])
     }
 }
