@@ -335,13 +335,16 @@ public final class RedisSubscriber {
     private func established() {
         phase = .open
         setInterest(EV_IN)
-        log?("redis subscriber connected to \(endpoint.description)\(endpoint.authArgs == nil ? "" : " (AUTH)")")
         run(session.opened(nowMs: monotonicMs()))
     }
 
     /// Ends the connection and schedules the next attempt.
     private func fail(_ reason: String) {
         guard !shuttingDown else { return }
+        var reason = reason
+        if endpoint.tls == nil, state != .ready, phase == .open || phase == .handshaking {
+            reason += " (a TLS-only port? TLS is off: …_TLS_DISABLED=true)"
+        }
         closeStream()
         lastFailure = reason
         run(session.closed())
@@ -465,6 +468,7 @@ public final class RedisSubscriber {
             case .ready:
                 state = .ready
                 backoffMs = 100
+                log?("redis subscriber connected to \(endpoint.description)\(endpoint.authArgs == nil ? "" : " (AUTH)")")
             case .confirmed(let ch, let at):
                 trace?("redis <- subscribed \(ch)")
                 confirmed[ch] = wallMs()
