@@ -1,5 +1,6 @@
 /// The per-environment live-poll limit (reference §3) as batched Redis commands. The data layout is the
-/// reference's — a sorted set per environment, `tr:realtime:native:concurrency:<envId>`, members scored
+/// reference's — a sorted set per environment (hash-tagged here, `tr:realtime:native:concurrency:{<envId>}`, so a
+/// cluster keeps an environment's set in its channel's slot), members scored
 /// by admission time and dropped after 5 minutes — but a burst of admissions costs one script call per
 /// environment and a burst of releases one `ZREM` per environment, instead of one round trip each.
 /// Pure: the limiter threads send the commands and hand each operation its outcome.
@@ -16,7 +17,7 @@ public enum LimiterOutcome: Sendable, Equatable {
 }
 
 public struct LimiterBatch: Sendable {
-    public static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:" + envId }
+    public static func key(_ envId: String) -> String { "tr:realtime:native:concurrency:{" + envId + "}" }
 
     /// Admits ARGV[3…] one by one, in order, while the set holds at most ARGV[2] members; returns 1
     /// (admitted) or 0 (rejected) per member. ARGV[1] is the admission time in ms.

@@ -13,4 +13,9 @@ public indirect enum RedisReply: Sendable, Equatable {
         default: return nil
         }
     }
+
+    public var intValue: Int64? {
+        if case .integer(let i) = self { return i }
+        return nil
+    }
 }

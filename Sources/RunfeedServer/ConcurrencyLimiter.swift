@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Per-environment limit on held live polls (reference §3): a sorted set per environment on the
-/// rate-limit Redis, `tr:realtime:native:concurrency:<envId>`, with members that expire after 5 min.
+/// rate-limit Redis, `tr:realtime:native:concurrency:{<envId>}`, with members that expire after 5 min.
 /// Admission and release run on their own blocking Redis connections (never on the event loop);
 /// completions come back on the loop.
 final class ConcurrencyLimiter: @unchecked Sendable {

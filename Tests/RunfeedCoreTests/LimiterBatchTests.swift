@@ -14,16 +14,16 @@ final class LimiterBatchTests: XCTestCase {
     func testReleasesFirstThenOneScriptCallPerEnvironmentInArrivalOrder() {
         let b = LimiterBatch(ops, limit: 5, sha: "abc")
         XCTAssertEqual(b.commands, [
-            ["ZREM", "tr:realtime:native:concurrency:e1", "old1", "old2"],
-            ["ZREM", "tr:realtime:native:concurrency:e2", "old3"],
-            ["EVALSHA", "abc", "1", "tr:realtime:native:concurrency:e1", "1002", "5", "m1", "m3"],
-            ["EVALSHA", "abc", "1", "tr:realtime:native:concurrency:e2", "1001", "5", "m2"],
+            ["ZREM", "tr:realtime:native:concurrency:{e1}", "old1", "old2"],
+            ["ZREM", "tr:realtime:native:concurrency:{e2}", "old3"],
+            ["EVALSHA", "abc", "1", "tr:realtime:native:concurrency:{e1}", "1002", "5", "m1", "m3"],
+            ["EVALSHA", "abc", "1", "tr:realtime:native:concurrency:{e2}", "1001", "5", "m2"],
         ])
     }
 
     func testWithoutAShaTheScriptTextIsSent() {
         let b = LimiterBatch([.acquire(envId: "e", member: "m", nowMs: 7)], limit: 1, sha: nil)
-        XCTAssertEqual(b.commands, [["EVAL", LimiterBatch.acquireScript, "1", "tr:realtime:native:concurrency:e", "7", "1", "m"]])
+        XCTAssertEqual(b.commands, [["EVAL", LimiterBatch.acquireScript, "1", "tr:realtime:native:concurrency:{e}", "7", "1", "m"]])
     }
 
     func testOutcomesMapBackToEachOperation() {

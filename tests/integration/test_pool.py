@@ -97,7 +97,7 @@ def wait_held(pool, n, timeout=10):
 
 
 def zcard(env_id):
-    return int(redis_cmd("ZCARD", "tr:realtime:native:concurrency:" + env_id))
+    return int(redis_cmd("ZCARD", "tr:realtime:native:concurrency:{" + env_id + "}"))
 
 
 # --------------------------------------------------------------------------------------

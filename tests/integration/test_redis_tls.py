@@ -80,7 +80,7 @@ def test_snapshot_and_wake_over_tls_with_an_acl_user(procs, tls_redis):
     fut = start_poll(base, run, s.headers["electric-offset"])
     wait_held(pool, 1)
     wait_until(lambda: metric(pool, "runfeed_redis_subscribed_channels") >= 1, 10, 0.05, "the channel over TLS")
-    assert int(cli(tls_redis, "ZCARD", "tr:realtime:native:concurrency:" + run.env_id)) == 1
+    assert int(cli(tls_redis, "ZCARD", "tr:realtime:native:concurrency:{" + run.env_id + "}")) == 1
     backstops = metric(pool, 'runfeed_wakes_total{kind="run",reason="backstop"}')
     ms = touch(run, "EXECUTING")
     # `runfeed publish` over TLS with the same settings as the worker.
