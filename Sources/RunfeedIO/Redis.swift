@@ -12,12 +12,16 @@ public struct RedisEndpoint: Sendable, Equatable {
     public var password: String?
     /// nil: plain TCP.
     public var tls: RedisTLS?
-    public init(host: String, port: Int, username: String? = nil, password: String? = nil, tls: RedisTLS? = nil) {
+    /// A Redis Cluster: `host:port` is one of its nodes (the seed the slot map is read from).
+    public var cluster: Bool
+    public init(host: String, port: Int, username: String? = nil, password: String? = nil, tls: RedisTLS? = nil,
+                cluster: Bool = false) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
         self.tls = tls
+        self.cluster = cluster
     }
 
     /// `AUTH [username] password` (ACL user when a username is set), sent first on every connection.
@@ -40,7 +44,7 @@ extension RedisEndpoint {
     /// The pub/sub Redis as configured (`…PUBSUB_REDIS_*` → `PUBSUB_REDIS_*` → `REDIS_*`, TLS unless disabled).
     public static func pubsub(_ settings: RedisSettings, environment: Environment) -> RedisEndpoint {
         RedisEndpoint(host: settings.host, port: settings.port, username: settings.username, password: settings.password,
-                      tls: settings.usesTLS ? RedisTLS.from(environment) : nil)
+                      tls: settings.usesTLS ? RedisTLS.from(environment) : nil, cluster: settings.clusterMode)
     }
 }
 
@@ -222,6 +226,8 @@ public final class RedisSubscriber {
     public var onSubscriptionChange: ((String, Int64?) -> Void)?
     /// Called when the server moves a sharded channel away (slot migration, MOVED): route it again.
     public var onChannelMoved: ((String, String?) -> Void)?
+    /// Called when a connection ends (before the reconnect is scheduled).
+    public var onConnectionLost: (() -> Void)?
     public var log: ((String) -> Void)?
     /// Every (un)subscribe sent and confirmed, for debugging.
     public var trace: ((String) -> Void)?
@@ -350,6 +356,7 @@ public final class RedisSubscriber {
         run(session.closed())
         state = .disconnected
         reconnects += 1
+        onConnectionLost?()
         log?("redis subscriber disconnected (\(reason)); reconnecting in \(backoffMs) ms")
         let delay = backoffMs
         backoffMs = min(backoffMs * 2, 5000)

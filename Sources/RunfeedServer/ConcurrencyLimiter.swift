@@ -39,7 +39,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         self.log = log
         for i in 0..<max(1, threads) {
             startThread(name: "limit-\(i)") { [queue, loop, self] in
-                let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
+                let client = endpoint.makeClient(timeoutMs: 1000)
                 var sha: String?
                 // Everything queued meanwhile goes out as one batch (LimiterBatch: one script call per
                 // environment for the admissions, one ZREM for the releases, pipelined), and the
@@ -56,7 +56,7 @@ final class ConcurrencyLimiter: @unchecked Sendable {
         }
     }
 
-    private static func run(_ ops: [LimiterOp], limit: Int64, client: RedisClient, sha: inout String?) -> [LimiterOutcome] {
+    private static func run(_ ops: [LimiterOp], limit: Int64, client: RedisCommands, sha: inout String?) -> [LimiterOutcome] {
         do {
             if sha == nil, case .string(let loaded)? = try? client.command(["SCRIPT", "LOAD", LimiterBatch.acquireScript]) {
                 sha = loaded

@@ -70,14 +70,11 @@ public struct ServerConfig: Sendable {
         if let key = tls.keyFile, tls.certFile == nil {
             throw ConfigError("RUNFEED_REDIS_TLS_KEY_FILE (\(key)) needs RUNFEED_REDIS_TLS_CERT_FILE")
         }
-        if rs.useShardedPubSub {
-            throw ConfigError("sharded pub/sub (…_PUBSUB_REDIS_CLUSTER_MODE_ENABLED=1 with …_SHARDED_ENABLED=1) needs SSUBSCRIBE, which this build's hiredis (0.14) cannot track: set REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED=0 so publishers use PUBLISH, which a cluster broadcasts to every node")
-        }
         return ServerConfig(
             listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
             databaseURL: db,
             redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password,
-                                 tls: rs.usesTLS ? tls : nil),
+                                 tls: rs.usesTLS ? tls : nil, cluster: rs.clusterMode),
             redisSharded: rs.useShardedPubSub,
             redisPingIntervalMs: max(100, env.int(["RUNFEED_REDIS_PING_INTERVAL_MS"], default: 5_000)),
             redisPingTimeoutMs: max(100, env.int(["RUNFEED_REDIS_PING_TIMEOUT_MS"], default: 5_000)),
@@ -118,7 +115,8 @@ public struct ServerConfig: Sendable {
                 port: Int(env.int(["RATE_LIMIT_REDIS_PORT", "REDIS_PORT"], default: 6379)),
                 username: env.string(["RATE_LIMIT_REDIS_USERNAME", "REDIS_USERNAME"]),
                 password: env.string(["RATE_LIMIT_REDIS_PASSWORD", "REDIS_PASSWORD"]),
-                tls: env.bool(["RATE_LIMIT_REDIS_TLS_DISABLED", "REDIS_TLS_DISABLED"], default: false) ? nil : tls)
+                tls: env.bool(["RATE_LIMIT_REDIS_TLS_DISABLED", "REDIS_TLS_DISABLED"], default: false) ? nil : tls,
+                cluster: env.bool(["RATE_LIMIT_REDIS_CLUSTER_MODE_ENABLED", "REDIS_CLUSTER_MODE_ENABLED"], default: false))
         )
     }
 }

@@ -6,7 +6,7 @@ import RunfeedIO
 /// recent change records. Every record is parsed once here and handed to the feed registries.
 final class EnvChannels {
     private let loop: EventLoop
-    private let subscriber: RedisSubscriber
+    private let subscriber: PubSubClient
     private let config: ServerConfig
     private var refs: [String: Int] = [:]
     private var lingers: [String: EventLoop.TimerID] = [:]
@@ -19,7 +19,7 @@ final class EnvChannels {
     /// Called when an environment's channel is subscribed again after a loss: records may be lost.
     var onResubscribed: [(String) -> Void] = []
 
-    init(loop: EventLoop, subscriber: RedisSubscriber, config: ServerConfig) {
+    init(loop: EventLoop, subscriber: PubSubClient, config: ServerConfig) {
         self.loop = loop
         self.subscriber = subscriber
         self.config = config

@@ -12,7 +12,7 @@ public final class Server: @unchecked Sendable {
     let loop = EventLoop()
     let writer: ResponseWriter
     let db: LoopDatabase
-    let subscriber: RedisSubscriber
+    let subscriber: PubSubClient
     let auth: Authenticator
     let store: RunStore
     let channels: EnvChannels
@@ -41,8 +41,8 @@ public final class Server: @unchecked Sendable {
         writer = ResponseWriter(loop: loop, timeoutMs: config.writeTimeoutMs)
         let pool = PostgresPool(conninfo: config.databaseURL, size: config.pgPoolSize)
         db = LoopDatabase(pool: pool, loop: loop, log: log)
-        subscriber = RedisSubscriber(loop: loop, endpoint: config.redis, sharded: config.redisSharded,
-                                     pingIntervalMs: config.redisPingIntervalMs, pongTimeoutMs: config.redisPingTimeoutMs)
+        subscriber = config.redis.makeSubscriber(loop: loop, sharded: config.redisSharded,
+                                                 pingIntervalMs: config.redisPingIntervalMs, pongTimeoutMs: config.redisPingTimeoutMs)
         auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries,
                              additionalKeysEnabled: config.additionalApiKeys, log: log)
         store = RunStore(db: db, lookupTtlMs: config.authCacheTtlMs, rowTtlMs: config.runCacheTtlMs,

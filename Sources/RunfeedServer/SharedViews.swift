@@ -40,7 +40,7 @@ final class SharedViews: @unchecked Sendable {
         self.loop = loop
         self.ttlMs = ttlMs
         startThread(name: "views") { [queue, loop, ttlMs] in
-            let client = RedisClient(endpoint: endpoint, timeoutMs: 1000)
+            let client = endpoint.makeClient(timeoutMs: 1000)
             var failing = false
             while let batches = queue.popBatch(max: 64) {
                 let jobs = batches.flatMap { $0 }
@@ -134,7 +134,7 @@ final class SharedViews: @unchecked Sendable {
         Int64(commands.reduce(0) { $0 + $1.dropFirst().reduce(0) { $0 + $1.utf8.count } })
     }
 
-    private static func run(_ ops: [Op], client: RedisClient, ttlMs: Int64) -> [(ListView?, Bool)] {
+    private static func run(_ ops: [Op], client: RedisCommands, ttlMs: Int64) -> [(ListView?, Bool)] {
         // One pipeline for everything queued: each op is one command, or the five of a whole write.
         var commands: [[String]] = []
         var spans: [Range<Int>] = []

@@ -19,7 +19,7 @@ extension Server {
     func health(_ done: @escaping (Bool, String) -> Void) {
         let probe = HealthProbe()
         probe.chOK = clickhouse == nil ? true : nil
-        let redisOK = subscriber.state == .ready
+        let redisOK = subscriber.isReady
         func maybeDone() {
             guard let pg = probe.pgOK, let ch = probe.chOK else { return }
             let ok = pg && ch && redisOK

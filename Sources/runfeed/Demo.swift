@@ -66,7 +66,7 @@ struct Demo: ParsableCommand {
         let redis = RedisSettings.pubsub(from: environment)
         var sim = DemoSimulator(
             db: PGConnection(conninfo: dbURL),
-            redis: RedisClient(endpoint: .pubsub(redis, environment: environment)),
+            redis: RedisEndpoint.pubsub(redis, environment: environment).makeClient(),
             publishVerb: redis.useShardedPubSub ? "SPUBLISH" : "PUBLISH",
             clickhouse: chURL.map { ClickHouseMirror(url: $0) },
             envId: envId, tag: tag, restartAfterMs: Int64(restartAfter * 1000), errorRate: errorRate,
@@ -159,7 +159,7 @@ private enum DemoMove {
 
 private struct DemoSimulator {
     let db: PGConnection
-    let redis: RedisClient
+    let redis: RedisCommands
     let publishVerb: String
     let clickhouse: ClickHouseMirror?
     let envId: String
@@ -169,7 +169,7 @@ private struct DemoSimulator {
     let refreshCreatedAt: Bool
     private var lastError = ""
 
-    init(db: PGConnection, redis: RedisClient, publishVerb: String, clickhouse: ClickHouseMirror?, envId: String,
+    init(db: PGConnection, redis: RedisCommands, publishVerb: String, clickhouse: ClickHouseMirror?, envId: String,
          tag: String, restartAfterMs: Int64, errorRate: Double, refreshCreatedAt: Bool) {
         self.db = db; self.redis = redis; self.publishVerb = publishVerb; self.clickhouse = clickhouse
         self.envId = envId; self.tag = tag; self.restartAfterMs = restartAfterMs; self.errorRate = errorRate

@@ -145,7 +145,7 @@ struct Publish: ParsableCommand {
         let record = ChangeRecord(v: 1, runId: runId, envId: env,
                                   tags: tags.map { $0.isEmpty ? [] : $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
                                   batchId: batch, updatedAtMs: updatedAtMs)
-        let client = RedisClient(endpoint: .pubsub(settings, environment: environment))
+        let client = RedisEndpoint.pubsub(settings, environment: environment).makeClient()
         // The worker's rule: sharded pub/sub only in cluster mode with …_SHARDED_ENABLED (default 1).
         let verb = settings.useShardedPubSub ? "SPUBLISH" : "PUBLISH"
         let reply = try client.command([verb, Channels.env(env), bare ? runId : record.json()])
