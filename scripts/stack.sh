@@ -44,6 +44,11 @@
 #                       under a hard limit of 20000), leaving fds for files and logs]
 # The nginx knobs apply on every `start` (the config is rendered anew): pass them each time.
 #
+# Ports: every default lies below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+# default), which outgoing connections draw from; `start` warns about a configured port inside it.
+# A port that cannot be bound stops `start` with the process that listens there, or the
+# connections that hold it as their local port (from `ss`, or /proc without it).
+#
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
 set -euo pipefail
@@ -85,6 +90,8 @@ require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
 [[ $CH_HTTP_PORT != "$CH_TCP_PORT" ]] || die "RUNFEED_CH_HTTP_PORT and RUNFEED_CH_TCP_PORT must differ"
 [[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) \
     || die "RUNFEED_WORKERS must be 1..64 (got '$WORKERS')"
+[[ $METRICS_BASE =~ ^[0-9]+$ ]] && ((METRICS_BASE >= 1 && METRICS_BASE + WORKERS < 65536)) \
+    || die "RUNFEED_METRICS_PORT_BASE + RUNFEED_WORKERS must be a TCP port number (got '$METRICS_BASE' + $WORKERS)"
 [[ $NGINX_WORKERS =~ ^[0-9]+$ ]] && ((NGINX_WORKERS >= 1 && NGINX_WORKERS <= 64)) \
     || die "RUNFEED_NGINX_WORKERS must be 1..64 (got '$NGINX_WORKERS')"
 [[ -z $NGINX_CONNECTIONS || $NGINX_CONNECTIONS =~ ^[1-9][0-9]*$ ]] \
@@ -138,6 +145,28 @@ case "${RUNFEED_CLICKHOUSE:-auto}" in
         ;;
     *) die "RUNFEED_CLICKHOUSE must be 0 or 1 (got '$RUNFEED_CLICKHOUSE')" ;;
 esac
+
+# check_port_plan — the ports this stack binds must differ from each other, and should lie below
+# the kernel's ephemeral port range (a warning names any that does not; the defaults do).
+check_port_plan() {
+    local -A seen=()
+    local plan=("RUNFEED_PG_PORT=$PG_PORT" "RUNFEED_REDIS_PORT=$REDIS_PORT"
+                "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT")
+    [[ $CH_ENABLED == 1 ]] && plan+=("RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT" "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT")
+    local entry name port m
+    for entry in "${plan[@]}"; do
+        name=${entry%%=*} port=${entry#*=}
+        [[ -z ${seen[$port]:-} ]] || die "$name and ${seen[$port]} are both $port"
+        seen[$port]=$name
+        warn_ephemeral "$name" "$port"
+    done
+    for ((m = 1; m <= WORKERS; m++)); do
+        port=$((METRICS_BASE + m))
+        [[ -z ${seen[$port]:-} ]] \
+            || die "worker $m's metrics port $port (RUNFEED_METRICS_PORT_BASE + $m) is also ${seen[$port]}"
+    done
+    warn_ephemeral RUNFEED_METRICS_PORT_BASE "$((METRICS_BASE + 1))" "$((METRICS_BASE + WORKERS))"
+}
 
 # AF_UNIX paths are limited to 107 bytes.
 SUN_PATH_MAX=107
@@ -297,15 +326,13 @@ pg_start() {
         pg_prepare_dirs
         pg_init
         pg_write_conf
-        if port_busy "$PG_PORT"; then
-            die "port $PG_PORT is already in use by another process (set RUNFEED_PG_PORT)"
-        fi
+        port_check RUNFEED_PG_PORT "$PG_PORT"
         log "postgres: starting on 127.0.0.1:$PG_PORT"
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
-            || { show_log "$PG_LOG"; die "postgres failed to start"; }
+            || { show_log "$PG_LOG"; die "postgres failed to start$(port_note "$PG_PORT")"; }
     fi
     wait_for 30 "postgres on port $PG_PORT" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" \
-        || { show_log "$PG_LOG"; die "postgres is not accepting connections"; }
+        || { show_log "$PG_LOG"; die "postgres is not accepting connections$(port_note "$PG_PORT")"; }
 }
 
 pg_bootstrap() {
@@ -352,15 +379,15 @@ redis_start() {
         log "redis: already running (pid $(pid_from "$REDIS_PID"))"
     else
         rm -f "$REDIS_PID"
-        port_busy "$REDIS_PORT" && die "port $REDIS_PORT is already in use by another process (set RUNFEED_REDIS_PORT)"
+        port_check RUNFEED_REDIS_PORT "$REDIS_PORT"
         log "redis: starting on 127.0.0.1:$REDIS_PORT"
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
             --pidfile "$REDIS_PID" --dir "$REDIS_DIR" --save '' --appendonly no \
             --logfile "$LOG_DIR/redis.log" \
-            || { show_log "$LOG_DIR/redis.log"; die "redis-server failed to start"; }
+            || { show_log "$LOG_DIR/redis.log"; die "redis-server failed to start$(port_note "$REDIS_PORT")"; }
     fi
     wait_for 20 "redis on port $REDIS_PORT" redis_ping \
-        || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING"; }
+        || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING$(port_note "$REDIS_PORT")"; }
     wait_for 5 "redis pid file" pid_file_running "$REDIS_PID" \
         || die "redis answers but its pid file $REDIS_PID is missing"
 }
@@ -485,8 +512,8 @@ ch_start() {
         log "clickhouse: already running (pid $(pid_from "$CH_PID"))"
     else
         rm -f "$CH_PID"
-        port_busy "$CH_HTTP_PORT" && die "port $CH_HTTP_PORT is already in use by another process (set RUNFEED_CH_HTTP_PORT)"
-        port_busy "$CH_TCP_PORT" && die "port $CH_TCP_PORT is already in use by another process (set RUNFEED_CH_TCP_PORT)"
+        port_check RUNFEED_CH_HTTP_PORT "$CH_HTTP_PORT"
+        port_check RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
         ch_write_conf
         log "clickhouse: starting on http://127.0.0.1:$CH_HTTP_PORT (native 127.0.0.1:$CH_TCP_PORT)"
         printf '\n=== %s: %s --config-file=%s\n' "$(date -u +%FT%TZ)" "$CH_SERVER_BIN" "$CH_CONF" \
@@ -504,7 +531,7 @@ ch_start() {
         if ! pid_file_running "$CH_PID"; then
             show_log "$LOG_DIR/clickhouse.stdout.log" 20
             show_log "$LOG_DIR/clickhouse.err.log"
-            die "clickhouse-server exited during startup (logs: $LOG_DIR/clickhouse*.log)"
+            die "clickhouse-server exited during startup$(port_note "$CH_HTTP_PORT")$(port_note "$CH_TCP_PORT") (logs: $LOG_DIR/clickhouse*.log)"
         fi
         if ((SECONDS >= deadline)); then
             show_log "$LOG_DIR/clickhouse.err.log"
@@ -648,6 +675,12 @@ workers_start() {
     # Restart every worker so that a rebuilt binary is always picked up; also stop
     # workers left over from a larger RUNFEED_WORKERS.
     workers_stop_all
+    # The status listeners use SO_REUSEPORT: a worker of another stack on the same port would
+    # silently share it instead of failing.
+    local m
+    for ((m = 1; m <= WORKERS; m++)); do
+        port_check RUNFEED_METRICS_PORT_BASE "$((METRICS_BASE + m))"
+    done
 
     # Held requests each cost a file descriptor.
     local hard
@@ -811,13 +844,13 @@ nginx_start() {
         nginx_cmd -s reload
     else
         rm -f "$NGINX_PID"
-        port_busy "$HTTPS_PORT" && die "port $HTTPS_PORT is already in use by another process (set RUNFEED_HTTPS_PORT)"
-        port_busy "$HTTP_PORT" && die "port $HTTP_PORT is already in use by another process (set RUNFEED_HTTP_PORT)"
+        port_check RUNFEED_HTTPS_PORT "$HTTPS_PORT"
+        port_check RUNFEED_HTTP_PORT "$HTTP_PORT"
         log "nginx: starting on https://127.0.0.1:$HTTPS_PORT and http://127.0.0.1:$HTTP_PORT"
-        nginx_cmd || { show_log "$NGINX_ERR"; die "nginx failed to start"; }
+        nginx_cmd || { show_log "$NGINX_ERR"; die "nginx failed to start$(port_note "$HTTPS_PORT")$(port_note "$HTTP_PORT")"; }
     fi
     wait_for 20 "nginx on port $HTTP_PORT" nginx_answers \
-        || { show_log "$NGINX_ERR"; die "nginx is not answering"; }
+        || { show_log "$NGINX_ERR"; die "nginx is not answering$(port_note "$HTTP_PORT")"; }
 }
 
 nginx_stop() {
@@ -1001,6 +1034,7 @@ cmd_start() {
         esac
     done
     ((with_workers)) && workers_check_bin
+    check_port_plan
 
     mkdir -p "$STATE" "$LOG_DIR"
     log "state dir: $STATE"
@@ -1250,6 +1284,7 @@ main() {
         stop) cmd_stop ;;
         status) cmd_status ;;
         restart-workers)
+            check_port_plan
             set_pg_paths
             mkdir -p "$STATE"
             workers_start
