@@ -17,10 +17,11 @@ endif
 
 SWIFT ?= swift
 
-# Integration-test stack: its own state dir and ports, so it can run next to `make run`.
+# Integration-test stack: its own state dir and ports, so it can run next to `make run`. Every port
+# lies below the kernel's ephemeral range (32768-60999), as do those of `make run` and `make bench`.
 TEST_STATE      ?= $(CURDIR)/.runfeed/test
-TEST_PG_PORT    ?= 55433
-TEST_REDIS_PORT ?= 56380
+TEST_PG_PORT    ?= 25433
+TEST_REDIS_PORT ?= 26380
 TEST_HTTPS_PORT ?= 8444
 TEST_HTTP_PORT  ?= 8081
 TEST_CH_HTTP_PORT ?= 18124

@@ -13,8 +13,8 @@
 #
 # Environment (defaults in brackets; relative paths are relative to the caller's cwd):
 #   RUNFEED_STATE       state dir                     [<repo>/.runfeed]
-#   RUNFEED_PG_PORT     PostgreSQL TCP port           [55432]
-#   RUNFEED_REDIS_PORT  Redis TCP port                [56379]
+#   RUNFEED_PG_PORT     PostgreSQL TCP port           [25432]
+#   RUNFEED_REDIS_PORT  Redis TCP port                [26379]
 #   RUNFEED_HTTPS_PORT  nginx TLS port                [8443]
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
 #   RUNFEED_CLICKHOUSE  1 = run ClickHouse, 0 = don't: workers then resolve tag
@@ -59,8 +59,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STATE=$(abs_path "${RUNFEED_STATE:-$RUNFEED_ROOT/.runfeed}")
 STATE=${STATE%/}
-PG_PORT=${RUNFEED_PG_PORT:-55432}
-REDIS_PORT=${RUNFEED_REDIS_PORT:-56379}
+PG_PORT=${RUNFEED_PG_PORT:-25432}
+REDIS_PORT=${RUNFEED_REDIS_PORT:-26379}
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
 WORKERS=${RUNFEED_WORKERS:-2}
