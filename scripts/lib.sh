@@ -285,18 +285,18 @@ port_report() {
 }
 
 # port_check NAME PORT — make sure a service can bind 127.0.0.1:PORT (the value of NAME): die
-# naming what holds it (a listener, or connections using it as their local port). Sockets
-# only in TIME-WAIT get a warning: the services here bind with SO_REUSEADDR.
+# naming what holds it (a listener, or connections using it as their local port). Sockets only
+# in TIME-WAIT pass: every service here binds with SO_REUSEADDR, and a service that was just
+# stopped leaves some behind.
 port_check() {
     local name=$1 port=$2 report
     report=$(port_report "$port")
-    [[ -n $report ]] || return 0
     if [[ $report == "port $port is in use"* ]]; then
         die "$report. Stop that process, or choose another port with $name."
     elif [[ $report == *"open connection"* ]]; then
         die "$report. Wait until they close, or choose another port with $name."
     fi
-    warn "$report; binding it may fail (set $name to avoid it)"
+    return 0
 }
 
 # port_note PORT — " (<port_report>)" for a start-up failure message, or nothing.

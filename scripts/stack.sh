@@ -17,6 +17,9 @@
 #   RUNFEED_REDIS_PORT  Redis TCP port                [26379]
 #   RUNFEED_HTTPS_PORT  nginx TLS port                [8443]
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
+#   RUNFEED_WEBAPP_PORT the trigger.dev webapp stand-in (scripts/webapp_standin.py), which nginx
+#                       sends every path but runfeed's to, as nginx/runfeed.conf does with the
+#                       real webapp: GET/PUT /api/v1/packets/<file> (offloaded payloads)  [23030]
 #   RUNFEED_CLICKHOUSE  1 = run ClickHouse, 0 = don't: workers then resolve tag
 #                       and batch membership in PostgreSQL   [1 when installed]
 #   RUNFEED_CH_HTTP_PORT ClickHouse HTTP port        [18123]
@@ -63,6 +66,7 @@ PG_PORT=${RUNFEED_PG_PORT:-25432}
 REDIS_PORT=${RUNFEED_REDIS_PORT:-26379}
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
+WEBAPP_PORT=${RUNFEED_WEBAPP_PORT:-23030}
 WORKERS=${RUNFEED_WORKERS:-2}
 # Below the kernel's ephemeral range (32768+): clickhouse-server 18.16 cannot bind a port that an
 # outgoing connection still holds in TIME-WAIT.
@@ -85,6 +89,7 @@ require_port RUNFEED_PG_PORT "$PG_PORT"
 require_port RUNFEED_REDIS_PORT "$REDIS_PORT"
 require_port RUNFEED_HTTPS_PORT "$HTTPS_PORT"
 require_port RUNFEED_HTTP_PORT "$HTTP_PORT"
+require_port RUNFEED_WEBAPP_PORT "$WEBAPP_PORT"
 require_port RUNFEED_CH_HTTP_PORT "$CH_HTTP_PORT"
 require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
 [[ $CH_HTTP_PORT != "$CH_TCP_PORT" ]] || die "RUNFEED_CH_HTTP_PORT and RUNFEED_CH_TCP_PORT must differ"
@@ -121,6 +126,13 @@ DEMO_ENV=$STATE/demo.env
 # The demo page: static files from the repo, defaults (token, run, tag) generated into the state dir.
 DEMO_DIR=$RUNFEED_ROOT/demo
 DEMO_CONFIG=$STATE/demo-config.js
+# The webapp stand-in (scripts/webapp_standin.py): pid file, log, and the object store it serves
+# presigned URLs from (the demo seed's offloaded payload is written there by `start --seed`).
+WEBAPP_SCRIPT=$RUNFEED_ROOT/scripts/webapp_standin.py
+WEBAPP_DIR=$STATE/webapp
+WEBAPP_OBJECTS=$WEBAPP_DIR/objects
+WEBAPP_PID=$WEBAPP_DIR/webapp.pid
+WEBAPP_LOG=$LOG_DIR/webapp.log
 # The demo simulator (`runfeed demo`): pid file and log.
 DEMO_PID=$STATE/demo.pid
 DEMO_LOG=$LOG_DIR/demo.log
@@ -151,7 +163,8 @@ esac
 check_port_plan() {
     local -A seen=()
     local plan=("RUNFEED_PG_PORT=$PG_PORT" "RUNFEED_REDIS_PORT=$REDIS_PORT"
-                "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT")
+                "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT"
+                "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT")
     [[ $CH_ENABLED == 1 ]] && plan+=("RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT" "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT")
     local entry name port m
     for entry in "${plan[@]}"; do
@@ -741,6 +754,64 @@ workers_start() {
     done
 }
 
+# --- webapp stand-in ---------------------------------------------------------------------------
+
+# nginx sends every path but runfeed's routes to the trigger.dev webapp (nginx/runfeed.conf); the
+# local stack runs scripts/webapp_standin.py in its place, on 127.0.0.1:$WEBAPP_PORT. It serves what
+# an SDK subscriber needs from the webapp: GET/PUT /api/v1/packets/<file> (credentials checked in
+# PostgreSQL) and the presigned object URLs it hands out; a JSON 404 for anything else. Only the pid
+# in $WEBAPP_PID, checked against its command line, is ever signalled.
+
+webapp_alive() { pid_alive "$WEBAPP_PID" "$WEBAPP_SCRIPT"; }
+
+webapp_ping() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$WEBAPP_PORT/healthcheck" \
+        2>/dev/null) == 200 ]]
+}
+
+webapp_stop() {
+    if webapp_alive; then
+        log "webapp stand-in: stopping (pid $(pid_from "$WEBAPP_PID"))"
+        stop_pid "$(pid_from "$WEBAPP_PID")" 5
+    fi
+    rm -f "$WEBAPP_PID"
+}
+
+# webapp_seed — the objects the demo seed refers to (run_demo0010's offloaded payload).
+webapp_seed() {
+    log "webapp stand-in: demo objects in $WEBAPP_OBJECTS"
+    python3 "$WEBAPP_SCRIPT" seed-objects --objects "$WEBAPP_OBJECTS" >/dev/null \
+        || die "scripts/webapp_standin.py seed-objects failed"
+}
+
+# webapp_start — (re)start the stand-in, so that a changed port or script is picked up.
+webapp_start() {
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (scripts/deps.sh installs it)"
+    webapp_stop
+    mkdir -p "$WEBAPP_OBJECTS" "$LOG_DIR"
+    port_check RUNFEED_WEBAPP_PORT "$WEBAPP_PORT"
+    printf '\n=== %s: %s serve --listen 127.0.0.1:%s\n' "$(date -u +%FT%TZ)" "$WEBAPP_SCRIPT" "$WEBAPP_PORT" \
+        >>"$WEBAPP_LOG"
+    nohup setsid python3 "$WEBAPP_SCRIPT" serve --listen "127.0.0.1:$WEBAPP_PORT" \
+        --objects "$WEBAPP_OBJECTS" --database-url "$DATABASE_URL" --psql "$PG_BIN/psql" \
+        >>"$WEBAPP_LOG" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$WEBAPP_PID"
+    local deadline=$((SECONDS + 20))
+    until webapp_ping; do
+        if ! pid_file_running "$WEBAPP_PID"; then
+            show_log "$WEBAPP_LOG" 20
+            rm -f "$WEBAPP_PID"
+            die "the webapp stand-in exited during startup$(port_note "$WEBAPP_PORT") (log: $WEBAPP_LOG)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$WEBAPP_LOG" 20
+            die "the webapp stand-in is not answering http://127.0.0.1:$WEBAPP_PORT/healthcheck after 20s"
+        fi
+        sleep 0.2
+    done
+    log "webapp stand-in: pid $(pid_from "$WEBAPP_PID"), http://127.0.0.1:$WEBAPP_PORT (log: $WEBAPP_LOG)"
+}
+
 # --- nginx ------------------------------------------------------------------------------------
 
 # template_blocks TEXT — TEXT without the conditional blocks that do not apply: the lines
@@ -810,6 +881,7 @@ nginx_render() {
     tpl=${tpl//@STATE@/"$STATE"}
     tpl=${tpl//@HTTPS_PORT@/"$HTTPS_PORT"}
     tpl=${tpl//@HTTP_PORT@/"$HTTP_PORT"}
+    tpl=${tpl//@WEBAPP_PORT@/"$WEBAPP_PORT"}
     tpl=${tpl//@HTTP_LISTEN_OPTS@/"$listen_opts"}
     tpl=${tpl//@UPSTREAMS@/"$upstreams"}
     tpl=${tpl//@DEMO_DIR@/"$DEMO_DIR"}
@@ -921,6 +993,9 @@ write_demo_env() {
         echo "RUNFEED_REDIS_PORT=$REDIS_PORT"
         echo "RUNFEED_HTTPS_PORT=$HTTPS_PORT"
         echo "RUNFEED_HTTP_PORT=$HTTP_PORT"
+        echo "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT"
+        echo "RUNFEED_WEBAPP_URL=http://127.0.0.1:$WEBAPP_PORT"
+        echo "RUNFEED_WEBAPP_OBJECTS=$WEBAPP_OBJECTS"
         echo "RUNFEED_CLICKHOUSE=$([[ -n $ch_url ]] && echo 1 || echo 0)"
         echo "RUNFEED_CLICKHOUSE_URL=$ch_url"
         echo "RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT"
@@ -1057,6 +1132,8 @@ cmd_start() {
             ch_stop
             ;;
     esac
+    ((seed)) && webapp_seed
+    webapp_start
     tls_ensure
     set_run_dir
     if ((with_workers)); then
@@ -1071,7 +1148,8 @@ cmd_start() {
     else
         demo_stop
     fi
-    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/"
+    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/" \
+        " webapp stand-in: http://127.0.0.1:$WEBAPP_PORT"
 }
 
 cmd_stop() {
@@ -1081,6 +1159,7 @@ cmd_stop() {
     fi
     demo_stop
     nginx_stop
+    webapp_stop
     workers_stop_all
     ch_stop
     redis_stop
@@ -1121,6 +1200,11 @@ cmd_status() {
         done
     else
         echo "workers   stopped"; ok=1
+    fi
+    if webapp_alive && webapp_ping; then
+        echo "webapp    running   http://127.0.0.1:$WEBAPP_PORT  (stand-in: /api/v1/packets/…)  pid=$(pid_from "$WEBAPP_PID")"
+    else
+        echo "webapp    stopped"; ok=1
     fi
     if pid_alive "$NGINX_PID" nginx && nginx_answers; then
         echo "nginx     running   https://127.0.0.1:$HTTPS_PORT  http://127.0.0.1:$HTTP_PORT  pid=$(pid_from "$NGINX_PID")"
@@ -1256,6 +1340,14 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
    Other runs or tags: append ?run=run_…&tag=…&key=<secret key or public access token>
 
    $sim_note
+
+8) Everything that is not runfeed's goes to the trigger.dev webapp; here a stand-in
+   (${RUNFEED_WEBAPP_URL:-}) serves what the SDK needs from it. run_demo0010's payload is
+   offloaded (payloadType application/store): the SDK asks for a presigned URL, then downloads it:
+
+   curl -s --cacert "$RUNFEED_CA_CERT" "$RUNFEED_URL/api/v1/packets/run_demo0010/payload.json" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY"
+   curl -s --cacert "$RUNFEED_CA_CERT" "<presignedUrl>" | head -c 200
 
 Stop everything with: make stop
 EOF
