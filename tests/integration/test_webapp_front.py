@@ -1,12 +1,20 @@
-"""nginx in front of the trigger.dev webapp (the local stack's nginx): runfeed's three routes go to the
-workers, every other path to the webapp — locally the stand-in scripts/webapp_standin.py, which serves what an SDK subscriber needs from the webapp:
+"""nginx in front of the trigger.dev webapp (nginx/runfeed.conf, and the local stack's nginx, which has the
+same routing): runfeed's three routes go to the workers, every other path to the webapp — locally the
+stand-in scripts/webapp_standin.py, which serves what an SDK subscriber needs from the webapp:
 GET /api/v1/packets/<file> → {"presignedUrl"} for a payload or output offloaded to object storage, and the
-presigned URL itself."""
+presigned URL itself.
+
+Also: the shipped nginx/runfeed.conf and nginx/runfeed-standalone.conf pass `nginx -t` and route as they
+say when run (with the placeholders pointed at this stack)."""
 
 import hashlib
 import json
 import os
 import re
+import shutil
+import signal
+import socket
+import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,11 +24,13 @@ import requests
 
 from conftest import (
     API_KEY, BASE_URL, CA_CERT, DEMO_BATCH, DEMO_RUN, DEMO_TAG, ENV_ID, HTTPS_URL, MODERN, OTHER_API_KEY,
-    PREVIEW_API_KEY, STATE_DIR, jwt_claims, lit, make_env, mint_jwt, psql,
+    PREVIEW_API_KEY, REPO_ROOT, STATE_DIR, WORKERS, jwt_claims, lit, make_env, mint_jwt, psql, wait_until,
 )
+from pools import FASTCGI_PARAMS, NGINX_BIN, pick_ports
 
 WEBAPP_URL = os.environ.get("RUNFEED_WEBAPP_URL", "").rstrip("/")
 WEBAPP_OBJECTS = Path(os.environ.get("RUNFEED_WEBAPP_OBJECTS") or (STATE_DIR / "webapp" / "objects"))
+RUN_DIR = Path(os.environ.get("RUNFEED_RUN_DIR") or (STATE_DIR / "run"))
 STANDIN = "x-runfeed-webapp-standin"
 OFFLOADED_RUN = "run_demo0010"
 NOT_FOUND = '{"error":"Not found"}'
@@ -239,3 +249,143 @@ def test_runfeed_routes_still_refuse_writes():
     """runfeed's location keeps its `limit_except GET OPTIONS`: a POST is nginx's 403, not the webapp's."""
     r = https("POST", f"/realtime/v1/runs/{DEMO_RUN}", token=API_KEY, data=b"{}")
     assert r.status_code == 403 and STANDIN not in r.headers
+
+
+# ---- the shipped configurations -----------------------------------------------------------------
+
+def _replace_once(text, old, new):
+    assert text.count(old) == 1, f"expected exactly one {old!r} in the shipped config"
+    return text.replace(old, new)
+
+
+def render_shipped(name, tmp, https_port):
+    """nginx/<name> with its placeholders pointed at this stack, included in a minimal nginx.conf the way its
+    header says (inside `http {}`). Returns the path of that nginx.conf."""
+    text = (REPO_ROOT / "nginx" / name).read_text()
+    workers = "\n".join(f"    server unix:{RUN_DIR}/worker-{n}.sock max_fails=3 fail_timeout=10s;"
+                        for n in range(1, WORKERS + 1))
+    text = _replace_once(text, "    server unix:/run/runfeed/runfeed.sock max_fails=3 fail_timeout=10s;", workers)
+    if "upstream trigger_webapp" in text:
+        port = urlsplit(WEBAPP_URL).port
+        text = _replace_once(text, "server 127.0.0.1:3030 max_fails=3", f"server 127.0.0.1:{port} max_fails=3")
+    text = _replace_once(text, "    listen 443 ssl http2;", f"    listen 127.0.0.1:{https_port} ssl http2;")
+    text = _replace_once(text, "    listen [::]:443 ssl http2;\n", "")
+    tls = STATE_DIR / "tls"
+    text = _replace_once(text, "/etc/ssl/runfeed/fullchain.pem", str(tls / "cert.pem"))
+    text = _replace_once(text, "/etc/ssl/runfeed/privkey.pem", str(tls / "key.pem"))
+    text = _replace_once(text, "/var/log/nginx/runfeed.access.log", str(tmp / "access.log"))
+    text = _replace_once(text, "/var/log/nginx/runfeed.error.log", str(tmp / "error.log"))
+    (tmp / name).write_text(text)
+    shutil.copy(FASTCGI_PARAMS, tmp / "fastcgi_params")   # `include fastcgi_params;` is relative to the conf dir
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / "tmp" / d).mkdir(parents=True, exist_ok=True)
+    main = tmp / "nginx.conf"
+    main.write_text(f"""# test wrapper: the main context of nginx.conf, with nginx/{name} in http {{}}
+{"user root;" if os.geteuid() == 0 else ""}
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/tmp/client_body;
+    proxy_temp_path       {tmp}/tmp/proxy;
+    fastcgi_temp_path     {tmp}/tmp/fastcgi;
+    uwsgi_temp_path       {tmp}/tmp/uwsgi;
+    scgi_temp_path        {tmp}/tmp/scgi;
+    include {tmp}/{name};
+}}
+""")
+    return main
+
+
+def nginx_t(conf):
+    if not os.access(NGINX_BIN, os.X_OK):
+        pytest.fail("nginx not installed (scripts/deps.sh installs it)")
+    return subprocess.run([NGINX_BIN, "-t", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log")],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("name", ["runfeed.conf", "runfeed-standalone.conf"])
+def test_shipped_config_passes_nginx_t(name, tmp_path):
+    conf = render_shipped(name, tmp_path, pick_ports(1)[0])
+    p = nginx_t(conf)
+    assert p.returncode == 0, p.stderr
+    assert "syntax is ok" in p.stderr and "test is successful" in p.stderr, p.stderr
+
+
+class RunningNginx:
+    def __init__(self, conf, port):
+        self.port = port
+        self.base = f"https://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([NGINX_BIN, "-p", str(conf.parent), "-c", str(conf),
+                                      "-e", str(conf.parent / "error.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            assert self.proc.poll() is None, (conf.parent / "error.log").read_text()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(up, 15, 0.1, "the shipped config's nginx to listen")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def shipped_nginx(tmp_path):
+    started = []
+
+    def start(name):
+        port = pick_ports(1)[0]
+        conf = render_shipped(name, tmp_path, port)
+        p = nginx_t(conf)
+        assert p.returncode == 0, p.stderr
+        n = RunningNginx(conf, port)
+        started.append(n)
+        return n
+
+    yield start
+    for n in started:
+        n.stop()
+
+
+def test_shipped_primary_config_fronts_the_webapp(shipped_nginx):
+    n = shipped_nginx("runfeed.conf")
+    # runfeed's routes: the workers.
+    value = snapshot_value(OFFLOADED_RUN, base=n.base)
+    assert value["payloadType"] == "application/store"
+    r = https("GET", f"/realtime/v1/runs?tags={DEMO_TAG}", token=API_KEY, base=n.base,
+              headers={"x-trigger-electric-version": MODERN})
+    assert r.status_code == 200 and "electric-handle" in r.headers and STANDIN not in r.headers
+    # The offloaded payload through the webapp, with a presigned URL on this server's origin.
+    url = presigned_url(value["payload"], API_KEY, base=n.base)
+    assert url.startswith(n.base + "/objects/"), url
+    r = requests.get(url, verify=CA_CERT, timeout=15)
+    assert r.status_code == 200 and r.json()["run"] == OFFLOADED_RUN
+    # Everything else, streams included: the webapp.
+    for path in ("/realtime/v1/streams/run_demo0001/default", "/api/v1/nope", "/"):
+        r = https("GET", path, token=API_KEY, base=n.base)
+        assert r.status_code == 404 and r.headers.get(STANDIN) == "1", (path, r.status_code, r.text[:200])
+    r = https("POST", "/api/v1/tasks/it-task/trigger", token=API_KEY, base=n.base,
+              data=json.dumps({"payload": "z" * 3_000_000}).encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 404 and r.headers.get(STANDIN) == "1", (r.status_code, r.text[:200])
+    r = https("GET", "/realtime/v1/runs/a/b", token=API_KEY, base=n.base)
+    assert (r.status_code, r.text) == (404, NOT_FOUND) and STANDIN not in r.headers
+
+
+def test_shipped_standalone_config_answers_only_runfeed(shipped_nginx):
+    n = shipped_nginx("runfeed-standalone.conf")
+    assert snapshot_value(DEMO_RUN, base=n.base)["friendlyId"] == DEMO_RUN
+    r = https("GET", "/realtime/v1/nope", token=API_KEY, base=n.base)
+    assert (r.status_code, r.text) == (404, NOT_FOUND)       # runfeed's own 404
+    r = https("GET", f"/api/v1/packets/{OFFLOADED_RUN}/payload.json", token=API_KEY, base=n.base)
+    assert r.status_code == 404 and STANDIN not in r.headers  # nginx's: no webapp behind this variant
