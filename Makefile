@@ -17,12 +17,14 @@ endif
 
 SWIFT ?= swift
 
-# Integration-test stack: its own state dir and ports, so it can run next to `make run`.
+# Integration-test stack: its own state dir and ports, so it can run next to `make run`. Every port
+# lies below the kernel's ephemeral range (32768-60999), as do those of `make run` and `make bench`.
 TEST_STATE      ?= $(CURDIR)/.runfeed/test
-TEST_PG_PORT    ?= 55433
-TEST_REDIS_PORT ?= 56380
+TEST_PG_PORT    ?= 25433
+TEST_REDIS_PORT ?= 26380
 TEST_HTTPS_PORT ?= 8444
 TEST_HTTP_PORT  ?= 8081
+TEST_WEBAPP_PORT ?= 23031
 TEST_CH_HTTP_PORT ?= 18124
 TEST_CH_TCP_PORT  ?= 19001
 TEST_METRICS_BASE ?= 19200
@@ -74,6 +76,7 @@ test: deps
 	        RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
 	        RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" \
 	        RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
+	        RUNFEED_WEBAPP_PORT="$(TEST_WEBAPP_PORT)" \
 	        RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" \
 	        RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
 	        RUNFEED_METRICS_PORT_BASE="$(TEST_METRICS_BASE)" \
@@ -102,7 +105,7 @@ test-model:
 
 # AddressSanitizer and ThreadSanitizer builds (.build-address, .build-thread), each run through
 # tests/integration on its own throwaway stack (.runfeed/san-<s>; ports PG 2547x, Redis 2647x,
-# HTTPS 847x, HTTP 848x, CH 1817x/1917x, metrics base 19800/19900); fails on a failing test or on
+# HTTPS 847x, HTTP 848x, webapp stand-in 2304x, CH 1817x/1917x, metrics base 19800/19900); fails on a failing test or on
 # any $STATE/log/{asan,tsan}.* report.
 # SANITIZERS picks a subset; SAN_PYTEST_ARGS (-q) is passed to pytest. See docs/RELIABILITY.md.
 SANITIZERS ?= address thread
@@ -112,6 +115,7 @@ test-sanitizers: deps
 clean:
 	-RUNFEED_STATE="$(TEST_STATE)" RUNFEED_PG_PORT="$(TEST_PG_PORT)" RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
 	    RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
+	    RUNFEED_WEBAPP_PORT="$(TEST_WEBAPP_PORT)" \
 	    RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
 	    bash scripts/stack.sh clean
 	-bash scripts/stack.sh clean

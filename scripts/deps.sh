@@ -23,8 +23,8 @@ PACKAGES=(
     postgresql-15 redis-server nginx
     # C libraries behind the Swift system-library targets
     libfcgi-dev libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev pkg-config
-    # stack scripts and integration tests
-    make openssl curl ca-certificates python3 python3-pytest python3-requests
+    # stack scripts and integration tests (iproute2: `ss`, which names the process holding a busy port)
+    make openssl curl ca-certificates iproute2 python3 python3-pytest python3-requests
     # headless browser for tests/integration/test_browser_demo.py (the demo page)
     chromium
     # what the Swift toolchain in /opt/swift needs to fetch packages, compile and

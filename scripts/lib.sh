@@ -126,6 +126,187 @@ require_port() {
     [[ $2 =~ ^[0-9]+$ ]] && (($2 > 0 && $2 < 65536)) || die "$1 must be a TCP port number (got '$2')"
 }
 
+# ephemeral_range — "LOW HIGH": the ports the kernel hands to outgoing connections
+# (/proc/sys/net/ipv4/ip_local_port_range; Linux's default 32768-60999 when unreadable).
+ephemeral_range() {
+    local lo='' hi=''
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    [[ $lo =~ ^[0-9]+$ && $hi =~ ^[0-9]+$ ]] || { lo=32768 hi=60999; }
+    printf '%s %s\n' "$lo" "$hi"
+}
+
+# port_reserved PORT — PORT is in /proc/sys/net/ipv4/ip_local_reserved_ports, which the
+# kernel never hands out as an ephemeral port.
+port_reserved() {
+    local list='' item items=()
+    read -r list </proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || return 1
+    IFS=, read -r -a items <<<"$list"
+    for item in "${items[@]}"; do
+        item=${item//[[:space:]]/}
+        if [[ $item =~ ^([0-9]+)-([0-9]+)$ ]]; then
+            (($1 >= BASH_REMATCH[1] && $1 <= BASH_REMATCH[2])) && return 0
+        elif [[ $item =~ ^[0-9]+$ ]]; then
+            (($1 == item)) && return 0
+        fi
+    done
+    return 1
+}
+
+# port_ephemeral PORT — PORT may be handed to an outgoing connection at any time.
+port_ephemeral() {
+    local lo hi
+    read -r lo hi < <(ephemeral_range)
+    (($1 >= lo && $1 <= hi)) && ! port_reserved "$1"
+}
+
+# warn_ephemeral NAME FIRST [LAST] — warn when a port of FIRST..LAST (the value of NAME) lies in
+# the kernel's ephemeral range: a service bound there can fail to start with "Address already
+# in use" although nothing listens, because an outgoing connection was given that port.
+warn_ephemeral() {
+    local name=$1 first=$2 last=${3:-$2} lo hi p
+    read -r lo hi < <(ephemeral_range)
+    for ((p = first; p <= last; p++)); do
+        port_ephemeral "$p" || continue
+        if ((first == last)); then
+            warn "$name=$first lies inside the kernel's ephemeral port range $lo-$hi" \
+                 "(/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may be given that port," \
+                 "and the service then cannot bind it although nothing listens there. Prefer a port below $lo."
+        else
+            warn "$name puts ports $p-$last (of $first-$last) inside the kernel's ephemeral port range $lo-$hi" \
+                 "(/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may be given one of them," \
+                 "and the service then cannot bind it. Prefer ports below $lo."
+        fi
+        return 0
+    done
+}
+
+# _pid_desc PID — "pid N (command line)", shortened.
+_pid_desc() {
+    local pid=$1 cmd=''
+    [[ -r /proc/$pid/cmdline ]] && cmd=$(tr -s '\0\n\t ' '    ' <"/proc/$pid/cmdline" 2>/dev/null)
+    cmd=${cmd% }
+    [[ -n $cmd ]] || cmd=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    ((${#cmd} > 100)) && cmd="${cmd:0:97}..."
+    printf 'pid %s (%s)' "$pid" "${cmd:-?}"
+}
+
+# _hex_addr HEX — a /proc/net/tcp address ("0100007F:6358", or the IPv6 form) as text.
+_hex_addr() {
+    local ip=${1%:*} port=$((16#${1#*:}))
+    if ((${#ip} == 8)); then
+        printf '%d.%d.%d.%d:%d' "$((16#${ip:6:2}))" "$((16#${ip:4:2}))" "$((16#${ip:2:2}))" "$((16#${ip:0:2}))" "$port"
+    else
+        case "$ip" in
+            00000000000000000000000000000000) printf '[::]:%d' "$port" ;;
+            00000000000000000000000001000000) printf '[::1]:%d' "$port" ;;
+            0000000000000000FFFF0000????????)
+                local v4=${ip:24:8}
+                printf '[::ffff:%d.%d.%d.%d]:%d' "$((16#${v4:6:2}))" "$((16#${v4:4:2}))" \
+                    "$((16#${v4:2:2}))" "$((16#${v4:0:2}))" "$port" ;;
+            *) printf '[%s]:%d' "$ip" "$port" ;;
+        esac
+    fi
+}
+
+# port_sockets PORT — the TCP sockets (IPv4 and IPv6, any state) whose local port is PORT, one
+# per line: "STATE<TAB>LOCAL<TAB>PEER<TAB>PIDS" (PIDS space-separated; empty when no process
+# holds it, as in TIME-WAIT, or when the owner is not visible). From `ss` (iproute2), or from
+# /proc/net/tcp{,6} and a scan of /proc/*/fd without it.
+port_sockets() {
+    local port=$1
+    if command -v ss >/dev/null 2>&1; then
+        ss -Htanp "sport = :$port" 2>/dev/null | awk -v OFS='\t' '
+            { pids = ""; rest = ""
+              for (i = 6; i <= NF; i++) rest = rest " " $i
+              while (match(rest, /pid=[0-9]+/)) {
+                  p = substr(rest, RSTART + 4, RLENGTH - 4)
+                  if (index(" " pids " ", " " p " ") == 0) pids = pids (pids == "" ? "" : " ") p
+                  rest = substr(rest, RSTART + RLENGTH)
+              }
+              print $1, $4, $5, pids }'
+        return 0
+    fi
+    local hexport f state lhex rhex inode pids pid fd
+    printf -v hexport '%04X' "$port"
+    declare -A names=([01]=ESTAB [02]=SYN-SENT [03]=SYN-RECV [04]=FIN-WAIT-1 [05]=FIN-WAIT-2
+        [06]=TIME-WAIT [07]=CLOSE [08]=CLOSE-WAIT [09]=LAST-ACK [0A]=LISTEN [0B]=CLOSING)
+    for f in /proc/net/tcp /proc/net/tcp6; do
+        [[ -r $f ]] || continue
+        while read -r _ lhex rhex state _ _ _ _ _ inode _; do
+            [[ ${lhex##*:} == "$hexport" ]] || continue
+            pids=''
+            if [[ $inode != 0 ]]; then
+                for fd in /proc/[0-9]*/fd/*; do
+                    [[ $(readlink "$fd" 2>/dev/null) == "socket:[$inode]" ]] || continue
+                    pid=${fd#/proc/}
+                    pid=${pid%%/*}
+                    [[ " $pids " == *" $pid "* ]] || pids+="${pids:+ }$pid"
+                done
+            fi
+            printf '%s\t%s\t%s\t%s\n' "${names[$state]:-$state}" "$(_hex_addr "$lhex")" "$(_hex_addr "$rhex")" "$pids"
+        done < <(tail -n +2 "$f")
+    done
+}
+
+# port_report PORT — why PORT cannot be bound, in words (empty when no socket uses it): who
+# listens there, or which connections hold it as their local port.
+port_report() {
+    local port=$1 state local_addr peer pids pid listeners='' conns='' tw=0 desc lo hi
+    while IFS=$'\t' read -r state local_addr peer pids; do
+        [[ -n $state ]] || continue
+        desc=''
+        for pid in $pids; do desc+="${desc:+, }$(_pid_desc "$pid")"; done
+        if [[ $state == LISTEN ]]; then
+            listeners+="${listeners:+; }${desc:-a process this shell cannot see (another PID namespace, or not root)} listens on $local_addr"
+        elif [[ $state == TIME-WAIT ]]; then
+            tw=$((tw + 1))
+        else
+            conns+="${conns:+; }$local_addr -> $peer ($state${desc:+, $desc})"
+        fi
+    done < <(port_sockets "$port")
+    if [[ -n $listeners ]]; then
+        printf 'port %s is in use: %s' "$port" "$listeners"
+        return 0
+    fi
+    if [[ -z $conns ]] && ((tw == 0)) && port_busy "$port"; then
+        printf 'port %s is in use: something accepts connections on 127.0.0.1:%s, but its process cannot be identified' \
+            "$port" "$port"
+        return 0
+    fi
+    [[ -n $conns ]] || ((tw)) || return 0
+    read -r lo hi < <(ephemeral_range)
+    printf 'nothing listens on port %s, but it is the local port of' "$port"
+    [[ -n $conns ]] && printf ' open connection(s): %s' "$conns"
+    [[ -n $conns ]] && ((tw)) && printf ' and of'
+    ((tw)) && printf ' %s connection(s) in TIME-WAIT (closed, kept by the kernel for up to a minute)' "$tw"
+    if port_ephemeral "$port"; then
+        printf '. The port lies in the kernel'"'"'s ephemeral range %s-%s, so outgoing connections are given it' "$lo" "$hi"
+    fi
+}
+
+# port_check NAME PORT — make sure a service can bind 127.0.0.1:PORT (the value of NAME): die
+# naming what holds it (a listener, or connections using it as their local port). Sockets only
+# in TIME-WAIT pass: every service here binds with SO_REUSEADDR, and a service that was just
+# stopped leaves some behind.
+port_check() {
+    local name=$1 port=$2 report
+    report=$(port_report "$port")
+    if [[ $report == "port $port is in use"* ]]; then
+        die "$report. Stop that process, or choose another port with $name."
+    elif [[ $report == *"open connection"* ]]; then
+        die "$report. Wait until they close, or choose another port with $name."
+    fi
+    return 0
+}
+
+# port_note PORT — " (<port_report>)" for a start-up failure message, or nothing.
+port_note() {
+    local report
+    report=$(port_report "$1")
+    [[ -n $report ]] && printf ' (%s)' "$report"
+    return 0
+}
+
 # show_log FILE [LINES] — print the tail of a log to stderr, for failures.
 show_log() {
     local f=$1 n=${2:-40}

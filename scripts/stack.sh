@@ -13,10 +13,13 @@
 #
 # Environment (defaults in brackets; relative paths are relative to the caller's cwd):
 #   RUNFEED_STATE       state dir                     [<repo>/.runfeed]
-#   RUNFEED_PG_PORT     PostgreSQL TCP port           [55432]
-#   RUNFEED_REDIS_PORT  Redis TCP port                [56379]
+#   RUNFEED_PG_PORT     PostgreSQL TCP port           [25432]
+#   RUNFEED_REDIS_PORT  Redis TCP port                [26379]
 #   RUNFEED_HTTPS_PORT  nginx TLS port                [8443]
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
+#   RUNFEED_WEBAPP_PORT the trigger.dev webapp stand-in (scripts/webapp_standin.py), which nginx
+#                       sends every path but runfeed's to, as nginx/runfeed.conf does with the
+#                       real webapp: GET/PUT /api/v1/packets/<file> (offloaded payloads)  [23030]
 #   RUNFEED_CLICKHOUSE  1 = run ClickHouse, 0 = don't: workers then resolve tag
 #                       and batch membership in PostgreSQL   [1 when installed]
 #   RUNFEED_CH_HTTP_PORT ClickHouse HTTP port        [18123]
@@ -44,6 +47,11 @@
 #                       under a hard limit of 20000), leaving fds for files and logs]
 # The nginx knobs apply on every `start` (the config is rendered anew): pass them each time.
 #
+# Ports: every default lies below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+# default), which outgoing connections draw from; `start` warns about a configured port inside it.
+# A port that cannot be bound stops `start` with the process that listens there, or the
+# connections that hold it as their local port (from `ss`, or /proc without it).
+#
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
 set -euo pipefail
@@ -54,10 +62,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STATE=$(abs_path "${RUNFEED_STATE:-$RUNFEED_ROOT/.runfeed}")
 STATE=${STATE%/}
-PG_PORT=${RUNFEED_PG_PORT:-55432}
-REDIS_PORT=${RUNFEED_REDIS_PORT:-56379}
+PG_PORT=${RUNFEED_PG_PORT:-25432}
+REDIS_PORT=${RUNFEED_REDIS_PORT:-26379}
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
+WEBAPP_PORT=${RUNFEED_WEBAPP_PORT:-23030}
 WORKERS=${RUNFEED_WORKERS:-2}
 # Below the kernel's ephemeral range (32768+): clickhouse-server 18.16 cannot bind a port that an
 # outgoing connection still holds in TIME-WAIT.
@@ -80,11 +89,14 @@ require_port RUNFEED_PG_PORT "$PG_PORT"
 require_port RUNFEED_REDIS_PORT "$REDIS_PORT"
 require_port RUNFEED_HTTPS_PORT "$HTTPS_PORT"
 require_port RUNFEED_HTTP_PORT "$HTTP_PORT"
+require_port RUNFEED_WEBAPP_PORT "$WEBAPP_PORT"
 require_port RUNFEED_CH_HTTP_PORT "$CH_HTTP_PORT"
 require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
 [[ $CH_HTTP_PORT != "$CH_TCP_PORT" ]] || die "RUNFEED_CH_HTTP_PORT and RUNFEED_CH_TCP_PORT must differ"
 [[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) \
     || die "RUNFEED_WORKERS must be 1..64 (got '$WORKERS')"
+[[ $METRICS_BASE =~ ^[0-9]+$ ]] && ((METRICS_BASE >= 1 && METRICS_BASE + WORKERS < 65536)) \
+    || die "RUNFEED_METRICS_PORT_BASE + RUNFEED_WORKERS must be a TCP port number (got '$METRICS_BASE' + $WORKERS)"
 [[ $NGINX_WORKERS =~ ^[0-9]+$ ]] && ((NGINX_WORKERS >= 1 && NGINX_WORKERS <= 64)) \
     || die "RUNFEED_NGINX_WORKERS must be 1..64 (got '$NGINX_WORKERS')"
 [[ -z $NGINX_CONNECTIONS || $NGINX_CONNECTIONS =~ ^[1-9][0-9]*$ ]] \
@@ -114,6 +126,13 @@ DEMO_ENV=$STATE/demo.env
 # The demo page: static files from the repo, defaults (token, run, tag) generated into the state dir.
 DEMO_DIR=$RUNFEED_ROOT/demo
 DEMO_CONFIG=$STATE/demo-config.js
+# The webapp stand-in (scripts/webapp_standin.py): pid file, log, and the object store it serves
+# presigned URLs from (the demo seed's offloaded payload is written there by `start --seed`).
+WEBAPP_SCRIPT=$RUNFEED_ROOT/scripts/webapp_standin.py
+WEBAPP_DIR=$STATE/webapp
+WEBAPP_OBJECTS=$WEBAPP_DIR/objects
+WEBAPP_PID=$WEBAPP_DIR/webapp.pid
+WEBAPP_LOG=$LOG_DIR/webapp.log
 # The demo simulator (`runfeed demo`): pid file and log.
 DEMO_PID=$STATE/demo.pid
 DEMO_LOG=$LOG_DIR/demo.log
@@ -138,6 +157,29 @@ case "${RUNFEED_CLICKHOUSE:-auto}" in
         ;;
     *) die "RUNFEED_CLICKHOUSE must be 0 or 1 (got '$RUNFEED_CLICKHOUSE')" ;;
 esac
+
+# check_port_plan — the ports this stack binds must differ from each other, and should lie below
+# the kernel's ephemeral port range (a warning names any that does not; the defaults do).
+check_port_plan() {
+    local -A seen=()
+    local plan=("RUNFEED_PG_PORT=$PG_PORT" "RUNFEED_REDIS_PORT=$REDIS_PORT"
+                "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT"
+                "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT")
+    [[ $CH_ENABLED == 1 ]] && plan+=("RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT" "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT")
+    local entry name port m
+    for entry in "${plan[@]}"; do
+        name=${entry%%=*} port=${entry#*=}
+        [[ -z ${seen[$port]:-} ]] || die "$name and ${seen[$port]} are both $port"
+        seen[$port]=$name
+        warn_ephemeral "$name" "$port"
+    done
+    for ((m = 1; m <= WORKERS; m++)); do
+        port=$((METRICS_BASE + m))
+        [[ -z ${seen[$port]:-} ]] \
+            || die "worker $m's metrics port $port (RUNFEED_METRICS_PORT_BASE + $m) is also ${seen[$port]}"
+    done
+    warn_ephemeral RUNFEED_METRICS_PORT_BASE "$((METRICS_BASE + 1))" "$((METRICS_BASE + WORKERS))"
+}
 
 # AF_UNIX paths are limited to 107 bytes.
 SUN_PATH_MAX=107
@@ -297,15 +339,13 @@ pg_start() {
         pg_prepare_dirs
         pg_init
         pg_write_conf
-        if port_busy "$PG_PORT"; then
-            die "port $PG_PORT is already in use by another process (set RUNFEED_PG_PORT)"
-        fi
+        port_check RUNFEED_PG_PORT "$PG_PORT"
         log "postgres: starting on 127.0.0.1:$PG_PORT"
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
-            || { show_log "$PG_LOG"; die "postgres failed to start"; }
+            || { show_log "$PG_LOG"; die "postgres failed to start$(port_note "$PG_PORT")"; }
     fi
     wait_for 30 "postgres on port $PG_PORT" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" \
-        || { show_log "$PG_LOG"; die "postgres is not accepting connections"; }
+        || { show_log "$PG_LOG"; die "postgres is not accepting connections$(port_note "$PG_PORT")"; }
 }
 
 pg_bootstrap() {
@@ -352,15 +392,15 @@ redis_start() {
         log "redis: already running (pid $(pid_from "$REDIS_PID"))"
     else
         rm -f "$REDIS_PID"
-        port_busy "$REDIS_PORT" && die "port $REDIS_PORT is already in use by another process (set RUNFEED_REDIS_PORT)"
+        port_check RUNFEED_REDIS_PORT "$REDIS_PORT"
         log "redis: starting on 127.0.0.1:$REDIS_PORT"
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
             --pidfile "$REDIS_PID" --dir "$REDIS_DIR" --save '' --appendonly no \
             --logfile "$LOG_DIR/redis.log" \
-            || { show_log "$LOG_DIR/redis.log"; die "redis-server failed to start"; }
+            || { show_log "$LOG_DIR/redis.log"; die "redis-server failed to start$(port_note "$REDIS_PORT")"; }
     fi
     wait_for 20 "redis on port $REDIS_PORT" redis_ping \
-        || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING"; }
+        || { show_log "$LOG_DIR/redis.log"; die "redis is not answering PING$(port_note "$REDIS_PORT")"; }
     wait_for 5 "redis pid file" pid_file_running "$REDIS_PID" \
         || die "redis answers but its pid file $REDIS_PID is missing"
 }
@@ -485,8 +525,8 @@ ch_start() {
         log "clickhouse: already running (pid $(pid_from "$CH_PID"))"
     else
         rm -f "$CH_PID"
-        port_busy "$CH_HTTP_PORT" && die "port $CH_HTTP_PORT is already in use by another process (set RUNFEED_CH_HTTP_PORT)"
-        port_busy "$CH_TCP_PORT" && die "port $CH_TCP_PORT is already in use by another process (set RUNFEED_CH_TCP_PORT)"
+        port_check RUNFEED_CH_HTTP_PORT "$CH_HTTP_PORT"
+        port_check RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
         ch_write_conf
         log "clickhouse: starting on http://127.0.0.1:$CH_HTTP_PORT (native 127.0.0.1:$CH_TCP_PORT)"
         printf '\n=== %s: %s --config-file=%s\n' "$(date -u +%FT%TZ)" "$CH_SERVER_BIN" "$CH_CONF" \
@@ -504,7 +544,7 @@ ch_start() {
         if ! pid_file_running "$CH_PID"; then
             show_log "$LOG_DIR/clickhouse.stdout.log" 20
             show_log "$LOG_DIR/clickhouse.err.log"
-            die "clickhouse-server exited during startup (logs: $LOG_DIR/clickhouse*.log)"
+            die "clickhouse-server exited during startup$(port_note "$CH_HTTP_PORT")$(port_note "$CH_TCP_PORT") (logs: $LOG_DIR/clickhouse*.log)"
         fi
         if ((SECONDS >= deadline)); then
             show_log "$LOG_DIR/clickhouse.err.log"
@@ -648,6 +688,12 @@ workers_start() {
     # Restart every worker so that a rebuilt binary is always picked up; also stop
     # workers left over from a larger RUNFEED_WORKERS.
     workers_stop_all
+    # The status listeners use SO_REUSEPORT: a worker of another stack on the same port would
+    # silently share it instead of failing.
+    local m
+    for ((m = 1; m <= WORKERS; m++)); do
+        port_check RUNFEED_METRICS_PORT_BASE "$((METRICS_BASE + m))"
+    done
 
     # Held requests each cost a file descriptor.
     local hard
@@ -707,6 +753,64 @@ workers_start() {
             sleep 0.1
         done
     done
+}
+
+# --- webapp stand-in ---------------------------------------------------------------------------
+
+# nginx sends every path but runfeed's routes to the trigger.dev webapp (nginx/runfeed.conf); the
+# local stack runs scripts/webapp_standin.py in its place, on 127.0.0.1:$WEBAPP_PORT. It serves what
+# an SDK subscriber needs from the webapp: GET/PUT /api/v1/packets/<file> (credentials checked in
+# PostgreSQL) and the presigned object URLs it hands out; a JSON 404 for anything else. Only the pid
+# in $WEBAPP_PID, checked against its command line, is ever signalled.
+
+webapp_alive() { pid_alive "$WEBAPP_PID" "$WEBAPP_SCRIPT"; }
+
+webapp_ping() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$WEBAPP_PORT/healthcheck" \
+        2>/dev/null) == 200 ]]
+}
+
+webapp_stop() {
+    if webapp_alive; then
+        log "webapp stand-in: stopping (pid $(pid_from "$WEBAPP_PID"))"
+        stop_pid "$(pid_from "$WEBAPP_PID")" 5
+    fi
+    rm -f "$WEBAPP_PID"
+}
+
+# webapp_seed — the objects the demo seed refers to (run_demo0010's offloaded payload).
+webapp_seed() {
+    log "webapp stand-in: demo objects in $WEBAPP_OBJECTS"
+    python3 "$WEBAPP_SCRIPT" seed-objects --objects "$WEBAPP_OBJECTS" >/dev/null \
+        || die "scripts/webapp_standin.py seed-objects failed"
+}
+
+# webapp_start — (re)start the stand-in, so that a changed port or script is picked up.
+webapp_start() {
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (scripts/deps.sh installs it)"
+    webapp_stop
+    mkdir -p "$WEBAPP_OBJECTS" "$LOG_DIR"
+    port_check RUNFEED_WEBAPP_PORT "$WEBAPP_PORT"
+    printf '\n=== %s: %s serve --listen 127.0.0.1:%s\n' "$(date -u +%FT%TZ)" "$WEBAPP_SCRIPT" "$WEBAPP_PORT" \
+        >>"$WEBAPP_LOG"
+    nohup setsid python3 "$WEBAPP_SCRIPT" serve --listen "127.0.0.1:$WEBAPP_PORT" \
+        --objects "$WEBAPP_OBJECTS" --database-url "$DATABASE_URL" --psql "$PG_BIN/psql" \
+        >>"$WEBAPP_LOG" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$WEBAPP_PID"
+    local deadline=$((SECONDS + 20))
+    until webapp_ping; do
+        if ! pid_file_running "$WEBAPP_PID"; then
+            show_log "$WEBAPP_LOG" 20
+            rm -f "$WEBAPP_PID"
+            die "the webapp stand-in exited during startup$(port_note "$WEBAPP_PORT") (log: $WEBAPP_LOG)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$WEBAPP_LOG" 20
+            die "the webapp stand-in is not answering http://127.0.0.1:$WEBAPP_PORT/healthcheck after 20s"
+        fi
+        sleep 0.2
+    done
+    log "webapp stand-in: pid $(pid_from "$WEBAPP_PID"), http://127.0.0.1:$WEBAPP_PORT (log: $WEBAPP_LOG)"
 }
 
 # --- nginx ------------------------------------------------------------------------------------
@@ -778,6 +882,7 @@ nginx_render() {
     tpl=${tpl//@STATE@/"$STATE"}
     tpl=${tpl//@HTTPS_PORT@/"$HTTPS_PORT"}
     tpl=${tpl//@HTTP_PORT@/"$HTTP_PORT"}
+    tpl=${tpl//@WEBAPP_PORT@/"$WEBAPP_PORT"}
     tpl=${tpl//@HTTP_LISTEN_OPTS@/"$listen_opts"}
     tpl=${tpl//@UPSTREAMS@/"$upstreams"}
     tpl=${tpl//@DEMO_DIR@/"$DEMO_DIR"}
@@ -812,13 +917,13 @@ nginx_start() {
         nginx_cmd -s reload
     else
         rm -f "$NGINX_PID"
-        port_busy "$HTTPS_PORT" && die "port $HTTPS_PORT is already in use by another process (set RUNFEED_HTTPS_PORT)"
-        port_busy "$HTTP_PORT" && die "port $HTTP_PORT is already in use by another process (set RUNFEED_HTTP_PORT)"
+        port_check RUNFEED_HTTPS_PORT "$HTTPS_PORT"
+        port_check RUNFEED_HTTP_PORT "$HTTP_PORT"
         log "nginx: starting on https://127.0.0.1:$HTTPS_PORT and http://127.0.0.1:$HTTP_PORT"
-        nginx_cmd || { show_log "$NGINX_ERR"; die "nginx failed to start"; }
+        nginx_cmd || { show_log "$NGINX_ERR"; die "nginx failed to start$(port_note "$HTTPS_PORT")$(port_note "$HTTP_PORT")"; }
     fi
     wait_for 20 "nginx on port $HTTP_PORT" nginx_answers \
-        || { show_log "$NGINX_ERR"; die "nginx is not answering"; }
+        || { show_log "$NGINX_ERR"; die "nginx is not answering$(port_note "$HTTP_PORT")"; }
 }
 
 nginx_stop() {
@@ -889,6 +994,9 @@ write_demo_env() {
         echo "RUNFEED_REDIS_PORT=$REDIS_PORT"
         echo "RUNFEED_HTTPS_PORT=$HTTPS_PORT"
         echo "RUNFEED_HTTP_PORT=$HTTP_PORT"
+        echo "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT"
+        echo "RUNFEED_WEBAPP_URL=http://127.0.0.1:$WEBAPP_PORT"
+        echo "RUNFEED_WEBAPP_OBJECTS=$WEBAPP_OBJECTS"
         echo "RUNFEED_CLICKHOUSE=$([[ -n $ch_url ]] && echo 1 || echo 0)"
         echo "RUNFEED_CLICKHOUSE_URL=$ch_url"
         echo "RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT"
@@ -1004,6 +1112,7 @@ cmd_start() {
         esac
     done
     ((with_workers)) && workers_check_bin
+    check_port_plan
 
     mkdir -p "$STATE" "$LOG_DIR"
     log "state dir: $STATE"
@@ -1026,6 +1135,8 @@ cmd_start() {
             ch_stop
             ;;
     esac
+    ((seed)) && webapp_seed
+    webapp_start
     tls_ensure
     set_run_dir
     if ((with_workers)); then
@@ -1040,7 +1151,8 @@ cmd_start() {
     else
         demo_stop
     fi
-    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/"
+    log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/" \
+        " webapp stand-in: http://127.0.0.1:$WEBAPP_PORT"
 }
 
 cmd_stop() {
@@ -1050,6 +1162,7 @@ cmd_stop() {
     fi
     demo_stop
     nginx_stop
+    webapp_stop
     workers_stop_all
     ch_stop
     redis_stop
@@ -1090,6 +1203,11 @@ cmd_status() {
         done
     else
         echo "workers   stopped"; ok=1
+    fi
+    if webapp_alive && webapp_ping; then
+        echo "webapp    running   http://127.0.0.1:$WEBAPP_PORT  (stand-in: /api/v1/packets/…)  pid=$(pid_from "$WEBAPP_PID")"
+    else
+        echo "webapp    stopped"; ok=1
     fi
     if pid_alive "$NGINX_PID" nginx && nginx_answers; then
         echo "nginx     running   https://127.0.0.1:$HTTPS_PORT  http://127.0.0.1:$HTTP_PORT  pid=$(pid_from "$NGINX_PID")"
@@ -1226,6 +1344,14 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
 
    $sim_note
 
+8) Everything that is not runfeed's goes to the trigger.dev webapp; here a stand-in
+   (${RUNFEED_WEBAPP_URL:-}) serves what the SDK needs from it. run_demo0010's payload is
+   offloaded (payloadType application/store): the SDK asks for a presigned URL, then downloads it:
+
+   curl -s --cacert "$RUNFEED_CA_CERT" "$RUNFEED_URL/api/v1/packets/run_demo0010/payload.json" \\
+     -H "Authorization: Bearer $RUNFEED_API_KEY"
+   curl -s --cacert "$RUNFEED_CA_CERT" "<presignedUrl>" | head -c 200
+
 Stop everything with: make stop
 EOF
 }
@@ -1253,6 +1379,7 @@ main() {
         stop) cmd_stop ;;
         status) cmd_status ;;
         restart-workers)
+            check_port_plan
             set_pg_paths
             mkdir -p "$STATE"
             workers_start

@@ -55,13 +55,14 @@ run_one() {
     log "[$san] build: $((SECONDS - t0)) s"
 
     state=$RUNFEED_ROOT/.runfeed/san-$san
-    # PostgreSQL and Redis below the kernel's ephemeral range (32768-60999): the suite opens thousands of
-    # outgoing connections, and one of them held 56472 when Redis tried to bind it.
+    # Every port below the kernel's ephemeral range (32768-60999): the suite opens thousands of outgoing
+    # connections, and one of them held 56472 when Redis tried to bind it.
     export RUNFEED_STATE="$state" \
            RUNFEED_PG_PORT=$((25470 + i)) \
            RUNFEED_REDIS_PORT=$((26470 + i)) \
            RUNFEED_HTTPS_PORT=$((8470 + i)) \
            RUNFEED_HTTP_PORT=$((8480 + i)) \
+           RUNFEED_WEBAPP_PORT=$((23040 + i)) \
            RUNFEED_CH_HTTP_PORT=$((18170 + i)) \
            RUNFEED_CH_TCP_PORT=$((19170 + i)) \
            RUNFEED_METRICS_PORT_BASE=$((19700 + 100 * i)) \

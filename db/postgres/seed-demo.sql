@@ -242,12 +242,14 @@ VALUES
      1000, 0.55, 0.0025,
      'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),
 
-    -- 0010: payload offloaded to object storage (the SDK downloads it).
+    -- 0010: payload offloaded to object storage. "payload" holds the file name the SDK passes to
+    -- the webapp's GET /api/v1/packets/<file>; the object is packets/<project externalRef>/<env
+    -- slug>/<file>, which the local stack's webapp stand-in serves (scripts/webapp_standin.py).
     ('cmdemorun0000000000000010', 'run_demo0010', 'big-input', 'CANCELED', 1, false,
      (now() AT TIME ZONE 'utc') - interval '40 minutes', (now() AT TIME ZONE 'utc') - interval '39 minutes',
      (now() AT TIME ZONE 'utc') - interval '40 minutes', NULL,
      (now() AT TIME ZONE 'utc') - interval '39 minutes', NULL, NULL,
-     NULL, 'packets/proj_rfdemo00000000000001/dev/run_demo0010/payload.json', 'application/store', NULL, NULL,
+     NULL, 'run_demo0010/payload.json', 'application/store', NULL, NULL,
      ARRAY['demo'], NULL, '{}',
      0, 0, 0,
      'cmdemoenv0000000000000001', 'cmdemoproj000000000000001', NULL),

@@ -26,7 +26,10 @@ def assert_query_error(r, param):
     assert "electric-handle" not in r.headers
 
 
-@pytest.mark.parametrize("path", ["/realtime/v1/nope", "/realtime/v1/runs/a/b", "/realtime/v1/", "/realtime/v1/runs/run%20x"])
+# nginx sends only runfeed's routes (/realtime/v1/runs[/…], /realtime/v1/batches[/…]) to runfeed; other paths
+# reach the webapp (test_webapp_front.py).
+@pytest.mark.parametrize("path", ["/realtime/v1/batches", "/realtime/v1/runs/a/b", "/realtime/v1/batches/a/b",
+                                  "/realtime/v1/runs/run%20x"])
 def test_unknown_route_is_json_404(path):
     r = requests.get(BASE_URL + path, headers=headers(), timeout=10)
     assert r.status_code == 404
@@ -106,7 +109,7 @@ def test_errors_echo_origin_with_vary(case):
     elif case == "403":
         r = get(run_url(DEMO_RUN), token=mint_jwt(jwt_claims(scopes=[]), API_KEY), extra=extra)
     else:
-        r = requests.get(BASE_URL + "/realtime/v1/nope", headers=headers(extra=extra), timeout=10)
+        r = requests.get(BASE_URL + "/realtime/v1/runs/a/b", headers=headers(extra=extra), timeout=10)
     assert r.status_code >= 400
     assert r.headers.get("access-control-allow-origin") == ORIGIN
     assert r.headers.get("vary") == "Origin"
