@@ -28,11 +28,14 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
 
+        // The source revision baked in at build time (scripts/build-info.sh writes revision.h).
+        .target(name: "CBuildInfo", path: "Sources/CBuildInfo"),
+
         // Pure core: protocol, encoding, auth, parsing, caches, feed decisions. No I/O.
         .target(name: "RunfeedCore", dependencies: ["CCrypto"]),
 
         // I/O adapters: event loop, FastCGI, Redis, Postgres.
-        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "RunfeedCore"]),
+        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "CBuildInfo", "RunfeedCore"]),
 
         // The server: feeds wired to the adapters.
         .target(name: "RunfeedServer", dependencies: [
