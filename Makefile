@@ -33,7 +33,7 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: bench help deps build run stop status logs test test-model test-sanitizers clean fuzz
+.PHONY: bench help deps build build-info run stop status logs test test-model test-sanitizers clean fuzz
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
@@ -48,7 +48,12 @@ help:
 deps:
 	bash scripts/deps.sh
 
-build:
+# scripts/build-info.sh writes the source revision the build bakes in (runfeed --version,
+# runfeed_build_info); a plain `swift build` keeps the last one written ("unknown" in a fresh clone).
+build-info:
+	@bash scripts/build-info.sh
+
+build: build-info
 	$(SWIFT) build -c release
 
 run: deps build
@@ -67,7 +72,7 @@ logs:
 # Unit tests first; then a fresh stack (debug binary, short holds, ClickHouse
 # unless RUNFEED_CLICKHOUSE=0) for tests/integration. The test stack is always stopped afterwards; its logs stay
 # in $(TEST_STATE)/log and are printed when a test fails.
-test: deps
+test: deps build-info
 	$(SWIFT) build
 	$(SWIFT) test
 	bash fuzz/run.sh 10
@@ -109,7 +114,7 @@ test-model:
 # any $STATE/log/{asan,tsan}.* report.
 # SANITIZERS picks a subset; SAN_PYTEST_ARGS (-q) is passed to pytest. See docs/RELIABILITY.md.
 SANITIZERS ?= address thread
-test-sanitizers: deps
+test-sanitizers: deps build-info
 	bash scripts/test-sanitizers.sh $(SANITIZERS)
 
 clean:
@@ -132,5 +137,6 @@ fuzz:
 BENCH_ARGS ?=
 bench:
 	bash scripts/deps.sh --bench
+	bash scripts/build-info.sh
 	$(SWIFT) build -c release
 	BENCH_ARGS="$(BENCH_ARGS)" bash scripts/bench.sh $(BENCH_ARGS)

@@ -11,8 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // 2.4.1: `# HELP` lines (metrics created on the registry with a help text).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shims: thin system-library targets, one per C library.
@@ -30,17 +30,19 @@ let package = Package(
         .systemLibrary(name: "CTLS", path: "Sources/CTLS", pkgConfig: "libssl",
                        providers: [.apt(["libssl-dev"])]),
 
+        // The source revision baked in at build time (scripts/build-info.sh writes revision.h).
+        .target(name: "CBuildInfo", path: "Sources/CBuildInfo"),
+
         // Pure core: protocol, encoding, auth, parsing, caches, feed decisions. No I/O.
         .target(name: "RunfeedCore", dependencies: ["CCrypto"]),
 
-        // I/O adapters: event loop, FastCGI, Redis, Postgres.
-        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "CTLS", "RunfeedCore"]),
+        // I/O adapters: event loop, FastCGI, Redis (TCP/TLS, cluster), Postgres, /proc.
+        .target(name: "RunfeedIO", dependencies: ["CLinux", "CFastCGI", "CHiredis", "CPostgres", "CCurl", "CTLS", "CBuildInfo", "RunfeedCore"]),
 
         // The server: feeds wired to the adapters.
         .target(name: "RunfeedServer", dependencies: [
             "RunfeedCore", "RunfeedIO",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 

@@ -24,7 +24,7 @@ PACKAGES=(
     # C libraries behind the Swift system-library targets
     libfcgi-dev libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev pkg-config
     # stack scripts and integration tests (iproute2: `ss`, which names the process holding a busy port)
-    make openssl curl ca-certificates iproute2 python3 python3-pytest python3-requests
+    make openssl curl ca-certificates iproute2 python3 python3-pytest python3-requests python3-yaml
     # headless browser for tests/integration/test_browser_demo.py (the demo page)
     chromium
     # what the Swift toolchain in /opt/swift needs to fetch packages, compile and
@@ -127,6 +127,28 @@ if ((${#bench_missing[@]})); then
     done
 elif ((bench)); then
     log "benchmark packages: all present"
+fi
+
+# promtool (checks and unit-tests deploy/prometheus/*.yml and the dashboard's queries in
+# tests/integration/test_metrics.py). Debian ships it only inside the `prometheus` package, whose
+# installation would also set up a Prometheus server; so the package is downloaded and only promtool is
+# extracted from it, into .runfeed/tools/ (nothing is installed system-wide). A promtool on PATH wins.
+PROMTOOL_DIR="$RUNFEED_ROOT/.runfeed/tools"
+if ! command -v promtool >/dev/null 2>&1 && [[ ! -x $PROMTOOL_DIR/promtool ]]; then
+    apt_update
+    log "fetching promtool (Debian package prometheus, extracted into $PROMTOOL_DIR)"
+    tmp=$(mktemp -d)
+    chown _apt "$tmp" 2>/dev/null || true   # apt-get download fetches as _apt where it can
+    (cd "$tmp" && apt-get download -q prometheus >/dev/null) || die "apt-get download prometheus failed"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x" || die "could not unpack the prometheus package"
+    mkdir -p "$PROMTOOL_DIR"
+    install -m 0755 "$tmp/x/usr/bin/promtool" "$PROMTOOL_DIR/promtool"
+    rm -rf "$tmp"
+fi
+if command -v promtool >/dev/null 2>&1; then
+    log "promtool: $(command -v promtool)"
+else
+    log "promtool: $PROMTOOL_DIR/promtool"
 fi
 
 if command -v clickhouse-server >/dev/null 2>&1; then

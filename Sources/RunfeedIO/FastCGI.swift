@@ -55,8 +55,11 @@ public final class FastCGIConnection: @unchecked Sendable {
     public let info: FastCGIRequestInfo
     /// The upstream connection's socket, watched for EOF while the request is parked.
     public let fd: Int32
-    /// Monotonic ms when the request was accepted.
-    public let acceptedAt: Int64
+    /// Monotonic µs when the request was accepted (the start of its `runfeed_request_duration_seconds`).
+    public let acceptedAtUs: Int64
+    /// Set when the client is known to have gone before the answer (nginx closed the upstream
+    /// connection of a held poll): the answer is counted as 499. Loop thread only.
+    public var clientGone = false
     let requestId: UInt16
     private var answered = false
 
@@ -64,7 +67,7 @@ public final class FastCGIConnection: @unchecked Sendable {
         self.info = info
         self.fd = request.pointee.ipcFd
         self.requestId = UInt16(truncatingIfNeeded: request.pointee.requestId)
-        self.acceptedAt = monotonicMs()
+        self.acceptedAtUs = monotonicUs()
         FCGX_Free(request, 0)  // streams and params; the socket stays open
         request.deallocate()
     }

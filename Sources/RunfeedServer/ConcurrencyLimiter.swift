@@ -102,11 +102,11 @@ final class ConcurrencyLimiter: @unchecked Sendable {
             case .admitted:
                 box.value(.admitted(member: member))
             case .rejected:
-                WorkerMetrics.liveRejectedByLimit.increment()
+                WorkerMetrics.shared.liveRejectedByLimit.increment()
                 box.value(.rejected)
             case .failed(let e):
                 log.error("concurrency limit lookup failed: \(e)")
-                WorkerMetrics.liveLimitLookupFailed.increment()
+                WorkerMetrics.shared.liveLimitLookupFailed.increment()
                 box.value(.failed)
             case .released:
                 box.value(.failed)

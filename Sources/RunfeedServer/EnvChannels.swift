@@ -27,6 +27,9 @@ final class EnvChannels {
 
     var subscribedCount: Int { subscribedAt.count }
 
+    /// Held polls of the environment with the most on this worker (each keeps one reference).
+    var busiestEnvironmentHeld: Int { refs.values.max() ?? 0 }
+
     func retain(_ env: String) {
         refs[env, default: 0] += 1
         if let t = lingers.removeValue(forKey: env) { loop.cancel(t) }
@@ -87,10 +90,10 @@ final class EnvChannels {
     func received(channel: String, payload: String) {
         guard let env = Channels.envId(fromChannel: channel), refs[env] != nil || lingers[env] != nil else { return }
         guard payload.utf8.count <= 16_384, let record = ChangeRecord.parse(payload) else {
-            WorkerMetrics.recordsRejected.increment()
+            WorkerMetrics.shared.recordsRejected.increment()
             return
         }
-        WorkerMetrics.recordsAccepted.increment()
+        WorkerMetrics.shared.recordsAccepted.increment()
         // Mutated in place (no copy of the buffer per record).
         replays[env, default: ReplayBuffer(windowMs: config.replayWindowMs, maxRuns: config.replayMaxRuns)]
             .record(record, atMs: wallMs(), heardUs: monotonicUs())

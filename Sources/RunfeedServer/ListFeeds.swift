@@ -129,22 +129,22 @@ final class ListFeedRegistry {
     /// offset names, else the shared store's; nil when unknown (no token, expired, Redis unavailable).
     private func clientView(_ request: ListFeedRequest, offset: Offset, _ done: @escaping (ListView?, ViewSource) -> Void) {
         guard let token = offset.token, token != 0 else {
-            WorkerMetrics.listViewUnknown.increment()
+            WorkerMetrics.shared.listViewUnknown.increment()
             done(nil, .unknown)
             return
         }
         if let local = localViews.get(request.workingSetKey, nowMs: monotonicMs()), local.token == token {
-            WorkerMetrics.listViewLocal.increment()
+            WorkerMetrics.shared.listViewLocal.increment()
             done(local.view, .local)
             return
         }
         views.load(envId: request.envId, handle: request.handle, token: token) { [self] view in
             guard let view else {
-                WorkerMetrics.listViewUnknown.increment()
+                WorkerMetrics.shared.listViewUnknown.increment()
                 done(nil, .unknown)
                 return
             }
-            WorkerMetrics.listViewShared.increment()
+            WorkerMetrics.shared.listViewShared.increment()
             // Kept here from now on; its expiry in Redis is refreshed by the next answer that keeps it.
             localViews.set(request.workingSetKey, LocalView(token: token, view: view, savedAtMs: 0), nowMs: monotonicMs())
             done(view, .shared)
@@ -176,7 +176,7 @@ final class ListFeedRegistry {
         let base = previous?.token.flatMap { $0 == 0 ? nil : $0 }
         views.save(envId: request.envId, handle: request.handle, base: base, baseView: base == nil ? nil : baseView,
                    token: token, view: view, viewText: viewText) { [weak self] stored in
-            if !stored { WorkerMetrics.listViewStoreFailed.increment() }
+            if !stored { WorkerMetrics.shared.listViewStoreFailed.increment() }
             self?.server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
                                      live: live, view: source)
         }
@@ -250,7 +250,7 @@ final class ListFeedRegistry {
         let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
                                               floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view,
                                                                                skewMs: config.clockSkewMs))
-        if stale { WorkerMetrics.confirmingReads.increment() }
+        if stale { WorkerMetrics.shared.confirmingReads.increment() }
         return stale
     }
 
@@ -291,18 +291,19 @@ final class ListFeedRegistry {
         index.add(id, envId: env, filter: request.filter)
         parking.arm(config, onDeadline: { [weak self] in
             guard let self, self.feeds[id] != nil else { return }
-            WorkerMetrics.listBackstop.increment()
+            WorkerMetrics.shared.listBackstop.increment()
             self.act(feed, feed.machine.handle(.deadline))
         }, onGone: { [weak self] in
             guard let self, self.feeds[id] != nil else { return }
-            WorkerMetrics.listAbort.increment()
+            request.conn.clientGone = true
+            WorkerMetrics.shared.listAbort.increment()
             self.act(feed, feed.machine.handle(.aborted))
         })
         let basis = offset.basisMs
         guard view != nil, channels.covers(env, sinceMs: basis) else {
             // This worker was not listening during the client's gap (cold start, a hop, a long gap), or
             // what the client holds is unknown: resolve once before holding.
-            WorkerMetrics.coldResolves.increment()
+            WorkerMetrics.shared.coldResolves.increment()
             feed.resolveNotBeforeUs = notBefore(offset)
             act(feed, feed.machine.start(.resolve))
             return
@@ -325,7 +326,7 @@ final class ListFeedRegistry {
         }
         if cached.count == missed.count,
            !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view) {
-            WorkerMetrics.listGapFromCache.increment()
+            WorkerMetrics.shared.listGapFromCache.increment()
             feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs()) / 1000
             deliverHydrated(feed, rows: cached.filter { request.filter.contains($0) })
         } else {
@@ -356,7 +357,7 @@ final class ListFeedRegistry {
         case .hydrate(let runs):
             hydrateAndDeliver([feed.id: runs], env: feed.request.envId)
         case .answer(let emits):
-            if !feed.parking.deadlinePending { WorkerMetrics.listBackstopDelivered.increment() } else { WorkerMetrics.listNotify.increment() }
+            if !feed.parking.deadlinePending { WorkerMetrics.shared.listBackstopDelivered.increment() } else { WorkerMetrics.shared.listNotify.increment() }
             finish(feed, rows: emits.map { (feed.lastRows[$0.index], $0.operation) }, basisMs: answerBasis(feed, feed.lastReadBasisMs))
         case .upToDate(let fromRead):
             finish(feed, rows: [], basisMs: fromRead ? answerBasis(feed, feed.lastReadBasisMs) : feed.offset.basisMs)
@@ -468,7 +469,7 @@ final class ListFeedRegistry {
     /// Records published while the subscription was down are lost: re-resolve every held feed of the env.
     private func resubscribed(env: String) {
         for feed in feeds.values where feed.request.envId == env {
-            WorkerMetrics.coldResolves.increment()
+            WorkerMetrics.shared.coldResolves.increment()
             feed.resolveNotBeforeUs = wallUs()
             act(feed, feed.machine.handle(.resync))
         }

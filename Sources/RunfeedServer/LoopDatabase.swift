@@ -16,14 +16,14 @@ final class LoopDatabase: @unchecked Sendable {
 
     func query(_ sql: String, _ params: [String?], _ done: @escaping (Result<PGRows, PGError>) -> Void) {
         let box = LoopBox(done)
-        let started = monotonicMs()
+        let started = monotonicUs()
         pool.query(sql, params) { [loop, log] result in
             if case .failure(let e) = result { log.error("postgres query failed: \(e.description)") }
             loop.execute {
                 // Time from submitting the statement to its result reaching the loop.
-                WorkerMetrics.postgresLatency.record(Double(monotonicMs() - started))
-                WorkerMetrics.postgresQueries.increment()
-                if case .failure = result { WorkerMetrics.postgresErrors.increment() }
+                WorkerMetrics.shared.postgresLatency.record(Double(monotonicUs() - started) / 1e6)
+                WorkerMetrics.shared.postgresQueries.increment()
+                if case .failure = result { WorkerMetrics.shared.postgresErrors.increment() }
                 box.value(result)
             }
         }

@@ -83,11 +83,12 @@ final class RunFeedRegistry {
     private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent, notifiedAt: Int64? = nil) {
         guard feeds[feed.id] != nil else { return }
         switch e {
-        case .deadline: WorkerMetrics.runBackstop.increment()
+        case .deadline: WorkerMetrics.shared.runBackstop.increment()
         case .aborted:
-            WorkerMetrics.runAbort.increment()
+            feed.request.conn.clientGone = true
+            WorkerMetrics.shared.runAbort.increment()
             server?.log.debug("live poll aborted by client run=\(feed.request.runId) held=\(feeds.count - 1)")
-        case .notified: WorkerMetrics.runNotify.increment()
+        case .notified: WorkerMetrics.shared.runNotify.increment()
         default: break
         }
         let freshAfter = e == .notified ? (notifiedAt ?? monotonicUs()) : monotonicUs() - config.runCacheTtlMs * 1000
@@ -107,7 +108,7 @@ final class RunFeedRegistry {
                 if case .success(let row?) = result,
                    feed.machine.view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest),
                    !self.readAfterClientsView(feed, row) {
-                    WorkerMetrics.confirmingReads.increment()
+                    WorkerMetrics.shared.confirmingReads.increment()
                     store.readRow(envId: r.envId, runId: r.runId, freshAfter: monotonicUs()) { [weak self] result in
                         self?.completeRead(feed, result, freshAfter: freshAfter)
                     }
@@ -116,7 +117,7 @@ final class RunFeedRegistry {
                 self.completeRead(feed, result, freshAfter: freshAfter)
             }
         case .emitRow:
-            if !feed.parking.deadlinePending { WorkerMetrics.runBackstopDelivered.increment() }
+            if !feed.parking.deadlinePending { WorkerMetrics.shared.runBackstopDelivered.increment() }
             finish(feed, row: feed.lastRow)
         case .emitUpToDate:
             finish(feed, row: nil)

@@ -173,7 +173,7 @@ final class RunStore {
             for chunk in LoopDatabase.chunks(ids) {
                 let chunkSet = Set(chunk)
                 let startedAt = monotonicUs()
-                WorkerMetrics.runRowReads.increment()
+                WorkerMetrics.shared.runRowReads.increment()
                 db.readRuns(envId: envId, ids: chunk) { [self] result in
                     if case .success(let byId) = result {
                         let now = monotonicMs()
@@ -192,7 +192,7 @@ final class RunStore {
     private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
         let startedAt = monotonicUs()
         slot.currentStartedAt = startedAt
-        WorkerMetrics.runRowReads.increment()
+        WorkerMetrics.shared.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         db.query(sql, [runId, envId]) { [self] result in
             let mapped: Result<RunRow?, PGError> = result.map { rows in

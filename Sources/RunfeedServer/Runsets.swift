@@ -43,15 +43,15 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
         let sql = ClickHouseSQL.runIdsQuery(organizationId: ctx.organizationId, projectId: ctx.projectId,
                                             environmentId: ctx.envId, tags: tags, fromMs: fromMs,
                                             batchId: batchId, limit: limit)
-        WorkerMetrics.membershipQueries(name).increment()
+        WorkerMetrics.shared.membershipQueries(name).increment()
         let box = LoopBox(done)
-        let started = monotonicMs()
+        let started = monotonicUs()
         pool.query(sql) { [loop, log] result in
             if case .failure(let e) = result { log.error("clickhouse resolve failed: \(e.description)") }
             loop.execute {
-                WorkerMetrics.clickhouseLatency.record(Double(monotonicMs() - started))
-                WorkerMetrics.clickhouseQueries.increment()
-                if case .failure = result { WorkerMetrics.clickhouseErrors.increment() }
+                WorkerMetrics.shared.clickhouseLatency.record(Double(monotonicUs() - started) / 1e6)
+                WorkerMetrics.shared.clickhouseQueries.increment()
+                if case .failure = result { WorkerMetrics.shared.clickhouseErrors.increment() }
                 box.value(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
                     .mapError { RunsetFailure.resolver($0.description) })
             }
@@ -74,7 +74,7 @@ final class PostgresResolver: MembershipResolver {
         case .batch(let batchId):
             q = PostgresListSQL.batch(envId: ctx.envId, batchId: batchId, limit: limit)
         }
-        WorkerMetrics.membershipQueries(name).increment()
+        WorkerMetrics.shared.membershipQueries(name).increment()
         db.query(q.sql, q.params) { result in
             done(result.map { $0.rows.compactMap { $0.first ?? nil } }.mapError { RunsetFailure.database($0.description) })
         }
@@ -134,12 +134,12 @@ final class RunsetService {
         // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
         let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
         if let set = cache.get(key, nowMs: monotonicMs()), set.resolvedAtUs >= notBeforeUs {
-            WorkerMetrics.runsetHit.increment()
+            WorkerMetrics.shared.runsetHit.increment()
             done(.success(set))
             return
         }
         if let flight = inflight[key] {
-            WorkerMetrics.runsetCoalesced.increment()
+            WorkerMetrics.shared.runsetCoalesced.increment()
             if flight.startedAtUs.map({ $0 >= notBeforeUs }) ?? true {
                 flight.waiters.append(done)
             } else {
@@ -161,7 +161,7 @@ final class RunsetService {
 
     private func start(_ ctx: AuthContext, _ filter: ListFilter, key: String,
                        waiters: [(Result<Runset, RunsetFailure>) -> Void]) {
-        WorkerMetrics.runsetMiss.increment()
+        WorkerMetrics.shared.runsetMiss.increment()
         let flight = Flight(waiters)
         inflight[key] = flight
         admit { [self] in
@@ -173,7 +173,7 @@ final class RunsetService {
                     finish(key, ctx, filter, .failure(e))
                 case .success(var ids):
                     if ids.count > limit {
-                        WorkerMetrics.runsetTruncated.increment()
+                        WorkerMetrics.shared.runsetTruncated.increment()
                         log.warning("list feed matched more than \(limit) runs; serving the newest \(limit) env=\(ctx.envId)")
                         ids.removeLast(ids.count - limit)
                     }
@@ -219,7 +219,7 @@ final class RunsetService {
         var failed: RunsetFailure?
         let startedAt = monotonicUs()
         for chunk in chunks {
-            WorkerMetrics.listHydrates.increment()
+            WorkerMetrics.shared.listHydrates.increment()
             db.readRuns(envId: envId, ids: chunk) { [self] result in
                 switch result {
                 case .failure(let e): failed = .database(e.description)

@@ -27,6 +27,7 @@ public final class Server: @unchecked Sendable {
     private var seq: UInt64 = 0
     /// Redis reconnects already added to the reconnect counter.
     var reportedReconnects = 0
+    let processStats = ProcessStatsReader()
     private var listener: FastCGIListener?
     private var status: StatusHTTPServer?
     private var inFlight = 0
@@ -35,7 +36,8 @@ public final class Server: @unchecked Sendable {
 
     /// Create after `ProcessSignals.blockProcessSignals()`: this starts the pool threads.
     public init(config: ServerConfig, log: Logger) {
-        WorkerMetrics.bootstrap()
+        // Every metric is created now, so a fresh worker exposes each series at 0.
+        WorkerMetrics.shared.liveLimit.set(config.concurrencyLimit ?? 0)
         self.config = config
         self.log = log
         writer = ResponseWriter(loop: loop, timeoutMs: config.writeTimeoutMs)
@@ -264,7 +266,7 @@ public final class Server: @unchecked Sendable {
         if live {
             // Now minus each emitted row's updatedAt.
             let now = wallMs()
-            for (row, _) in rows { WorkerMetrics.deliveryLag.record(Double(now - row.updatedAtMs)) }
+            for (row, _) in rows { WorkerMetrics.shared.deliveryLag.record(Double(now - row.updatedAtMs) / 1000) }
         }
         // One row (or none): the same body for every feed answered with that row version (its digest, not
         // its updatedAt, which two versions can share) — a fan-out encodes it once.
@@ -327,13 +329,17 @@ public final class Server: @unchecked Sendable {
 
     func respond(_ conn: FastCGIConnection, _ response: HTTPResponse) {
         let info = conn.info
-        let started = conn.acceptedAt
         if let slot = slots.removeValue(forKey: ObjectIdentifier(conn)) {
             limiter?.release(envId: slot.envId, member: slot.member)
         }
         if conn.respond(response.fastCGIText(), with: writer) {
             inFlight -= 1
-            log.debug("\(info.method) \(info.path) status=\(response.status) ms=\(monotonicMs() - started)")
+            let us = monotonicUs() - conn.acceptedAtUs
+            // An answer to a client that had already gone is counted as 499, not as what it would have been.
+            let status = conn.clientGone ? RequestLabels.clientClosed : response.status
+            WorkerMetrics.shared.request(RequestLabels(method: info.method, path: info.path, queryString: info.queryString),
+                                         status: status, seconds: Double(us) / 1e6)
+            log.debug("\(info.method) \(info.path) status=\(status) ms=\(us / 1000)")
         }
     }
 
@@ -422,11 +428,11 @@ public final class Server: @unchecked Sendable {
 
     /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
     func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offset: Offset, live: Bool, view: ViewSource) {
-        WorkerMetrics.listAnswers(view.rawValue).increment()
+        WorkerMetrics.shared.listAnswers(view.rawValue).increment()
         let bytes = sendFeed(request.conn, handle: request.handle, columns: request.columns,
                         legacyHeaderNames: request.legacyHeaderNames, apiVersion: request.apiVersion, rows: rows,
                         offset: offset, live: live, extraHeaders: request.extraHeaders)
-        WorkerMetrics.listAnswerBytes(view.rawValue).increment(by: Int64(bytes))
+        WorkerMetrics.shared.listAnswerBytes(view.rawValue).increment(by: Int64(bytes))
     }
 
     /// Every second, drops expired cache entries: the caches are bounded in entries, and this bounds

@@ -142,23 +142,23 @@ final class SharedViews: @unchecked Sendable {
             let start = commands.count
             switch op {
             case .load(let key, _):
-                WorkerMetrics.sharedViewCommands("load").increment()
+                WorkerMetrics.shared.sharedViewCommands("load").increment()
                 commands.append(["HGETALL", key])
             case .save(let key, let base, let token, let delta, let full, let fullText):
                 if let base {
-                    WorkerMetrics.sharedViewCommands("save").increment()
+                    WorkerMetrics.shared.sharedViewCommands("save").increment()
                     commands.append(changeCommand(key: key, base: base, token: token, ttlMs: ttlMs, delta: delta))
                 } else {
-                    WorkerMetrics.sharedViewCommands("save_whole").increment()
+                    WorkerMetrics.shared.sharedViewCommands("save_whole").increment()
                     commands += wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full, text: fullText)
                 }
             case .touch(let key):
-                WorkerMetrics.sharedViewCommands("touch").increment()
+                WorkerMetrics.shared.sharedViewCommands("touch").increment()
                 commands.append(["PEXPIRE", key, String(ttlMs)])
             }
             spans.append(start..<commands.count)
         }
-        WorkerMetrics.sharedViewBytesWritten.increment(by: countBytes(commands))
+        WorkerMetrics.shared.sharedViewBytesWritten.increment(by: countBytes(commands))
         guard let replies = try? client.pipeline(commands) else { return ops.map { _ in (nil, false) } }
         var out: [(ListView?, Bool)] = []
         for (op, span) in zip(ops, spans) {
@@ -182,9 +182,9 @@ final class SharedViews: @unchecked Sendable {
                 }
                 // The stored view is not the client's previous one (expired, or an answer the client never
                 // received was stored meanwhile), or its run fields have piled up: store the whole view.
-                WorkerMetrics.sharedViewCommands("save_whole").increment()
+                WorkerMetrics.shared.sharedViewCommands("save_whole").increment()
                 let whole = wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full)
-                WorkerMetrics.sharedViewBytesWritten.increment(by: countBytes(whole))
+                WorkerMetrics.shared.sharedViewBytesWritten.increment(by: countBytes(whole))
                 if let r = try? client.pipeline(whole), case .array? = r.last {
                     out.append((nil, true))
                 } else {

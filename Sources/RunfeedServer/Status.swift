@@ -3,16 +3,21 @@ import RunfeedIO
 
 /// The worker's counters in Prometheus text format, and its health.
 extension Server {
+    /// Gauges and the values kept elsewhere are brought up to date at scrape time (on the loop).
     func metricsText() -> String {
-        WorkerMetrics.heldRun.record(feeds.count)
-        WorkerMetrics.heldList.record(lists.count)
-        WorkerMetrics.subscribedChannels.record(channels.subscribedCount)
+        let m = WorkerMetrics.shared
+        m.heldRun.set(feeds.count)
+        m.heldList.set(lists.count)
+        m.envHeldMax.set(channels.busiestEnvironmentHeld)
+        m.subscribedChannels.set(channels.subscribedCount)
+        m.redisConnected.set(subscriber.isReady ? 1 : 0)
         let reconnects = subscriber.reconnects
         if reconnects > reportedReconnects {
-            WorkerMetrics.redisReconnects.increment(by: reconnects - reportedReconnects)
+            m.redisReconnects.increment(by: reconnects - reportedReconnects)
             reportedReconnects = reconnects
         }
-        return WorkerMetrics.registry.emitToString()
+        m.recordProcess(processStats.sample())
+        return m.registry.emitToString()
     }
 
     /// Checks Postgres, Redis and (when configured) ClickHouse; answers on the loop.

@@ -11,6 +11,7 @@ struct Runfeed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runfeed",
         abstract: "trigger.dev's realtime runs feed as FastCGI workers behind nginx.",
+        version: "\(BuildInfo.version) (revision \(BuildInfo.revision))",
         subcommands: [Serve.self, Publish.self, Token.self, Demo.self]
     )
 }
