@@ -33,7 +33,7 @@ TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
 TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
 PYTEST_ARGS     ?= -q
 
-.PHONY: bench help deps build build-info run stop status logs test test-model test-sanitizers clean fuzz
+.PHONY: bench help deps build build-info run stop status logs test test-model test-redis-modes test-sanitizers clean fuzz
 
 help:
 	@echo "make run     deps + release build + local stack with demo data, demo page and simulator (prints examples)"
@@ -41,6 +41,7 @@ help:
 	@echo "make status  show the local stack's processes"
 	@echo "make test    unit tests, then integration tests on a throwaway stack"
 	@echo "make test-sanitizers  integration tests on ASan and TSan builds (.build-address, .build-thread)"
+	@echo "make test-redis-modes  the Redis-heavy integration tests with the stack's Redis over TLS and as a cluster"
 	@echo "make test-model  the convergence model, MODEL_SEEDS (5000) seeds per topology (make test runs 200)"
 	@echo "make fuzz    libFuzzer targets (fuzz/targets), FUZZ_SECONDS (120) each; make test runs them 10 s each"
 	@echo "make clean   stop stacks, delete .runfeed/ and .build/"
@@ -101,6 +102,11 @@ test: deps build-info
 	    LOG_LINES=80 bash scripts/stack.sh logs || true; \
 	fi; \
 	exit $$rc
+
+# The Redis topology matrix (scripts/test-redis-modes.sh): REDIS_MODES (tls cluster), each on its own stack.
+test-redis-modes: deps build-info
+	$(SWIFT) build
+	RUNFEED_BIN="$(TEST_BIN)" PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test-redis-modes.sh
 
 # The convergence model (Tests/RunfeedCoreTests/ConvergenceModelTests.swift) over more seeds than make test
 # runs: MODEL_SEEDS per topology (7 topologies; about 1 s per 100 seeds in a debug build).

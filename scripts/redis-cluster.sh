@@ -2,7 +2,8 @@
 # A local Redis Cluster on loopback: 3 masters and 3 replicas (Debian's redis-server 7), for the local stack
 # (RUNFEED_REDIS_MODE=cluster) and the cluster tests.
 #
-#   scripts/redis-cluster.sh start  DIR FIRST_PORT [--tls CERT_DIR]   nodes on FIRST_PORT … FIRST_PORT+5
+#   scripts/redis-cluster.sh start  DIR FIRST_PORT [--tls CERT_DIR]   nodes on FIRST_PORT … FIRST_PORT+5,
+#                                                                     their cluster bus on FIRST_PORT+6 … +11
 #   scripts/redis-cluster.sh stop   DIR                               stops the nodes started in DIR (by pid)
 #   scripts/redis-cluster.sh status DIR
 #
@@ -56,7 +57,7 @@ start)
         else
             listen=(--port "$port")
         fi
-        redis-server "${listen[@]}" --bind 127.0.0.1 --cluster-enabled yes \
+        redis-server "${listen[@]}" --bind 127.0.0.1 --cluster-enabled yes --cluster-port $((port + 6)) \
             --cluster-config-file "$nd/nodes.conf" --cluster-node-timeout 2000 --cluster-replica-validity-factor 0 \
             --daemonize yes --pidfile "$nd/redis.pid" --dir "$nd" --logfile "$nd/redis.log" \
             --save "" --appendonly no >/dev/null

@@ -15,6 +15,10 @@
 #   RUNFEED_STATE       state dir                     [<repo>/.runfeed]
 #   RUNFEED_PG_PORT     PostgreSQL TCP port           [25432]
 #   RUNFEED_REDIS_PORT  Redis TCP port                [26379]
+#   RUNFEED_REDIS_MODE  plain = one redis-server; tls = one redis-server on a TLS-only port with a
+#                       certificate from the stack's local CA; cluster = 3 masters + 3 replicas on
+#                       RUNFEED_REDIS_PORT … +5, cluster bus +6 … +11 (scripts/redis-cluster.sh;
+#                       workers use sharded pub/sub)  [plain]
 #   RUNFEED_HTTPS_PORT  nginx TLS port                [8443]
 #   RUNFEED_HTTP_PORT   nginx plain HTTP port         [8080]
 #   RUNFEED_WEBAPP_PORT the trigger.dev webapp stand-in (scripts/webapp_standin.py), which nginx
@@ -64,6 +68,8 @@ STATE=$(abs_path "${RUNFEED_STATE:-$RUNFEED_ROOT/.runfeed}")
 STATE=${STATE%/}
 PG_PORT=${RUNFEED_PG_PORT:-25432}
 REDIS_PORT=${RUNFEED_REDIS_PORT:-26379}
+REDIS_MODE=${RUNFEED_REDIS_MODE:-plain}
+case $REDIS_MODE in plain|tls|cluster) ;; *) die "RUNFEED_REDIS_MODE must be plain, tls or cluster (got '$REDIS_MODE')" ;; esac
 HTTPS_PORT=${RUNFEED_HTTPS_PORT:-8443}
 HTTP_PORT=${RUNFEED_HTTP_PORT:-8080}
 WEBAPP_PORT=${RUNFEED_WEBAPP_PORT:-23030}
@@ -166,6 +172,10 @@ check_port_plan() {
                 "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT"
                 "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT")
     [[ $CH_ENABLED == 1 ]] && plan+=("RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT" "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT")
+    if [[ $REDIS_MODE == cluster ]]; then
+        local i
+        for i in 1 2 3 4 5 6 7 8 9 10 11; do plan+=("RUNFEED_REDIS_PORT+$i=$((REDIS_PORT + i))"); done
+    fi
     local entry name port m
     for entry in "${plan[@]}"; do
         name=${entry%%=*} port=${entry#*=}
@@ -384,17 +394,62 @@ pg_stop() {
 
 # --- Redis ----------------------------------------------------------------------------
 
-redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+# The Redis settings of every runfeed process of this stack (workers, demo simulator, publish examples).
+redis_env() {
+    case $REDIS_MODE in
+        plain) printf '%s\n' REDIS_HOST=127.0.0.1 "REDIS_PORT=$REDIS_PORT" REDIS_TLS_DISABLED=true ;;
+        tls) printf '%s\n' REDIS_HOST=127.0.0.1 "REDIS_PORT=$REDIS_PORT" REDIS_TLS_DISABLED=false \
+                 "RUNFEED_REDIS_TLS_CA_FILE=$TLS_DIR/ca.pem" ;;
+        cluster) printf '%s\n' REDIS_HOST=127.0.0.1 "REDIS_PORT=$REDIS_PORT" REDIS_TLS_DISABLED=true \
+                     REDIS_CLUSTER_MODE_ENABLED=1 ;;
+    esac
+}
+mapfile -t REDIS_ENV < <(redis_env)
+REDIS_CLUSTER_DIR=$REDIS_DIR/cluster
+REDIS_CLUSTER_SCRIPT=$RUNFEED_ROOT/scripts/redis-cluster.sh
+
+redis_cli() {
+    case $REDIS_MODE in
+        tls) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --tls --cacert "$TLS_DIR/ca.pem" "$@" ;;
+        *) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" ;;
+    esac
+}
+redis_ping() { [[ $(redis_cli ping 2>/dev/null) == PONG ]]; }
 
 redis_start() {
     mkdir -p "$REDIS_DIR" "$LOG_DIR"
+    local running_mode
+    running_mode=$(cat "$REDIS_DIR/mode" 2>/dev/null || echo "$REDIS_MODE")
+    if [[ $running_mode != "$REDIS_MODE" ]]; then
+        log "redis: switching from $running_mode to $REDIS_MODE"
+        redis_stop
+    fi
+    echo "$REDIS_MODE" >"$REDIS_DIR/mode"
+    if [[ $REDIS_MODE == cluster ]]; then
+        local i
+        for i in 0 1 2 3 4 5; do
+            [[ -s $REDIS_CLUSTER_DIR/$((REDIS_PORT + i))/redis.pid ]] && continue
+            port_check "RUNFEED_REDIS_PORT+$i" "$((REDIS_PORT + i))"
+            port_check "RUNFEED_REDIS_PORT+$((i + 6)) (cluster bus)" "$((REDIS_PORT + i + 6))"
+        done
+        log "redis: cluster of 3 masters + 3 replicas on 127.0.0.1:$REDIS_PORT-$((REDIS_PORT + 5))"
+        bash "$REDIS_CLUSTER_SCRIPT" start "$REDIS_CLUSTER_DIR" "$REDIS_PORT" >>"$LOG_DIR/redis.log" 2>&1 \
+            || { show_log "$LOG_DIR/redis.log"; die "the redis cluster failed to start (logs in $REDIS_CLUSTER_DIR/*/redis.log)"; }
+        return 0
+    fi
+    local listen=(--port "$REDIS_PORT")
+    if [[ $REDIS_MODE == tls ]]; then
+        tls_ensure
+        listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$TLS_DIR/cert.pem" --tls-key-file "$TLS_DIR/key.pem"
+                --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients no)
+    fi
     if pid_alive "$REDIS_PID" redis-server; then
         log "redis: already running (pid $(pid_from "$REDIS_PID"))"
     else
         rm -f "$REDIS_PID"
         port_check RUNFEED_REDIS_PORT "$REDIS_PORT"
-        log "redis: starting on 127.0.0.1:$REDIS_PORT"
-        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+        log "redis: starting on 127.0.0.1:$REDIS_PORT$([[ $REDIS_MODE == tls ]] && echo " (TLS only)")"
+        redis-server "${listen[@]}" --bind 127.0.0.1 --daemonize yes \
             --pidfile "$REDIS_PID" --dir "$REDIS_DIR" --save '' --appendonly no \
             --logfile "$LOG_DIR/redis.log" \
             || { show_log "$LOG_DIR/redis.log"; die "redis-server failed to start$(port_note "$REDIS_PORT")"; }
@@ -411,6 +466,10 @@ redis_stop() {
         stop_pid "$(pid_from "$REDIS_PID")" 10
     fi
     rm -f "$REDIS_PID"
+    if compgen -G "$REDIS_CLUSTER_DIR/*/redis.pid" >/dev/null; then
+        log "redis: stopping the cluster"
+        bash "$REDIS_CLUSTER_SCRIPT" stop "$REDIS_CLUSTER_DIR"
+    fi
 }
 
 # --- ClickHouse --------------------------------------------------------------------------
@@ -724,9 +783,7 @@ workers_start() {
         # setsid: the workers outlive the shell (and process group) that started them.
         nohup setsid env "${ch_env[@]}" \
             DATABASE_URL="$DATABASE_URL" \
-            REDIS_HOST=127.0.0.1 \
-            REDIS_PORT="$REDIS_PORT" \
-            REDIS_TLS_DISABLED=true \
+            "${REDIS_ENV[@]}" \
             PGTZ=UTC \
             "$RUNFEED_BIN" serve --workers 0 --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
             ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} \
@@ -1002,9 +1059,9 @@ write_demo_env() {
         echo "RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT"
         echo "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT"
         echo "DATABASE_URL=$DATABASE_URL"
-        echo "REDIS_HOST=127.0.0.1"
-        echo "REDIS_PORT=$REDIS_PORT"
-        echo "REDIS_TLS_DISABLED=true"
+        echo "# Redis: RUNFEED_REDIS_MODE=$REDIS_MODE (plain | tls | cluster)"
+        echo "RUNFEED_REDIS_MODE=$REDIS_MODE"
+        printf '%s\n' "${REDIS_ENV[@]}"
         if ((NGINX_BENCH)); then
             echo "# Benchmark stack (RUNFEED_NGINX_BENCH=1): nchan long-poll pub/sub and static JSON files"
             echo "RUNFEED_NGINX_WORKERS=$NGINX_WORKERS"
@@ -1082,9 +1139,7 @@ demo_start() {
     printf '\n=== %s: %s demo --env %s --tag %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$env_id" "$tag" >>"$DEMO_LOG"
     nohup setsid env "${ch_env[@]}" \
         DATABASE_URL="$DATABASE_URL" \
-        REDIS_HOST=127.0.0.1 \
-        REDIS_PORT="$REDIS_PORT" \
-        REDIS_TLS_DISABLED=true \
+        "${REDIS_ENV[@]}" \
         PGTZ=UTC \
         "$RUNFEED_BIN" demo --env "$env_id" --tag "$tag" \
         >>"$DEMO_LOG" 2>&1 </dev/null &
@@ -1178,8 +1233,14 @@ cmd_status() {
     else
         echo "postgres  stopped"; ok=1
     fi
-    if pid_alive "$REDIS_PID" redis-server && redis_ping; then
-        echo "redis     running   127.0.0.1:$REDIS_PORT  pid=$(pid_from "$REDIS_PID")"
+    if [[ $REDIS_MODE == cluster ]]; then
+        local line
+        while IFS= read -r line; do
+            echo "$line"
+            [[ $line == *stopped* ]] && ok=1
+        done < <(bash "$REDIS_CLUSTER_SCRIPT" status "$REDIS_CLUSTER_DIR")
+    elif pid_alive "$REDIS_PID" redis-server && redis_ping; then
+        echo "redis     running   127.0.0.1:$REDIS_PORT$([[ $REDIS_MODE == tls ]] && echo " (TLS)")  pid=$(pid_from "$REDIS_PID")"
     else
         echo "redis     stopped"; ok=1
     fi
@@ -1255,7 +1316,13 @@ cmd_examples() {
     else
         ch_note="ClickHouse is off (RUNFEED_CLICKHOUSE=0): membership is read from PostgreSQL."
     fi
-    local sim_cmd="DATABASE_URL=$DATABASE_URL REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true ${RUNFEED_CLICKHOUSE_URL:+RUNFEED_CLICKHOUSE_URL=$RUNFEED_CLICKHOUSE_URL }$bin demo --env $RUNFEED_ENV_ID --tag $RUNFEED_DEMO_TAG"
+    local REDIS_CLI_HINT="redis-cli -p $REDIS_PORT" REDIS_PUBLISH_VERB=PUBLISH
+    case $REDIS_MODE in
+        tls) REDIS_CLI_HINT="redis-cli -p $REDIS_PORT --tls --cacert $TLS_DIR/ca.pem" ;;
+        # -c follows MOVED to the master of the channel's slot (the workers SSUBSCRIBE there).
+        cluster) REDIS_CLI_HINT="redis-cli -c -p $REDIS_PORT" REDIS_PUBLISH_VERB=SPUBLISH ;;
+    esac
+    local sim_cmd="DATABASE_URL=$DATABASE_URL ${REDIS_ENV[*]} ${RUNFEED_CLICKHOUSE_URL:+RUNFEED_CLICKHOUSE_URL=$RUNFEED_CLICKHOUSE_URL }$bin demo --env $RUNFEED_ENV_ID --tag $RUNFEED_DEMO_TAG"
     local sim_note
     if demo_alive; then
         sim_note="The simulator (runfeed demo) is running: pid $(pid_from "$DEMO_PID"), log $DEMO_LOG.
@@ -1295,10 +1362,10 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
 
    ...and publish the change record; the held poll returns with the new row:
 
-   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true $bin publish --env $RUNFEED_ENV_ID --run $RUNFEED_DEMO_RUN_ID --tags demo,user:42
+   ${REDIS_ENV[*]} $bin publish --env $RUNFEED_ENV_ID --run $RUNFEED_DEMO_RUN_ID --tags demo,user:42
 
    (or with redis-cli:)
-   redis-cli -p $REDIS_PORT PUBLISH 'realtime:env:{$RUNFEED_ENV_ID}' '{"v":1,"runId":"$RUNFEED_DEMO_RUN_ID","envId":"$RUNFEED_ENV_ID","tags":["demo","user:42"],"batchId":null}'
+   $REDIS_CLI_HINT $REDIS_PUBLISH_VERB 'realtime:env:{$RUNFEED_ENV_ID}' '{"v":1,"runId":"$RUNFEED_DEMO_RUN_ID","envId":"$RUNFEED_ENV_ID","tags":["demo","user:42"],"batchId":null}'
 
 4) Tag feed snapshot: runs tagged $RUNFEED_DEMO_TAG created in the last hour (six of
    them also carry $RUNFEED_DEMO_TAG2; add ",$RUNFEED_DEMO_TAG2" to tags= to require both):
@@ -1321,7 +1388,7 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
    Wake it by changing a member (run_demo0012, internal id cmdemorun0000000000000012):
 
    $PG_BIN/psql "$DATABASE_URL" -c "UPDATE \"TaskRun\" SET status='EXECUTING', \"updatedAt\"=now() at time zone 'utc' WHERE id='cmdemorun0000000000000012'"
-   REDIS_HOST=$REDIS_HOST REDIS_PORT=$REDIS_PORT REDIS_TLS_DISABLED=true $bin publish --env $RUNFEED_ENV_ID --run cmdemorun0000000000000012 --tags $RUNFEED_DEMO_TAG,$RUNFEED_DEMO_TAG2
+   ${REDIS_ENV[*]} $bin publish --env $RUNFEED_ENV_ID --run cmdemorun0000000000000012 --tags $RUNFEED_DEMO_TAG,$RUNFEED_DEMO_TAG2
 
 6) Batch feeds: $RUNFEED_DEMO_BATCH (2 runs, 15 minutes old) and $RUNFEED_OLD_BATCH (2 runs,
    30 days old: upstream's ClickHouse path, with its implicit 7-day window, shows it empty):

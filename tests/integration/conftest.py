@@ -402,8 +402,21 @@ def _resp_read(f):
     raise RuntimeError(f"unexpected RESP reply {line!r}")
 
 
-def redis_cmd(*args, host=None, port=None, timeout=5):
-    s = socket.create_connection((host or REDIS_HOST, port or REDIS_PORT), timeout=timeout)
+REDIS_MODE = _env("RUNFEED_REDIS_MODE", "plain")      # plain | tls | cluster (scripts/stack.sh)
+REDIS_SHARDED = REDIS_MODE == "cluster" and _env("REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED", "1") != "0"
+
+
+def _redis_socket(host, port, timeout):
+    s = socket.create_connection((host, port), timeout=timeout)
+    if REDIS_MODE == "tls":
+        import ssl
+        ctx = ssl.create_default_context(cafile=_env("RUNFEED_REDIS_TLS_CA_FILE") or CA_CERT)
+        s = ctx.wrap_socket(s, server_hostname=host)
+    return s
+
+
+def _redis_once(args, host, port, timeout):
+    s = _redis_socket(host, port, timeout)
     try:
         payload = b"*%d\r\n" % len(args)
         for a in args:
@@ -414,6 +427,26 @@ def redis_cmd(*args, host=None, port=None, timeout=5):
             return _resp_read(f)
     finally:
         s.close()
+
+
+def redis_cmd(*args, host=None, port=None, timeout=5):
+    """One command on the stack's Redis, whatever RUNFEED_REDIS_MODE: TLS with the stack's CA; in a cluster the
+    command follows MOVED to the master of its key's slot, and channel commands become their sharded forms when
+    the workers use sharded pub/sub (a PUBLISH would not reach an SSUBSCRIBE)."""
+    args = list(args)
+    if REDIS_SHARDED and args and str(args[0]).upper() == "PUBLISH":
+        args[0] = "SPUBLISH"
+    if REDIS_SHARDED and len(args) >= 3 and [str(a).upper() for a in args[:2]] == ["PUBSUB", "NUMSUB"]:
+        args = ["PUBSUB", "SHARDNUMSUB"] + args[2:]
+    host, port = host or REDIS_HOST, port or REDIS_PORT
+    if REDIS_MODE == "cluster" and len(args) >= 2 and str(args[0]).upper() not in ("PING", "SHUTDOWN", "PUBLISH"):
+        key = args[2] if str(args[0]).upper() == "PUBSUB" and len(args) >= 3 else args[1]
+        slot = _redis_once(["CLUSTER", "KEYSLOT", key], host, port, timeout)
+        for node in _redis_once(["CLUSTER", "SLOTS"], host, port, timeout):
+            if node[0] <= slot <= node[1]:
+                host, port = node[2][0] or host, node[2][1]
+                break
+    return _redis_once(args, host, port, timeout)
 
 
 def channel(env_id):

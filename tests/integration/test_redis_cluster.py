@@ -23,7 +23,7 @@ SCRIPT = REPO_ROOT / "scripts" / "redis-cluster.sh"
 
 @pytest.fixture(scope="module")
 def cluster():
-    first = pick_ports(6)[0]
+    first = pick_ports(12)[0]       # 6 nodes, then their 6 cluster bus ports
     d = Path(tempfile.mkdtemp(prefix="runfeed-redis-cluster-"))
     p = subprocess.run(["bash", str(SCRIPT), "start", str(d), str(first)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
