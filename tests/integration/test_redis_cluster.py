@@ -1,8 +1,8 @@
 """Redis Cluster (OPERATIONS "Redis topologies"): 3 masters and 3 replicas on loopback (scripts/redis-cluster.sh).
 Sharded pub/sub (upstream's default in cluster mode: SPUBLISH / SSUBSCRIBE) wakes polls of environments on
-different shards; classic pub/sub (…_SHARDED_ENABLED=0) too; the concurrency sets live on the cluster; and when
-the master of a subscribed environment's slot dies, its replica is promoted, the worker follows, and every
-change published is received."""
+different shards; classic pub/sub (…_SHARDED_ENABLED=0) too; the concurrency sets live on the cluster; a slot
+that migrates to another master is followed; and when the master of a subscribed environment's slot dies, its
+replica is promoted, the worker follows, and every change published is received."""
 
 import os
 import signal
@@ -50,6 +50,16 @@ def master_of(first, key):
             if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
                 return int(parts[1].split("@")[0].rsplit(":", 1)[1])
     return None
+
+
+def masters(first):
+    """Ports of the masters that are up."""
+    out = []
+    for line in cli(first, "CLUSTER", "NODES").splitlines():
+        parts = line.split()
+        if "master" in parts[2] and "fail" not in parts[2]:
+            out.append(int(parts[1].split("@")[0].rsplit(":", 1)[1]))
+    return sorted(out)
 
 
 def channel(env_id):
@@ -111,6 +121,51 @@ def test_wakes_environments_on_two_shards(procs, cluster, sharded):
         assert resp.status_code == 200 and '"status":"EXECUTING"' in resp.text, resp.text
         assert int(resp.headers["electric-offset"].split("_")[0]) == r.ms
     assert metric(pool, 'runfeed_wakes_total{kind="run",reason="backstop"}') == backstops, "woken by the records"
+
+
+def migrate_slot(first, slot, src, dst):
+    """Moves `slot` (and its keys) from master `src` to master `dst` the way redis-cli --cluster reshard does."""
+    src_id, dst_id = cli(src, "CLUSTER", "MYID"), cli(dst, "CLUSTER", "MYID")
+    assert cli(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id) == "OK"
+    assert cli(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id) == "OK"
+    keys = [k for k in cli(src, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").splitlines() if k]
+    if keys:
+        out = cli(src, "MIGRATE", "127.0.0.1", str(dst), "", "0", "5000", "KEYS", *keys)
+        assert out in ("OK", "NOKEY"), out
+    for port in range(first, first + 6):
+        cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+
+
+def test_slot_migration_is_followed(procs, cluster):
+    """The slot of a subscribed environment moves to another master: the old master ends the sharded subscription
+    (its `sunsubscribe`), the worker reads the slot map again and subscribes on the new master, and the change
+    published there reaches the poll held across the move."""
+    first, _ = cluster
+    pool = procs.pool("cluster-migrate", workers=1, hold_ms=20000, env=cluster_env(first))
+    base = procs.nginx({"main": [pool.port]}).url["main"]
+    env, key = make_env()
+    src = master_of(first, channel(env))
+    dst = next(p for p in masters(first) if p != src)
+    run = make_run(env)
+    fut = start_poll(base, run, snap(base, run, key=key).headers["electric-offset"], key=key)
+    wait_held(pool, 1)
+    wait_until(lambda: metric(pool, "runfeed_redis_subscribed_channels") >= 1, 15, 0.05, "the channel to be subscribed")
+    assert cli(src, "PUBSUB", "SHARDNUMSUB", channel(env)).splitlines()[-1] == "1"
+
+    migrate_slot(first, int(cli(first, "CLUSTER", "KEYSLOT", channel(env))), src, dst)
+    assert master_of(first, channel(env)) == dst
+    wait_until(lambda: cli(dst, "PUBSUB", "SHARDNUMSUB", channel(env)).splitlines()[-1] == "1", 15, 0.1,
+               "the worker to subscribe on the slot's new master")
+    assert cli(src, "PUBSUB", "SHARDNUMSUB", channel(env)).splitlines()[-1] == "0"
+
+    backstops = metric(pool, 'runfeed_wakes_total{kind="run",reason="backstop"}')
+    ms = touch(run, "EXECUTING")
+    p = publish(first, run)
+    assert p.returncode == 0 and "1 subscriber" in p.stdout, p.stdout + p.stderr
+    r = fut.result()
+    assert r.status_code == 200 and '"status":"EXECUTING"' in r.text, r.text
+    assert int(r.headers["electric-offset"].split("_")[0]) == ms
+    assert metric(pool, 'runfeed_wakes_total{kind="run",reason="backstop"}') == backstops
 
 
 def test_failover_of_a_subscribed_master(procs, cluster):

@@ -21,28 +21,36 @@ TLS_DIR = STATE_DIR / "tls"
 USER, PASSWORD = "runfeed", "tls-acl-secret"
 
 
-@pytest.fixture(scope="module")
-def tls_redis():
-    """redis-server with `--port 0 --tls-port P`, started here and stopped by its PID."""
+def _start_tls_redis(auth_clients="no"):
+    """redis-server with `--port 0 --tls-port P`: (port, process). Stopped by its PID (`_stop`)."""
     for f in ("ca.pem", "cert.pem", "key.pem"):
         assert (TLS_DIR / f).exists(), f"the stack's local CA and leaf ({TLS_DIR}/{f}): scripts/stack.sh writes them"
     port = pick_ports(1)[0]
     d = Path(tempfile.mkdtemp(prefix="runfeed-tls-redis-"))
-    log = d / "redis.log"
     proc = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
          "--tls-cert-file", str(TLS_DIR / "cert.pem"), "--tls-key-file", str(TLS_DIR / "key.pem"),
-         "--tls-ca-cert-file", str(TLS_DIR / "ca.pem"), "--tls-auth-clients", "no",
+         "--tls-ca-cert-file", str(TLS_DIR / "ca.pem"), "--tls-auth-clients", auth_clients,
          "--user", "default", "off",
          "--user", USER, "on", ">" + PASSWORD, "~*", "&*", "+@all",
-         "--save", "", "--appendonly", "no", "--dir", str(d), "--logfile", str(log)],
+         "--save", "", "--appendonly", "no", "--dir", str(d), "--logfile", str(d / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    return port, proc, d
+
+
+def _stop(proc):
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def tls_redis():
+    port, proc, _ = _start_tls_redis()
     try:
         wait_until(lambda: cli(port, "PING") == "PONG", 20, 0.1, "the TLS redis to answer")
         yield port
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        _stop(proc)
 
 
 def cli(port, *args):
@@ -113,3 +121,30 @@ def test_misconfigured_connections_are_refused_clearly(procs, tls_redis, tmp_pat
     pool = procs.pool("tls-" + case, workers=1, env=env, healthy=False)
     wait_until(lambda: reason in pool.log_path.read_text(errors="replace"), 30, 0.1, f"the log to say {reason!r}")
     assert health(pool) == (503, "down")
+
+
+def _client_cert(d):
+    """A client certificate signed by the stack's local CA (as a private-CA deployment would issue one)."""
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=runfeed-worker",
+                    "-keyout", str(d / "client-key.pem"), "-out", str(d / "client.csr")], check=True, capture_output=True, timeout=60)
+    ext = d / "client.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(d / "client.csr"), "-CA", str(TLS_DIR / "ca.pem"),
+                    "-CAkey", str(TLS_DIR / "ca-key.pem"), "-CAcreateserial", "-days", "1", "-extfile", str(ext),
+                    "-out", str(d / "client.pem")], check=True, capture_output=True, timeout=60)
+    return d / "client.pem", d / "client-key.pem"
+
+
+def test_client_certificates_when_the_server_requires_them(procs, tmp_path):
+    port, proc, _ = _start_tls_redis(auth_clients="yes")
+    try:
+        cert, key = _client_cert(tmp_path)
+        with_cert = procs.pool("tls-client-cert", workers=1, env=tls_env(
+            port, RUNFEED_REDIS_TLS_CERT_FILE=str(cert), RUNFEED_REDIS_TLS_KEY_FILE=str(key)))
+        assert health(with_cert) == (200, "ok")
+        without = procs.pool("tls-no-client-cert", workers=1, env=tls_env(port), healthy=False)
+        wait_until(lambda: "redis subscriber disconnected" in without.log_path.read_text(errors="replace"), 30, 0.1,
+                   "the worker without a client certificate to be refused")
+        assert health(without) == (503, "down")
+    finally:
+        _stop(proc)
