@@ -1406,7 +1406,7 @@ runfeed is up. Demo environment: $RUNFEED_ENV_ID (key $RUNFEED_API_KEY)
    (createdAt=1h), as the SDK's Electric client does; statuses change live:
 
    ${RUNFEED_DEMO_PAGE_URL:-}
-   ${RUNFEED_DEMO_PAGE_HTTPS_URL:-}  (self-signed certificate)
+   ${RUNFEED_DEMO_PAGE_HTTPS_URL:-}  (certificate from the local CA: $RUNFEED_CA_CERT)
    Other runs or tags: append ?run=run_…&tag=…&key=<secret key or public access token>
 
    $sim_note

@@ -174,13 +174,13 @@ public enum GitBranch {
     }
 }
 
-public enum SecretKey {
-    /// `tr_(dev|prod|stg|preview)_` followed by 20 of `[0-9a-zA-Z]`. Informative only: the database lookup decides.
-    public static func looksValid(_ k: String) -> Bool {
+/// `tr_<dev|prod|stg|preview>_<infix>` followed by `length` of `[0-9a-zA-Z]`: the shapes of trigger.dev's keys.
+enum KeyShape {
+    static func matches(_ k: String, infix: String, length: Int) -> Bool {
         let b = Array(k.utf8)
         for slug in ["dev", "prod", "stg", "preview"] {
-            let prefix = Array("tr_\(slug)_".utf8)
-            guard b.count == prefix.count + 20, b.starts(with: prefix) else { continue }
+            let prefix = Array("tr_\(slug)_\(infix)".utf8)
+            guard b.count == prefix.count + length, b.starts(with: prefix) else { continue }
             return b[prefix.count...].allSatisfy { c in
                 (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
             }
@@ -189,21 +189,16 @@ public enum SecretKey {
     }
 }
 
+public enum SecretKey {
+    /// `tr_(dev|prod|stg|preview)_` followed by 20 of `[0-9a-zA-Z]`. Informative only: the database lookup decides.
+    public static func looksValid(_ k: String) -> Bool { KeyShape.matches(k, infix: "", length: 20) }
+}
+
 /// Additional environment API keys (`tr_<env>_sk_` + 24 of `[0-9a-zA-Z]`): several per environment, stored only as a
 /// SHA-256 hash with their own scopes, revocation and expiry. The format only routes the lookup (an additional key
 /// is never looked up as a root key, nor a root key in the additional keys); the stored hash decides.
 public enum AdditionalApiKey {
-    public static func looksValid(_ k: String) -> Bool {
-        let b = Array(k.utf8)
-        for slug in ["dev", "prod", "stg", "preview"] {
-            let prefix = Array("tr_\(slug)_sk_".utf8)
-            guard b.count == prefix.count + 24, b.starts(with: prefix) else { continue }
-            return b[prefix.count...].allSatisfy { c in
-                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
-            }
-        }
-        return false
-    }
+    public static func looksValid(_ k: String) -> Bool { KeyShape.matches(k, infix: "sk_", length: 24) }
 
     /// The stored `"keyHash"` of a key: lowercase hex SHA-256 of its UTF-8 bytes.
     public static func keyHash(_ k: String) -> String { SHA256.hex(k) }

@@ -412,7 +412,8 @@ public final class RedisSubscriber {
 
     private func readAvailable() {
         while let s = stream, phase == .open {
-            switch s.read(readBuffer) {
+            let r = s.read(readBuffer)
+            switch r {
             case .done(let n):
                 do {
                     try reader.feed(Array(readBuffer.prefix(n)), count: n)
@@ -426,16 +427,25 @@ public final class RedisSubscriber {
                 if n < readBuffer.count { return }
             case .wantRead:
                 return
-            case .wantWrite:
-                setInterest(EV_IN | EV_OUT)
-                return
-            case .closed:
-                fail("connection closed by \(endpoint.host):\(endpoint.port)")
-                return
-            case .failed(let m):
-                fail(m)
+            case .wantWrite, .closed, .failed:
+                stalled(r)
                 return
             }
+        }
+    }
+
+    /// A read or write that could not go on: wait for the socket (TLS may need to write while reading, and the
+    /// other way round), or end the connection.
+    private func stalled(_ r: RedisStream.IO) {
+        switch r {
+        case .wantRead, .wantWrite:
+            setInterest(EV_IN | EV_OUT)
+        case .closed:
+            fail("connection closed by \(endpoint.host):\(endpoint.port)")
+        case .failed(let m):
+            fail(m)
+        case .done:
+            break
         }
     }
 
@@ -446,14 +456,8 @@ public final class RedisSubscriber {
             switch r {
             case .done(let n):
                 outgoingOffset += n
-            case .wantWrite, .wantRead:
-                setInterest(EV_IN | EV_OUT)
-                return
-            case .closed:
-                fail("connection closed by \(endpoint.host):\(endpoint.port)")
-                return
-            case .failed(let m):
-                fail(m)
+            case .wantWrite, .wantRead, .closed, .failed:
+                stalled(r)
                 return
             }
         }

@@ -14,6 +14,7 @@ from conftest import (
     make_run, psql, run_url, runs_list_url, batch_url, wait_until,
 )
 from pools import procs  # noqa: F401 (fixture)
+from test_auth import INVALID_KEY, NO_BRANCH, NOT_FOUND, UNAUTHORIZED, assert_error
 
 ADMIN_KEY = "tr_dev_sk_DemoAdminKey0123456789ab"
 ONE_RUN_KEY = "tr_dev_sk_DemoReadRunsKey012345678"        # scopes {read:runs:run_demo0001}
@@ -22,16 +23,6 @@ REVOKED_KEY = "tr_dev_sk_DemoRevokedKey0123456789"
 EXPIRED_KEY = "tr_dev_sk_DemoExpiredKey0123456789"
 PROD_ADMIN_KEY = "tr_prod_sk_ProdAdminKey0123456789ab"
 
-INVALID_KEY = '{"error":"Invalid API key"}'
-NO_BRANCH = '{"error":"No matching branch env"}'
-UNAUTHORIZED = '{"error":"Unauthorized","code":"unauthorized","param":"access_token","type":"authorization"}'
-NOT_FOUND = '{"error":"Not found"}'
-
-
-def assert_error(r, status, body):
-    assert (r.status_code, r.text) == (status, body)
-    assert r.headers.get("content-type") == "application/json"
-    assert "electric-handle" not in r.headers
 
 
 def new_key(env_id, scopes=("admin",), slug="dev", key=None, revoked=False, expires_sql="NULL"):
