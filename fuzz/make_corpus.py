@@ -66,6 +66,28 @@ seeds_bin = {
                 [struct.pack("<d", 0.0) + s for s in [b"1e21", b"0.000001", b"-123.456e-300"]],
 }
 
+def fcgi_record(t, rid, content, pad=0):
+    return struct.pack(">BBHHBB", 1, t, rid, len(content), pad, 0) + content + b"\0" * pad
+def fcgi_pairs(d):
+    out = b""
+    for k, v in d.items():
+        for x in (k.encode(), v.encode()):
+            out += bytes([len(x)]) if len(x) < 128 else struct.pack(">I", len(x) | 0x80000000)
+        out += k.encode() + v.encode()
+    return out
+def fcgi_request(rid=1, keep=1, params=None, stdin=b""):
+    params = params or {"REQUEST_METHOD": "GET", "DOCUMENT_URI": "/realtime/v1/runs/run_abc", "QUERY_STRING": "offset=-1",
+                        "HTTP_AUTHORIZATION": "Bearer tr_dev_x", "HTTP_X_LONG": "y" * 300}
+    b = fcgi_record(1, rid, struct.pack(">HB5x", 1, keep))
+    b += fcgi_record(4, rid, fcgi_pairs(params), pad=3) + fcgi_record(4, rid, b"")
+    if stdin:
+        b += fcgi_record(5, rid, stdin)
+    return b + fcgi_record(5, rid, b"")
+seeds_bin["fastcgi"] = [b"\x07" + fcgi_request(), b"\x00" + fcgi_request(keep=0) + fcgi_request(rid=2),
+                        b"\xff" + fcgi_request(stdin=b"body") + fcgi_record(2, 1, b""),
+                        b"\x03" + fcgi_record(9, 0, fcgi_pairs({"FCGI_MAX_CONNS": "", "FCGI_MPXS_CONNS": ""})),
+                        b"\x01" + fcgi_record(1, 1, struct.pack(">HB5x", 2, 0)), b"\x05" + fcgi_record(4, 9, b"\x85abc")]
+
 for name, items in list(seeds.items()) + list(seeds_bin.items()):
     d = os.path.join(ROOT, name)
     shutil.rmtree(d, ignore_errors=True)

@@ -22,6 +22,30 @@ public enum FastCGIRecords {
         return out
     }
 
+    /// The answer to a GET_VALUES management record: the values this side knows, as name-value pairs.
+    public static func getValuesResult(_ values: [(String, String)]) -> [UInt8] {
+        var body: [UInt8] = []
+        for (k, v) in values {
+            for part in [k, v] {
+                let n = part.utf8.count
+                if n < 128 { body.append(UInt8(n)) } else {
+                    body += [UInt8(n >> 24 & 0x7f) | 0x80, UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
+                }
+            }
+            body += Array(k.utf8) + Array(v.utf8)
+        }
+        var out: [UInt8] = []
+        append(&out, type: FastCGIRecordType.getValuesResult, requestId: 0, content: body)
+        return out
+    }
+
+    /// The answer to a management record of an unknown type.
+    public static func unknownType(_ type: UInt8) -> [UInt8] {
+        var out: [UInt8] = []
+        append(&out, type: FastCGIRecordType.unknownType, requestId: 0, content: [type, 0, 0, 0, 0, 0, 0, 0])
+        return out
+    }
+
     static func append<C: Collection>(_ out: inout [UInt8], type: UInt8, requestId: UInt16, content: C) where C.Element == UInt8 {
         let length = content.count
         let padding = (8 - length % 8) % 8
