@@ -46,6 +46,8 @@
 #                       /bench/nchan/status (loopback only), and the static files of
 #                       $RUNFEED_STATE/bench-static/ as application/json at /bench/static/;
 #                       its HTTP listen gets backlog=4096  [0]
+#   RUNFEED_FASTCGI_KEEPALIVE  idle upstream connections to the workers each nginx worker keeps
+#                       (`keepalive` + `fastcgi_keep_conn on`); 0: a connection per request  [4096]
 #   RUNFEED_NGINX_CONNECTIONS  nginx worker_connections, at most worker_rlimit_nofile
 #                       [16384; with RUNFEED_NGINX_BENCH=1 worker_rlimit_nofile - 1000 (19000
 #                       under a hard limit of 20000), leaving fds for files and logs]
@@ -88,6 +90,7 @@ case "${RUNFEED_NGINX_BENCH:-0}" in
     *) die "RUNFEED_NGINX_BENCH must be 0 or 1 (got '$RUNFEED_NGINX_BENCH')" ;;
 esac
 NGINX_CONNECTIONS=${RUNFEED_NGINX_CONNECTIONS:-}
+FASTCGI_KEEPALIVE=${RUNFEED_FASTCGI_KEEPALIVE:-4096}
 SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
 
@@ -105,6 +108,8 @@ require_port RUNFEED_CH_TCP_PORT "$CH_TCP_PORT"
     || die "RUNFEED_METRICS_PORT_BASE + RUNFEED_WORKERS must be a TCP port number (got '$METRICS_BASE' + $WORKERS)"
 [[ $NGINX_WORKERS =~ ^[0-9]+$ ]] && ((NGINX_WORKERS >= 1 && NGINX_WORKERS <= 64)) \
     || die "RUNFEED_NGINX_WORKERS must be 1..64 (got '$NGINX_WORKERS')"
+[[ $FASTCGI_KEEPALIVE =~ ^[0-9]+$ ]] \
+    || die "RUNFEED_FASTCGI_KEEPALIVE must be a number of connections, 0 for none (got '$FASTCGI_KEEPALIVE')"
 [[ -z $NGINX_CONNECTIONS || $NGINX_CONNECTIONS =~ ^[1-9][0-9]*$ ]] \
     || die "RUNFEED_NGINX_CONNECTIONS must be a positive number (got '$NGINX_CONNECTIONS')"
 case "$STATE" in
@@ -942,6 +947,15 @@ nginx_render() {
     tpl=${tpl//@WEBAPP_PORT@/"$WEBAPP_PORT"}
     tpl=${tpl//@HTTP_LISTEN_OPTS@/"$listen_opts"}
     tpl=${tpl//@UPSTREAMS@/"$upstreams"}
+    if ((FASTCGI_KEEPALIVE > 0)); then
+        tpl=${tpl//@UPSTREAM_KEEPALIVE@/"keepalive $FASTCGI_KEEPALIVE;
+        keepalive_requests 1000000;
+        keepalive_timeout  60s;"}
+        tpl=${tpl//@FASTCGI_KEEP_CONN@/on}
+    else
+        tpl=${tpl//@UPSTREAM_KEEPALIVE@/"# RUNFEED_FASTCGI_KEEPALIVE=0: a new connection per request"}
+        tpl=${tpl//@FASTCGI_KEEP_CONN@/off}
+    fi
     tpl=${tpl//@DEMO_DIR@/"$DEMO_DIR"}
     tpl=${tpl//@NGINX_WORKERS@/"$NGINX_WORKERS"}
     tpl=${tpl//@NGINX_CONNECTIONS@/"$connections"}

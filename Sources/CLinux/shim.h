@@ -30,6 +30,12 @@ static const uint32_t RUNFEED_EPOLLOUT = EPOLLOUT;
 static const uint32_t RUNFEED_EPOLLRDHUP = EPOLLRDHUP;
 static const uint32_t RUNFEED_EPOLLHUP = EPOLLHUP;
 static const uint32_t RUNFEED_EPOLLERR = EPOLLERR;
+/* One waiter per event on a listening socket shared by several processes (no thundering herd). */
+static const uint32_t RUNFEED_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
+#include <sys/socket.h>
+/* accept4 (a GNU extension: declared here rather than defining _GNU_SOURCE for every header). */
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+static inline int runfeed_accept_nonblocking(int fd) { return accept4(fd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -44,19 +50,6 @@ static inline int runfeed_is_listening_socket(int fd) {
     int v = 0; socklen_t len = sizeof(v);
     return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0;
 }
-
-/* A handler that does nothing, installed without SA_RESTART: delivering the signal to a thread
-   blocked in accept() makes the call fail with EINTR (used to stop a worker's acceptor thread
-   without shutting down a listening socket that other processes share). */
-static void runfeed_noop_handler(int sig) { (void)sig; }
-static inline int runfeed_install_interrupt_handler(int sig) {
-    struct sigaction sa;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sa.sa_handler = runfeed_noop_handler;
-    return sigaction(sig, &sa, NULL);
-}
-static inline int runfeed_interrupt_signal(void) { return SIGRTMIN + 1; }
 
 /* WIFEXITED & co. are macros. */
 static inline int runfeed_wifexited(int status) { return WIFEXITED(status); }

@@ -41,8 +41,10 @@ public struct FastCGIRequestParser: Sendable {
         case malformedParams
     }
 
-    /// Limits: nginx sends a few KB of params; a body is never needed (runfeed answers GET, HEAD, OPTIONS).
-    public static let maxParamsBytes = 64 * 1024
+    /// Limits: nginx sends a few KB of params (its header buffers bound them), a direct client may send a long
+    /// query string (answered 400 by the routes, not cut off here); a body is never needed (runfeed answers GET,
+    /// HEAD, OPTIONS).
+    public static let maxParamsBytes = 1 << 20
     public static let maxStdinBytes = 1 << 20
 
     private var buffer: [UInt8] = []

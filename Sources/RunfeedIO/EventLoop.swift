@@ -8,6 +8,7 @@ public let EV_OUT = RUNFEED_EPOLLOUT
 public let EV_RDHUP = RUNFEED_EPOLLRDHUP
 public let EV_HUP = RUNFEED_EPOLLHUP
 public let EV_ERR = RUNFEED_EPOLLERR
+public let EV_EXCLUSIVE = RUNFEED_EPOLLEXCLUSIVE
 
 /// Milliseconds on the monotonic clock (timers, hold deadlines).
 public func monotonicMs() -> Int64 {

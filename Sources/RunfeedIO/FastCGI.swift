@@ -5,7 +5,7 @@ import RunfeedCore
 import Glibc
 #endif
 
-/// What the server needs of one FastCGI request, copied out of libfcgi's params.
+/// What the server needs of one FastCGI request, from its CGI params.
 public struct FastCGIRequestInfo: Sendable {
     public var method: String
     /// The decoded path (DOCUMENT_URI, else REQUEST_URI without its query).
@@ -48,37 +48,47 @@ extension String {
     }
 }
 
-/// One accepted FastCGI request. libfcgi's buffers and params are released as soon as the params are
-/// copied and stdin is drained, so a parked request holds only its socket; the answer is framed here
-/// and written without blocking by the event loop's `ResponseWriter`.
+/// One FastCGI request, read by `FastCGIServer` on the event loop. The answer is framed here and written
+/// without blocking by the loop's `ResponseWriter`; afterwards the connection carries the web server's next
+/// request (`FCGI_KEEP_CONN`) or is closed.
 public final class FastCGIConnection: @unchecked Sendable {
     public let info: FastCGIRequestInfo
     /// The upstream connection's socket, watched for EOF while the request is parked.
     public let fd: Int32
-    /// Monotonic µs when the request was accepted (the start of its `runfeed_request_duration_seconds`).
+    /// Monotonic µs when the request was read (the start of its `runfeed_request_duration_seconds`).
     public let acceptedAtUs: Int64
     /// Set when the client is known to have gone before the answer (nginx closed the upstream
     /// connection of a held poll): the answer is counted as 499. Loop thread only.
     public var clientGone = false
     let requestId: UInt16
+    /// The web server keeps the connection for further requests after this one.
+    public let keepConnection: Bool
     private var answered = false
+    /// Called once the answer is written (true) or abandoned (false); decides whether the connection stays.
+    var onAnswered: ((FastCGIConnection, Bool) -> Void)?
 
-    init(request: UnsafeMutablePointer<FCGX_Request>, info: FastCGIRequestInfo) {
+    init(fd: Int32, requestId: UInt16, keepConnection: Bool, info: FastCGIRequestInfo) {
         self.info = info
-        self.fd = request.pointee.ipcFd
-        self.requestId = UInt16(truncatingIfNeeded: request.pointee.requestId)
+        self.fd = fd
+        self.requestId = requestId
+        self.keepConnection = keepConnection
         self.acceptedAtUs = monotonicUs()
-        FCGX_Free(request, 0)  // streams and params; the socket stays open
-        request.deallocate()
     }
 
-    /// Sends `text` (CGI headers, blank line, body) and closes the connection. Loop thread only.
-    /// Returns false if the request was already answered.
+    /// Sends `text` (CGI headers, blank line, body), then hands the connection back (kept) or closes it.
+    /// Loop thread only. Returns false if the request was already answered.
     @discardableResult
     public func respond(_ text: String, with writer: ResponseWriter) -> Bool {
         guard !answered else { return false }
         answered = true
-        writer.send(fd: fd, FastCGIRecords.response(requestId: requestId, stdout: Array(text.utf8)))
+        writer.send(fd: fd, FastCGIRecords.response(requestId: requestId, stdout: Array(text.utf8))) { [self] ok in
+            if let done = onAnswered {
+                onAnswered = nil
+                done(self, ok)
+            } else {
+                ResponseWriter.closeConnection(fd)
+            }
+        }
         return true
     }
 }
@@ -94,7 +104,11 @@ public final class ResponseWriter {
         var bytes: [UInt8]
         var offset = 0
         var timer: EventLoop.TimerID?
-        init(_ b: [UInt8]) { bytes = b }
+        let done: (Bool) -> Void
+        init(_ b: [UInt8], _ done: @escaping (Bool) -> Void) {
+            bytes = b
+            self.done = done
+        }
     }
 
     public init(loop: EventLoop, timeoutMs: Int64 = 30_000) {
@@ -105,78 +119,82 @@ public final class ResponseWriter {
     /// Answers still being written.
     public var inProgress: Int { pending.count }
 
-    func send(fd: Int32, _ bytes: [UInt8]) {
+    /// Writes `bytes`; `done(true)` once all are written, `done(false)` (after closing the socket) when the
+    /// peer is gone or took nothing for `timeoutMs`.
+    func send(fd: Int32, _ bytes: [UInt8], done: @escaping (Bool) -> Void) {
         loop.unwatch(fd: fd)
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let p = Pending(bytes)
-        if flush(fd, p) { return }
+        let p = Pending(bytes, done)
+        if let result = flush(fd, p) {
+            finish(fd, p, result)
+            return
+        }
         pending[fd] = p
-        p.timer = loop.schedule(afterMs: timeoutMs) { [weak self] in self?.finish(fd) }
+        p.timer = loop.schedule(afterMs: timeoutMs) { [weak self] in self?.timedOut(fd) }
         loop.watch(fd: fd, events: EV_OUT) { [weak self] _ in
             guard let self, let p = self.pending[fd] else { return }
             if let t = p.timer { self.loop.cancel(t) }
             p.timer = nil
-            if self.flush(fd, p) {
+            if let result = self.flush(fd, p) {
                 self.pending.removeValue(forKey: fd)
+                self.loop.unwatch(fd: fd)
+                self.finish(fd, p, result)
             } else {
                 // The timeout counts from the last progress: a slow reader is fine, a stalled one is not.
-                p.timer = self.loop.schedule(afterMs: self.timeoutMs) { [weak self] in self?.finish(fd) }
+                p.timer = self.loop.schedule(afterMs: self.timeoutMs) { [weak self] in self?.timedOut(fd) }
             }
         }
     }
 
-    /// Writes what the socket takes; true when the answer is done (written, or the peer is gone) and
-    /// the connection closed.
-    private func flush(_ fd: Int32, _ p: Pending) -> Bool {
+    /// Writes what the socket takes: nil while more remains, true when all is written, false when the peer
+    /// is gone.
+    private func flush(_ fd: Int32, _ p: Pending) -> Bool? {
         while p.offset < p.bytes.count {
             let n = p.bytes.withUnsafeBytes { buf in
-                write(fd, buf.baseAddress! + p.offset, buf.count - p.offset)
+                Glibc.send(fd, buf.baseAddress! + p.offset, buf.count - p.offset, Int32(MSG_NOSIGNAL))
             }
             if n > 0 {
                 p.offset += n
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return nil }
             if n < 0 && errno == EINTR { continue }
-            break  // EPIPE, ECONNRESET…: the client left
+            return false  // EPIPE, ECONNRESET…: the client left
         }
-        closeConnection(fd)
         return true
     }
 
-    private func finish(_ fd: Int32) {
-        guard pending.removeValue(forKey: fd) != nil else { return }
-        closeConnection(fd)
+    private func finish(_ fd: Int32, _ p: Pending, _ ok: Bool) {
+        if !ok { Self.closeConnection(fd) }
+        p.done(ok)
     }
 
-    private func closeConnection(_ fd: Int32) {
+    private func timedOut(_ fd: Int32) {
+        guard let p = pending.removeValue(forKey: fd) else { return }
         loop.unwatch(fd: fd)
+        finish(fd, p, false)
+    }
+
+    /// Ends a connection: half-close first so the peer reads the whole answer, then close.
+    static func closeConnection(_ fd: Int32) {
         shutdown(fd, Int32(SHUT_WR))
         close(fd)
     }
 }
 
-/// The listening socket and the acceptor thread. The acceptor blocks in `FCGX_Accept_r`, copies the
-/// params, drains stdin and hands the request on; it never holds a request.
+/// The listening socket (a unix path or `host:port`, or one inherited from a supervisor). Opened with
+/// libfcgi's `FCGX_OpenSocket`; requests are read by `FastCGIServer` on the event loop.
 public final class FastCGIListener: @unchecked Sendable {
     public let socketFd: Int32
     public let address: String
-    private let stopFlag = Mutex()
-    private var stopped = false
-    private var acceptorThread: pthread_t?
-    private var acceptorExited = false
-    /// Written by `stopAccepting` to wake the acceptor's poll.
-    private let stopEvent = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
 
-    /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
     /// Listen backlog of worker sockets: when one change wakes thousands of polls, their clients all
-    /// re-arm at once and nginx opens that many upstream connections within milliseconds; a backlog
-    /// that overflows makes nginx fail them (EAGAIN on a unix socket → 502/503). The kernel caps it at
-    /// `net.core.somaxconn` (4096 on current kernels).
+    /// re-arm at once and nginx opens that many upstream connections within milliseconds (without kept
+    /// connections); a backlog that overflows makes nginx fail them (EAGAIN on a unix socket → 502/503).
+    /// The kernel caps it at `net.core.somaxconn` (4096 on current kernels).
     public static let burstBacklog: Int32 = 65535
 
+    /// Opens `address`: a unix socket path, or `host:port` / `:port` for TCP.
     public init(address: String, backlog: Int32 = FastCGIListener.burstBacklog, socketMode: mode_t = 0o666) throws {
-        guard FCGX_Init() == 0 else { throw IOError("FCGX_Init failed") }
         FastCGIListener.restoreSignals()
         self.address = address
         let isUnix = address.hasPrefix("/") || address.hasPrefix(".")
@@ -190,105 +208,205 @@ public final class FastCGIListener: @unchecked Sendable {
 
     /// Adopts an already-listening socket (inherited from a parent or a supervisor).
     public init(inheritedFd: Int32, description: String) throws {
-        guard FCGX_Init() == 0 else { throw IOError("FCGX_Init failed") }
         FastCGIListener.restoreSignals()
         socketFd = inheritedFd
         address = description
     }
 
-    /// libfcgi installs its own SIGTERM/SIGPIPE/SIGUSR1 handlers in FCGX_Init: put ours back.
-    /// SIGPIPE is ignored (a write to a closed upstream fails with EPIPE); SIGTERM/SIGINT/SIGHUP are
-    /// blocked and read from a signalfd by the event loop.
+    /// SIGPIPE is ignored (a write to a closed upstream fails with EPIPE; sends also pass MSG_NOSIGNAL);
+    /// SIGTERM/SIGINT/SIGHUP are blocked and read from a signalfd by the event loop.
     static func restoreSignals() {
         signal(SIGPIPE, SIG_IGN)
-        signal(SIGUSR1, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-        _ = runfeed_install_interrupt_handler(runfeed_interrupt_signal())
+    }
+}
+
+/// FastCGI on the event loop. Accepts on the listening socket (shared by the pool's workers, which take turns:
+/// see `watchListener`), reads each connection's records with `FastCGIRequestParser`, hands every
+/// complete request to `onRequest`, and after its answer either waits for the web server's next request on the
+/// same connection (`FCGI_KEEP_CONN`: nginx `fastcgi_keep_conn on` with an upstream `keepalive` pool) or
+/// closes it. An idle kept connection costs a watched fd and no thread; it is closed after `idleTimeoutMs`, at
+/// a drain, or when the web server closes it. Loop thread only.
+public final class FastCGIServer {
+    private let loop: EventLoop
+    private let listenFd: Int32
+    private let writer: ResponseWriter
+    private let idleTimeoutMs: Int64
+    private var onRequest: ((FastCGIConnection) -> Void)?
+    private var accepting = false
+
+    private final class Conn {
+        var parser = FastCGIRequestParser()
+        var idleTimer: EventLoop.TimerID?
+        /// A request is out (being answered): the fd belongs to whoever answers it until then.
+        var busy = false
+        /// Requests this connection carried.
+        var served = 0
+    }
+    private var conns: [Int32: Conn] = [:]
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 8)
+
+    /// Connections open now, and how many of them wait for a request (kept, idle).
+    public var openConnections: Int { conns.count }
+    public var idleConnections: Int { conns.values.filter { !$0.busy }.count }
+    /// Requests read on a connection that had carried one before (kept connections at work).
+    public private(set) var reusedRequests = 0
+    public private(set) var acceptedConnections = 0
+
+    public init(loop: EventLoop, listenFd: Int32, writer: ResponseWriter, idleTimeoutMs: Int64 = 75_000) {
+        self.loop = loop
+        self.listenFd = listenFd
+        self.writer = writer
+        self.idleTimeoutMs = idleTimeoutMs
     }
 
-    /// Starts the acceptor thread. `onRequest` runs on that thread.
-    public func startAccepting(_ onRequest: @escaping @Sendable (FastCGIConnection) -> Void) {
-        let sock = socketFd
-        startThread(name: "fcgi-accept") { [self] in
-            self.stopFlag.withLock { self.acceptorThread = pthread_self() }
-            var fds = [pollfd(fd: sock, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: self.stopEvent, events: Int16(POLLIN), revents: 0)]
-            while !self.isStopped {
-                // Sleep until a connection is pending or a stop is requested (no idle wake-ups).
-                let ready = poll(&fds, 2, -1)
-                if self.isStopped { break }
-                if ready <= 0 || fds[0].revents == 0 { continue }
-                let req = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
-                // Fail (instead of retrying) when accept() is interrupted: that is how stopAccepting wakes us.
-                FCGX_InitRequest(req, sock, Int32(FCGI_FAIL_ACCEPT_ON_INTR))
-                if FCGX_Accept_r(req) < 0 {
-                    req.deallocate()
-                    if self.isStopped { break }
-                    usleep(10_000)
-                    continue
-                }
-                let info = FastCGIRequestInfo.fromParams(Self.params(of: req))
-                Self.drainStdin(req)
-                onRequest(FastCGIConnection(request: req, info: info))
-            }
-            self.stopFlag.withLock { self.acceptorExited = true }
-        }
+    deinit { readBuffer.deallocate() }
+
+    public func start(_ onRequest: @escaping (FastCGIConnection) -> Void) {
+        self.onRequest = onRequest
+        _ = fcntl(listenFd, F_SETFL, fcntl(listenFd, F_GETFL) | O_NONBLOCK)
+        accepting = true
+        watchListener()
     }
 
-    /// True once the acceptor thread has ended (after `stopAccepting`): no request can arrive any more.
-    public var hasStoppedAccepting: Bool { stopFlag.withLock { acceptorExited } }
+    /// EPOLLEXCLUSIVE wakes one waiting worker per connection, the first in the socket's queue; re-registering
+    /// after each accept puts this worker at the back, so the workers of a pool take turns (without it the
+    /// first idle one would take nearly every connection, or all would wake for each).
+    private func watchListener() {
+        loop.watch(fd: listenFd, events: EV_IN | EV_EXCLUSIVE) { [weak self] _ in self?.acceptPending() }
+    }
 
-    private var isStopped: Bool { stopFlag.withLock { stopped } }
-
-    /// Stops accepting: the acceptor thread wakes from its poll and ends. The socket itself stays open
-    /// and listening: in a pool it is shared with the other workers (shutdown() on it would stop them all).
+    /// Stops accepting and closes the idle kept connections (nginx opens fresh ones to the other workers);
+    /// connections with a request out are closed after its answer. The socket stays open and listening: in a
+    /// pool it is shared with the other workers.
     public func stopAccepting() {
-        stopFlag.withLock { stopped = true }
-        var one: UInt64 = 1
-        _ = write(stopEvent, &one, 8)
+        guard accepting else { return }
+        accepting = false
+        loop.unwatch(fd: listenFd)
+        for (fd, c) in conns where !c.busy && c.parser.isIdle { close(fd, c) }
     }
 
-    /// If the acceptor is still blocked in accept() (another worker took the connection it was woken
-    /// for), interrupts the call with a signal. Call a little after `stopAccepting`, so the signal
-    /// cannot land while a request's params are being read.
-    public func interruptAcceptor() {
-        let thread = stopFlag.withLock { acceptorExited ? nil : acceptorThread }
-        if let thread { pthread_kill(thread, runfeed_interrupt_signal()) }
-    }
+    public var isAccepting: Bool { accepting }
 
-    private static func params(of req: UnsafeMutablePointer<FCGX_Request>) -> [String: String] {
-        var out: [String: String] = [:]
-        guard var p = req.pointee.envp else { return out }
-        out.reserveCapacity(32)
-        while let entry = p.pointee {
-            // "NAME=value" as bytes: found with strchr/strlen, decoded once per part (Character-wise
-            // String search showed up in profiles of re-arm bursts).
-            if let eq = strchr(entry, 61) {
-                let nameLen = entry.distance(to: eq)
-                let value = eq + 1
-                let valueLen = strlen(value)
-                let name = entry.withMemoryRebound(to: UInt8.self, capacity: nameLen) {
-                    String(decoding: UnsafeBufferPointer(start: $0, count: nameLen), as: UTF8.self)
-                }
-                out[name] = value.withMemoryRebound(to: UInt8.self, capacity: valueLen) {
-                    String(decoding: UnsafeBufferPointer(start: $0, count: valueLen), as: UTF8.self)
-                }
+    private func acceptPending() {
+        // One per wake, then to the back of the queue: a burst is dealt out over the workers in turn.
+        defer {
+            if accepting {
+                loop.unwatch(fd: listenFd)
+                watchListener()
             }
-            p += 1
         }
-        return out
+        let fd = runfeed_accept_nonblocking(listenFd)
+        guard fd >= 0 else { return }  // EAGAIN: another worker took it; EMFILE…: again on the next wake
+        acceptedConnections += 1
+        let c = Conn()
+        conns[fd] = c
+        waitForRequest(fd, c)
     }
 
-    /// Reads stdin to EOF (nginx sends an empty STDIN record at once for a GET), so that afterwards
-    /// any readability of the socket means the upstream connection was closed.
-    private static func drainStdin(_ req: UnsafeMutablePointer<FCGX_Request>) {
-        var buf = [CChar](repeating: 0, count: 4096)
-        var total = 0
-        while total < 1 << 20 {
-            let n = buf.withUnsafeMutableBufferPointer { FCGX_GetStr($0.baseAddress, 4096, req.pointee.in) }
-            if n <= 0 { break }
-            total += Int(n)
+    private func waitForRequest(_ fd: Int32, _ c: Conn) {
+        c.busy = false
+        // Records already read (a request sent right behind the answer) are handled at once.
+        if !c.parser.isIdle, process(fd, c, bytes: []) { return }
+        if !accepting && c.parser.isIdle {
+            close(fd, c)
+            return
         }
+        c.idleTimer = loop.schedule(afterMs: idleTimeoutMs) { [weak self] in
+            guard let self, let c = self.conns[fd], !c.busy else { return }
+            c.idleTimer = nil
+            self.close(fd, c)
+        }
+        loop.watch(fd: fd, events: EV_IN | EV_RDHUP) { [weak self] _ in self?.readable(fd) }
+    }
+
+    private func readable(_ fd: Int32) {
+        guard let c = conns[fd], !c.busy else { return }
+        while true {
+            let n = read(fd, readBuffer.baseAddress, readBuffer.count)
+            if n > 0 {
+                if process(fd, c, bytes: UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])) { return }
+                if n < readBuffer.count { return }
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n < 0 && errno == EINTR { continue }
+            close(fd, c)  // EOF or error: the web server closed it
+            return
+        }
+    }
+
+    /// Feeds bytes; true when the fd was handed to a request (or closed) and must not be read any more here.
+    private func process<B: Collection>(_ fd: Int32, _ c: Conn, bytes: B) -> Bool where B.Element == UInt8 {
+        let events: [FastCGIRequestParser.Event]
+        do {
+            events = try c.parser.feed(bytes)
+        } catch {
+            close(fd, c)
+            return true
+        }
+        var outOfBand: [UInt8] = []
+        var request: (UInt16, Bool, [String: String])?
+        for e in events {
+            switch e {
+            case .request(let id, let keep, let params):
+                guard request == nil else {  // no pipelining: a second request before the first is answered
+                    close(fd, c)
+                    return true
+                }
+                request = (id, keep, params)
+            case .abort:
+                break  // the request was not handed out yet: nothing to cancel
+            case .getValues(let names):
+                let known: [String: String] = ["FCGI_MPXS_CONNS": "0", "FCGI_MAX_CONNS": "65535", "FCGI_MAX_REQS": "65535"]
+                outOfBand += FastCGIRecords.getValuesResult(names.compactMap { n in known[n].map { (n, $0) } })
+            case .unknownManagementType(let t):
+                outOfBand += FastCGIRecords.unknownType(t)
+            }
+        }
+        if !outOfBand.isEmpty {
+            // Management answers are tiny: a blocking-free best effort.
+            _ = outOfBand.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        guard let (id, keep, params) = request else { return false }
+        if let t = c.idleTimer { loop.cancel(t) }
+        c.idleTimer = nil
+        loop.unwatch(fd: fd)
+        if c.served > 0 { reusedRequests += 1 }
+        c.served += 1
+        if !c.parser.isIdle {  // bytes behind the request (pipelining) are not served
+            close(fd, c)
+            return true
+        }
+        c.busy = true
+        let conn = FastCGIConnection(fd: fd, requestId: id, keepConnection: keep,
+                                     info: FastCGIRequestInfo.fromParams(params))
+        conn.onAnswered = { [weak self] conn, ok in self?.answered(conn, ok) }
+        onRequest?(conn)
+        return true
+    }
+
+    private func answered(_ conn: FastCGIConnection, _ written: Bool) {
+        let fd = conn.fd
+        guard let c = conns[fd] else { return }
+        // The writer closed the socket already when the peer was gone or stalled.
+        guard written else {
+            conns.removeValue(forKey: fd)
+            return
+        }
+        // A client that left mid-hold may have made nginx send more (or close): never reuse such a connection.
+        guard conn.keepConnection, accepting, !conn.clientGone else {
+            close(fd, c)
+            return
+        }
+        waitForRequest(fd, c)
+    }
+
+    private func close(_ fd: Int32, _ c: Conn) {
+        if let t = c.idleTimer { loop.cancel(t) }
+        c.idleTimer = nil
+        loop.unwatch(fd: fd)
+        conns.removeValue(forKey: fd)
+        ResponseWriter.closeConnection(fd)
     }
 }
 

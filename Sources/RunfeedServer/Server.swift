@@ -29,6 +29,7 @@ public final class Server: @unchecked Sendable {
     var reportedReconnects = 0
     let processStats = ProcessStatsReader()
     private var listener: FastCGIListener?
+    private var fastcgi: FastCGIServer?
     private var status: StatusHTTPServer?
     private var inFlight = 0
     private var draining = false
@@ -124,9 +125,9 @@ public final class Server: @unchecked Sendable {
             status = s
             log.info("metrics and health on http://\(address)/metrics and /healthz")
         }
-        l.startAccepting { [loop, self] conn in
-            loop.execute { self.handle(conn) }
-        }
+        let server = FastCGIServer(loop: loop, listenFd: l.socketFd, writer: writer)
+        fastcgi = server
+        server.start { [self] conn in handle(conn) }
         if let readyFd { signalReady(fd: readyFd) }
         log.info("runfeed worker listening on \(l.address) (hold \(config.holdMs) ms ±\(Int(config.jitterRatio * 100))%, redis \(config.redis.host):\(config.redis.port), list membership via \(runsets.resolverName))")
         loop.run()
@@ -464,17 +465,16 @@ public final class Server: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         log.info("draining: \(feeds.count) held polls, \(inFlight) requests in flight")
-        listener?.stopAccepting()
-        loop.schedule(afterMs: 300) { [weak self] in self?.listener?.interruptAcceptor() }
+        // Idle kept connections are closed now (nginx sends their next requests to other workers); the
+        // others after their answer.
+        fastcgi?.stopAccepting()
         feeds.answerAll()
         lists.answerAll()
         subscriber.shutdown()
         let deadline = monotonicMs() + config.drainTimeoutMs
         func check() {
-            // Requests the acceptor handed over are queued on the loop until handled: wait until it
-            // has stopped, then until every request has been answered and written and every
-            // concurrency slot released.
-            let idle = (listener?.hasStoppedAccepting ?? true) && inFlight == 0 && writer.inProgress == 0
+            // Every request answered and written, every concurrency slot released.
+            let idle = inFlight == 0 && writer.inProgress == 0
                 && (limiter?.pending ?? 0) == 0
             if idle || monotonicMs() >= deadline {
                 log.info("drained (\(inFlight) left); exiting")

@@ -99,7 +99,7 @@ final class FastCGIRequestParserTests: XCTestCase {
         fails(record(1, 1, [0, 1, 1, 0, 0, 0, 0, 0]) + record(4, 1, [5, 1, 65]) + record(4, 1, []) + record(5, 1, []),
               .malformedParams)
         var big = record(1, 1, [0, 1, 1, 0, 0, 0, 0, 0])
-        for _ in 0..<2 { big += record(4, 1, [UInt8](repeating: 0, count: 40_000)) }
+        for _ in 0..<17 { big += record(4, 1, [UInt8](repeating: 0, count: 65_000)) }
         fails(big, .paramsTooLarge)
         fails(record(1, 1, [0, 1, 1, 0, 0, 0, 0, 0]) + record(6, 1, []), .unexpectedRecord(type: 6, id: 1))
     }

@@ -27,6 +27,8 @@ from conftest import DATABASE_URL, REDIS_HOST, REDIS_PORT, RUNFEED_BIN, STATE_DI
 
 HELD_RUN = 'runfeed_held_polls{kind="run"}'
 HELD_LIST = 'runfeed_held_polls{kind="list"}'
+# Kept upstream connections, as the shipped nginx configurations (RUNFEED_TEST_FASTCGI_KEEPALIVE=0: none).
+KEEPALIVE = int(os.environ.get("RUNFEED_TEST_FASTCGI_KEEPALIVE", "4096") or 0)
 HOLD_MS = 4000                   # the pools' live-poll hold (±15 %), as the test stack's workers
 NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
 FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
@@ -254,9 +256,10 @@ class Pool:
 class Nginx:
     """A private nginx (own config, pid, logs and temp dirs in `tmp`): one `server` per upstream, each on
     its own free port. `upstreams` maps a name to the TCP ports of its servers; `balance` is the upstreams'
-    load-balancing directive ("least_conn", or "" for round-robin)."""
+    load-balancing directive ("least_conn", or "" for round-robin); `keepalive` the idle upstream connections
+    kept per nginx worker (`fastcgi_keep_conn on`, as the shipped configs), 0 for a connection per request."""
 
-    def __init__(self, tmp, upstreams, balance="least_conn"):
+    def __init__(self, tmp, upstreams, balance="least_conn", keepalive=KEEPALIVE):
         if not os.access(NGINX_BIN, os.X_OK):
             pytest.fail("nginx not installed (scripts/deps.sh installs it)")
         self.dir = Path(tmp) / f"nginx-{pick_ports(1)[0]}"
@@ -269,7 +272,8 @@ class Nginx:
         for name, ports in upstreams.items():
             lines = "\n".join(f"        server 127.0.0.1:{p};" for p in ports)
             method = f"        {balance};\n" if balance else ""
-            blocks.append(f"    upstream up_{name} {{\n{method}{lines}\n    }}\n")
+            keep = f"\n        keepalive {keepalive};\n        keepalive_timeout 60s;" if keepalive else ""
+            blocks.append(f"    upstream up_{name} {{\n{method}{lines}{keep}\n    }}\n")
             servers.append(f"""
     server {{
         listen 127.0.0.1:{self.ports[name]};
@@ -284,7 +288,7 @@ class Nginx:
             fastcgi_next_upstream       error;
             fastcgi_next_upstream_tries 2;
             fastcgi_buffering on;
-            fastcgi_keep_conn off;
+            fastcgi_keep_conn {"on" if keepalive else "off"};
             fastcgi_ignore_client_abort off;
             fastcgi_intercept_errors    off;
             error_page 502 503 504 = @unavailable;

@@ -137,7 +137,9 @@ def test_pool_runs_two_worker_processes_that_serve_through_nginx(procs):
 def test_killed_worker_is_replaced_and_clients_keep_working(procs, sig):
     """A worker that dies (SIGKILL), or that one stops by hand (SIGTERM: it drains and exits), is
     replaced by the supervisor in the same slot, and the pool keeps serving on its one socket."""
-    pool = procs.pool("kill", workers=2)
+    # A hold far longer than the test: the polls still held when the worker dies are held for real, not
+    # answered at their deadline while the polls are being spread over both workers.
+    pool = procs.pool("kill", workers=2, hold_ms=20000)
     ng = procs.nginx({"main": [pool.port]})
     base = ng.url["main"]
     run = make_run()
@@ -168,13 +170,20 @@ def test_killed_worker_is_replaced_and_clients_keep_working(procs, sig):
     assert pool.accepts(), (f"after worker {slot} exited nothing accepts on {pool.addr}: the shared "
                             f"listening socket was shut down (see {pool.log_path})")
 
-    # The dead worker's polls ended (SIGKILL: nginx sees the upstream close → its 503 page; SIGTERM: the
-    # drain answers up-to-date); the other worker's polls still hold.
-    wait_until(lambda: sum(f.done() for f in futs) >= on_victim, 10, 0.05, "the dead worker's polls to end")
+    # The dead worker's polls: SIGTERM — the drain answers each up-to-date; SIGKILL — nginx sees the upstream
+    # connection close before any answer and, as `fastcgi_next_upstream error` allows for a GET, sends the poll
+    # again to a live worker, where it is held (or answers its 503 page when no try is left). The other
+    # worker's polls still hold.
+    def settled():
+        return sum(pool.held()) + sum(f.done() for f in futs) >= len(futs)
+    wait_until(settled, 10, 0.05, "the dead worker's polls to end or be held again")
     time.sleep(0.2)
     done = [f for f in futs if f.done()]
     pending = [f for f in futs if not f.done()]
-    assert len(done) == on_victim and len(pending) == len(futs) - on_victim, (len(done), len(pending), held)
+    if sig == signal.SIGTERM:
+        assert len(done) == on_victim, (len(done), len(pending), held)
+    else:
+        assert len(done) <= on_victim, (len(done), len(pending), held)
     for f in done:
         lost = f.result()
         assert lost.status_code in (200, 503), (lost.status_code, lost.text)
