@@ -49,6 +49,12 @@ final class WorkerMetrics: @unchecked Sendable {
     let redisConnected: Gauge
     let subscribedChannels: Gauge
 
+    // FastCGI connections from the web server
+    let fastcgiAccepted: Counter
+    let fastcgiReused: Counter
+    let fastcgiIdle: Gauge
+    let fastcgiBusy: Gauge
+
     // List feeds
     let coldResolves: Counter
     /// Tag and batch polls whose gap (changes since their previous answer) was served from rows already read.
@@ -169,6 +175,14 @@ final class WorkerMetrics: @unchecked Sendable {
                                   "Reconnect attempts of the pub/sub Redis subscriber (one per failed or lost connection)")
         redisConnected = gauge("runfeed_redis_connected", "1 while the pub/sub Redis subscriber is connected, else 0")
         subscribedChannels = gauge("runfeed_redis_subscribed_channels", "Environment channels subscribed now")
+
+        fastcgiAccepted = counter("runfeed_fastcgi_connections_accepted_total",
+                                  "FastCGI connections accepted from the web server")
+        fastcgiReused = counter("runfeed_fastcgi_kept_connection_requests_total",
+                                "Requests that arrived on a connection kept from an earlier request (FCGI_KEEP_CONN)")
+        let connectionsHelp = "Open FastCGI connections: idle (kept, waiting for a request) or busy (a request out)"
+        fastcgiIdle = gauge("runfeed_fastcgi_connections", connectionsHelp, [("state", "idle")])
+        fastcgiBusy = gauge("runfeed_fastcgi_connections", connectionsHelp, [("state", "busy")])
 
         coldResolves = counter("runfeed_cold_resolves_total",
                                "List polls resolved in full before holding (the gap since their previous answer was not heard here)")

@@ -29,7 +29,9 @@ public final class Server: @unchecked Sendable {
     var reportedReconnects = 0
     let processStats = ProcessStatsReader()
     private var listener: FastCGIListener?
-    private var fastcgi: FastCGIServer?
+    var fastcgi: FastCGIServer?
+    var reportedAccepted = 0
+    var reportedReused = 0
     private var status: StatusHTTPServer?
     private var inFlight = 0
     private var draining = false

@@ -16,6 +16,19 @@ extension Server {
             m.redisReconnects.increment(by: reconnects - reportedReconnects)
             reportedReconnects = reconnects
         }
+        if let f = fastcgi {
+            let idle = f.idleConnections
+            m.fastcgiIdle.set(idle)
+            m.fastcgiBusy.set(f.openConnections - idle)
+            if f.acceptedConnections > reportedAccepted {
+                m.fastcgiAccepted.increment(by: f.acceptedConnections - reportedAccepted)
+                reportedAccepted = f.acceptedConnections
+            }
+            if f.reusedRequests > reportedReused {
+                m.fastcgiReused.increment(by: f.reusedRequests - reportedReused)
+                reportedReused = f.reusedRequests
+            }
+        }
         m.recordProcess(processStats.sample())
         return m.registry.emitToString()
     }
