@@ -212,6 +212,22 @@ class Stack:
                 time.sleep(0.2)
         raise SystemExit("workers did not come back")
 
+    def set_keepalive(self, n):
+        """nginx keeps `n` idle upstream connections per worker (`fastcgi_keep_conn on`), 0: one per request.
+        `stack.sh start` renders nginx.conf anew, reloads nginx and restarts the workers."""
+        env = dict(os.environ, RUNFEED_FASTCGI_KEEPALIVE=str(n))
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "stack.sh"), "start"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        self.keepalive = n
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.scrape()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit("workers did not come back")
+
     def wait_until(self, what, cond, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -687,7 +703,7 @@ def naive(stack, data, k, seconds):
             "pg_cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / elapsed}
 
 
-def snapshots(stack, data, seconds, connections, profile_to=None):
+def snapshots(stack, data, seconds, connections, profile_to=None, runfeed_only=False):
     static_dir = os.path.join(stack.state, "bench-static")
     os.makedirs(static_dir, exist_ok=True)
     cases = [("single run", f"/realtime/v1/runs/{data.friendly[1]}?offset=-1", "run.json"),
@@ -699,7 +715,8 @@ def snapshots(stack, data, seconds, connections, profile_to=None):
         with open(os.path.join(static_dir, static), "wb") as f:
             f.write(body)
         rowcount = sum(1 for m in json.loads(body) if "value" in m)
-        for system, p, hdrs in (("runfeed", path, auth(stack)), ("nginx static", f"/bench/static/{static}", [])):
+        systems = [("runfeed", path, auth(stack))] + ([] if runfeed_only else [("nginx static", f"/bench/static/{static}", [])])
+        for system, p, hdrs in systems:
             gen = Generator("rate", stack.port, [p], connections, hdrs, duration=seconds + 1, warmup=1, quiet=True)
             perf = None
             if profile_to and system == "runfeed" and static == "list.json":
@@ -847,6 +864,14 @@ def render(res):
                              f"| | nchan | {r['rounds']} | {fmt_int(r['delivered'])} / {fmt_int(r['expected'])} | "
                              f"{fmt_ms(r['first_p50_ms'])} ms | {fmt_ms(r['last_p50_ms'])} ms | {fmt_ms(r['last_max_ms'])} ms | "
                              f"{fmt_ms(r['p50_ms'])} ms | {fmt_ms(r['p99_ms'])} ms | {fmt_ms(r['max_ms'])} ms | – |")
+            if f.get("runfeed_no_keepalive"):
+                r = f["runfeed_no_keepalive"]
+                lines.append(f"| | runfeed, keep-alive off (before) | {r['rounds']} | {fmt_int(r['delivered'])} / {fmt_int(r['expected'])} | "
+                             f"{fmt_ms(r['first_p50_ms'])} ms | {fmt_ms(r['last_p50_ms'])} ms | {fmt_ms(r['last_max_ms'])} ms | "
+                             f"{fmt_ms(r['p50_ms'])} ms | {fmt_ms(r['p99_ms'])} ms | {fmt_ms(r['max_ms'])} ms | "
+                             f"{r['pg_queries_per_change']:.2f} |")
+                b0 = f["nchan"]
+                lines.append(f"| | runfeed keep-alive off ÷ nchan | | | | | | | {ratio(r['p99_ms'], b0['p99_ms'])} | | |")
             a, b = f["runfeed"], f["nchan"]
             lines.append(f"| | **runfeed ÷ nchan** | | | {ratio(a['first_p50_ms'], b['first_p50_ms'])} | "
                          f"{ratio(a['last_p50_ms'], b['last_p50_ms'])} | {ratio(a['last_max_ms'], b['last_max_ms'])} | "
@@ -891,7 +916,7 @@ def render(res):
         rows = res["snapshots"]
         for r in rows:
             peer = next((x for x in rows if x["case"] == r["case"] and x["system"] == "nginx static"), None)
-            rat = ratio(r["rps"], peer["rps"]) if r["system"] == "runfeed" and peer else ""
+            rat = ratio(r["rps"], peer["rps"]) if r["system"].startswith("runfeed") and peer else ""
             lines.append(f"| {r['case']} ({fmt_int(r['rows'])} row{'' if r['rows'] == 1 else 's'}) | {r['system']} | {fmt_int(r['body_bytes'])} B | {r['rps']:,.0f} | "
                          f"{fmt_ms(r['p50_ms'])} ms | {fmt_ms(r['p99_ms'])} ms | {rat} | {r['errors']} |")
         lines.append("")
@@ -928,11 +953,16 @@ def main():
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--no-doc", action="store_true", help="print the tables, do not rewrite the document")
     ap.add_argument("--command", default="make bench")
+    ap.add_argument("--keepalive", type=int, default=4096,
+                    help="idle upstream connections nginx keeps per worker during the runs (RUNFEED_FASTCGI_KEEPALIVE)")
+    ap.add_argument("--no-keepalive-compare", dest="keepalive_compare", action="store_false",
+                    help="skip the keep-alive-off (before) runs of fan-out and snapshots")
     a = ap.parse_args()
     if not os.access(LOAD, os.X_OK):
         raise SystemExit(f"{LOAD} missing: swift build -c release")
     stack = Stack()
     loopback_only("127.0.0.1")
+    stack.set_keepalive(a.keepalive)
     only = set(a.only.split(","))
     t_begin = time.monotonic()
     psql = Psql(stack.db)
@@ -958,10 +988,17 @@ def main():
             if prof:
                 res["profile"] = profile_report(prof, stack.worker_pids())
                 res["profile_k"] = k
+            off = None
+            if a.keepalive_compare:
+                log(f"fan-out: {k} subscribers, {rounds} rounds, runfeed with keep-alive off (before)")
+                stack.set_keepalive(0)
+                off = fanout_runfeed(stack, data, psql, redis, k, rounds)
+                stack.set_keepalive(a.keepalive)
+                log(f"  keep-alive off: delivered {off['delivered']}/{off['expected']}, p99 {fmt_ms(off['p99_ms'])} ms")
             log(f"fan-out: {k} subscribers, {rounds} rounds, nchan")
             nc = fanout_nchan(stack, k, rounds, rf["body_bytes"] or 1000)
             log(f"  nchan: delivered {nc['delivered']}/{nc['expected']}, last p50 {fmt_ms(nc['last_p50_ms'])} ms, p99 {fmt_ms(nc['p99_ms'])} ms")
-            res["fanout"].append({"k": k, "runfeed": rf, "nchan": nc})
+            res["fanout"].append({"k": k, "runfeed": rf, "nchan": nc, **({"runfeed_no_keepalive": off} if off else {})})
     if "churn" in only:
         feeds, rate, secs = (200, 10, 10) if q else (2000, 20, 60)
         log(f"tag churn: {feeds} feeds over {Data.TAGS} tags, {rate} changes/s for {secs} s")
@@ -982,6 +1019,13 @@ def main():
         res["snapshot_connections"], res["snapshot_seconds"] = 16, (3 if q else 10)
         prof = os.path.join(stack.state, "perf-snapshots.data") if shutil.which("perf") else None
         res["snapshots"] = snapshots(stack, data, res["snapshot_seconds"], res["snapshot_connections"], profile_to=prof)
+        if a.keepalive_compare:
+            stack.set_keepalive(0)
+            before = snapshots(stack, data, res["snapshot_seconds"], res["snapshot_connections"], runfeed_only=True)
+            stack.set_keepalive(a.keepalive)
+            for r in before:
+                r["system"] = "runfeed, keep-alive off (before)"
+            res["snapshots"] += before
         if prof:
             res["profile_snapshots"] = profile_report(prof, stack.worker_pids())
     psql.close()
