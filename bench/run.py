@@ -306,7 +306,10 @@ class Generator:
             # `ramp` is the total rate of new connections, shared by the processes: offering more than
             # nginx and the workers accept overflows listen backlogs, and dropped SYNs come back only
             # after the kernel's retransmission back-off (seconds).
+            # Two processes (≤ 19,000 connections) per loopback source address: each address has ~28,000
+            # ephemeral ports towards nginx's one port, so 50,000 connections need several.
             cmd = [LOAD, "http", "--protocol", proto, "--port", str(port), "--paths-file", pf,
+                   "--source", f"127.0.0.{1 + p // 2}",
                    "--connections", str(count), "--duration", str(duration), "--ramp-per-sec", str(max(1, ramp // nproc)),
                    "--warmup", str(warmup)]
             for h in headers:

@@ -26,6 +26,9 @@ struct ClientSettings {
     var durationS: Int
     var warmupS: Int
     var printResponses: Bool
+    /// Local address to connect from (a loopback address other than 127.0.0.1 gives another ~28,000
+    /// ephemeral ports towards the same nginx port); nil: the kernel's choice.
+    var source: String? = nil
 }
 
 /// Totals over the whole run (printed as the `END` line).
@@ -75,6 +78,18 @@ final class ClientConnection {
         }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if var src = driver.sourceAddress {
+            let bound = withUnsafePointer(to: &src) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound != 0 {
+                let e = errno
+                close(fd); fd = -1
+                driver.error(self, "bind: errno \(e)")
+                driver.loop.schedule(afterMs: 1000) { [self] in open() }
+                return
+            }
+        }
         var addr = driver.address
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -278,6 +293,7 @@ final class LoadDriver {
     var totals = Totals()
     var stopping = false
     var address = sockaddr_in()
+    var sourceAddress: sockaddr_in?
     let readBuffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 256 * 1024)
     private var connections: [ClientConnection] = []
     private var startUs: Int64 = 0
@@ -292,6 +308,12 @@ final class LoadDriver {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = settings.port.bigEndian
         inet_pton(AF_INET, settings.host, &address.sin_addr)
+        if let source = settings.source {
+            var src = sockaddr_in()
+            src.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &src.sin_addr)
+            sourceAddress = src
+        }
     }
 
     func error(_ c: ClientConnection, _ what: String) {

@@ -40,6 +40,7 @@ struct Feeds: ParsableCommand {
     @Option(help: "electric | nchan | rate") var `protocol`: String = "electric"
     @Option(help: "Target host (loopback only).") var host: String = "127.0.0.1"
     @Option(help: "Target port (nginx).") var port: UInt16
+    @Option(help: "Local loopback address to connect from (e.g. 127.0.0.2: more source ports than one address has).") var source: String?
     @Option(help: "File with one request path per line; connection i uses line i mod count.") var pathsFile: String
     @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).") var headers: [String] = []
     @Option(help: "Connections to open (at most 19,000 per process: the fd limit).") var connections: Int
@@ -61,7 +62,7 @@ struct Feeds: ParsableCommand {
         let driver = LoadDriver(settings: ClientSettings(
             proto: proto, host: host, port: port, paths: paths, headers: headers,
             connections: connections, rampPerSec: max(1, rampPerSec), durationS: duration,
-            warmupS: warmup, printResponses: !quiet))
+            warmupS: warmup, printResponses: !quiet, source: source))
         driver.run()
     }
 }
