@@ -236,7 +236,8 @@ public final class FastCGIServer {
 
     private final class Conn {
         var parser = FastCGIRequestParser()
-        var idleTimer: EventLoop.TimerID?
+        /// Monotonic ms since when the connection waits for a request (nil while a request is out).
+        var idleSinceMs: Int64?
         /// A request is out (being answered): the fd belongs to whoever answers it until then.
         var busy = false
         /// Requests this connection carried.
@@ -266,6 +267,20 @@ public final class FastCGIServer {
         _ = fcntl(listenFd, F_SETFL, fcntl(listenFd, F_GETFL) | O_NONBLOCK)
         accepting = true
         watchListener()
+        scheduleIdleSweep()
+    }
+
+    /// One timer for all connections (a timer per request would pile up cancelled entries at high request
+    /// rates): every few seconds, connections idle for `idleTimeoutMs` are closed.
+    private func scheduleIdleSweep() {
+        loop.schedule(afterMs: max(1_000, idleTimeoutMs / 8)) { [weak self] in
+            guard let self else { return }
+            let cutoff = monotonicMs() - self.idleTimeoutMs
+            for (fd, c) in self.conns {
+                if let since = c.idleSinceMs, since <= cutoff { self.close(fd, c) }
+            }
+            self.scheduleIdleSweep()
+        }
     }
 
     /// EPOLLEXCLUSIVE wakes one waiting worker per connection, the first in the socket's queue; re-registering
@@ -288,19 +303,22 @@ public final class FastCGIServer {
     public var isAccepting: Bool { accepting }
 
     private func acceptPending() {
-        // One per wake, then to the back of the queue: a burst is dealt out over the workers in turn.
+        // What is pending now (at most 32: a burst is shared with the other workers, and cannot starve this
+        // loop), then to the back of the queue, so the next connection wakes another worker first.
         defer {
             if accepting {
                 loop.unwatch(fd: listenFd)
                 watchListener()
             }
         }
-        let fd = runfeed_accept_nonblocking(listenFd)
-        guard fd >= 0 else { return }  // EAGAIN: another worker took it; EMFILE…: again on the next wake
-        acceptedConnections += 1
-        let c = Conn()
-        conns[fd] = c
-        waitForRequest(fd, c)
+        for _ in 0..<32 {
+            let fd = runfeed_accept_nonblocking(listenFd)
+            guard fd >= 0 else { return }  // EAGAIN: none left (or another worker took it); EMFILE…: next wake
+            acceptedConnections += 1
+            let c = Conn()
+            conns[fd] = c
+            waitForRequest(fd, c)
+        }
     }
 
     private func waitForRequest(_ fd: Int32, _ c: Conn) {
@@ -311,11 +329,7 @@ public final class FastCGIServer {
             close(fd, c)
             return
         }
-        c.idleTimer = loop.schedule(afterMs: idleTimeoutMs) { [weak self] in
-            guard let self, let c = self.conns[fd], !c.busy else { return }
-            c.idleTimer = nil
-            self.close(fd, c)
-        }
+        c.idleSinceMs = monotonicMs()
         loop.watch(fd: fd, events: EV_IN | EV_RDHUP) { [weak self] _ in self?.readable(fd) }
     }
 
@@ -368,8 +382,7 @@ public final class FastCGIServer {
             _ = outOfBand.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         }
         guard let (id, keep, params) = request else { return false }
-        if let t = c.idleTimer { loop.cancel(t) }
-        c.idleTimer = nil
+        c.idleSinceMs = nil
         loop.unwatch(fd: fd)
         if c.served > 0 { reusedRequests += 1 }
         c.served += 1
@@ -402,8 +415,7 @@ public final class FastCGIServer {
     }
 
     private func close(_ fd: Int32, _ c: Conn) {
-        if let t = c.idleTimer { loop.cancel(t) }
-        c.idleTimer = nil
+        c.idleSinceMs = nil
         loop.unwatch(fd: fd)
         conns.removeValue(forKey: fd)
         ResponseWriter.closeConnection(fd)
