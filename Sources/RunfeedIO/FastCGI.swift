@@ -62,6 +62,8 @@ public final class FastCGIConnection: @unchecked Sendable {
     public var clientGone = false
     let requestId: UInt16
     private var answered = false
+    /// Whether the answer was handed to the writer (the socket is then closed, or about to be). Loop thread only.
+    public var isAnswered: Bool { answered }
 
     init(request: UnsafeMutablePointer<FCGX_Request>, info: FastCGIRequestInfo) {
         self.info = info
