@@ -132,6 +132,9 @@ public struct ReplicaGate: Sendable {
         var sentUs: Int64
         var dbUs: Int64
         var lsn: WALPosition
+        /// A replica check that started after this sample was sent did not find it replayed: the check that
+        /// does find it bounds the lag closely.
+        var missed = false
     }
 
     public let settings: ReplicaGateSettings
@@ -256,6 +259,7 @@ public struct ReplicaGate: Sendable {
             return
         }
         var reached: [PrimarySample] = []
+        let checkStart = lastReplicaCheckUs
         pending.removeAll { s in
             if s.lsn <= replay {
                 reached.append(s)
@@ -263,8 +267,13 @@ public struct ReplicaGate: Sendable {
             }
             return false
         }
+        for i in pending.indices where checkStart >= pending[i].sentUs { pending[i].missed = true }
         for s in reached {
-            lags.append((doneUs, max(0, doneUs - s.sentUs)))
+            // A lag is measured only when this check bounds it: an earlier check missed the sample, or this one
+            // started soon after it was sent (not after an idle stretch).
+            if s.missed || checkStart - s.sentUs <= max(1, settings.sampleIntervalMs) * 1000 {
+                lags.append((doneUs, max(0, doneUs - s.sentUs)))
+            }
             if watermark.map({ s.sentUs > $0.monoUs }) ?? true {
                 watermark = ReplicaWatermark(monoUs: s.sentUs, dbUs: s.dbUs)
             }

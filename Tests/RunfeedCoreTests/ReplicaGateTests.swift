@@ -178,3 +178,22 @@ final class ReplicaGateTests: XCTestCase {
         XCTAssertFalse(ReplicaStaleness.needsPrimaryRead(fromReplica: true, rowUpdatedAtMs: 6, recordUpdatedAtMs: nil))
     }
 }
+
+extension ReplicaGateTests {
+    func testALagIsNotMeasuredAcrossAnIdleStretch() {
+        var g = gate()
+        g.primarySampleStarted(nowUs: 0)
+        g.primarySampled(sentUs: 0, dbUs: 0, lsn: WALPosition(1), nowUs: 1)
+        // The first check after 30 s of idleness reaches it: that says nothing about the lag.
+        g.replicaCheckStarted(nowUs: 30_000 * ms)
+        g.replicaChecked(replay: WALPosition(1), inRecovery: true, doneUs: 30_001 * ms)
+        XCTAssertEqual(g.lagEstimateUs(nowUs: 30_001 * ms), 30 * ms, "the default lag")
+        // A check that missed a sample, then one that finds it: measured.
+        g.primarySampled(sentUs: 30_100 * ms, dbUs: 0, lsn: WALPosition(2), nowUs: 30_101 * ms)
+        g.replicaCheckStarted(nowUs: 30_110 * ms)
+        g.replicaChecked(replay: WALPosition(1), inRecovery: true, doneUs: 30_111 * ms)
+        g.replicaCheckStarted(nowUs: 30_300 * ms)
+        g.replicaChecked(replay: WALPosition(2), inRecovery: true, doneUs: 30_301 * ms)
+        XCTAssertEqual(g.lagEstimateUs(nowUs: 30_301 * ms), 201 * ms)
+    }
+}
