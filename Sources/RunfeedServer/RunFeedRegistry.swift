@@ -15,6 +15,8 @@ final class LiveRunFeed {
     /// The newest `updatedAtMs` of the change records that woke this poll: a replica row older than that is
     /// read again on the primary (`ReplicaStaleness`).
     var recordUpdatedAtMs: Int64?
+    /// The read in flight (or the last one) was started by the hold deadline, not by a change record.
+    var readIsBackstop = false
 
     init(id: UInt64, request: RunFeedRequest, offset: Offset, machine: RunFeedPoll, parking: PollParking) {
         self.id = id
@@ -110,7 +112,8 @@ final class RunFeedRegistry {
         case .readRow:
             let r = feed.request
             guard let store = server?.store else { return }
-            let read = feed.machine.state == .reading(.backstop) ? store.readRowBatched : store.readRow
+            feed.readIsBackstop = feed.machine.state == .reading(.backstop)
+            let read = feed.readIsBackstop ? store.readRowBatched : store.readRow
             read(r.envId, r.runId, freshAfter, feed.parking.demand) { [weak self] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
                 if case .success(let row?) = result,
@@ -135,7 +138,8 @@ final class RunFeedRegistry {
                 self.completeRead(feed, result, freshAfter: freshAfter)
             }
         case .emitRow:
-            if !feed.parking.deadlinePending { WorkerMetrics.shared.runBackstopDelivered.increment() }
+            // Found by the deadline's re-read (a record's read that ends after the deadline does not count).
+            if !feed.parking.deadlinePending && feed.readIsBackstop { WorkerMetrics.shared.runBackstopDelivered.increment() }
             finish(feed, row: feed.lastRow)
         case .emitUpToDate:
             finish(feed, row: nil)
