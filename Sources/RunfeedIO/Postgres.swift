@@ -313,7 +313,7 @@ public final class PostgresPool: @unchecked Sendable {
                     let deadline: Int64
                     if let state = job.demands?.state(nowUs: now) {
                         guard state.wanted else {
-                            finished()
+                            finished(progress: false)
                             job.done(.failure(PGError(.dropped(clientGone: state.clientGone),
                                                       state.clientGone ? "dropped: the client had gone" : "dropped: its deadline passed")))
                             continue
@@ -323,7 +323,7 @@ public final class PostgresPool: @unchecked Sendable {
                         deadline = job.deadlineUs
                     }
                     if now >= deadline {
-                        finished()
+                        finished(progress: false)
                         job.done(.failure(PGError(.dropped(clientGone: false), "dropped: its deadline passed")))
                         continue
                     }
@@ -335,7 +335,12 @@ public final class PostgresPool: @unchecked Sendable {
                     } catch {
                         result = .failure(PGError(.statement, "\(error)"))
                     }
-                    finished()
+                    // A statement the server answered (a timeout is no progress: it waited for nothing).
+                    if case .failure(let e) = result, e.kind == .timeout || e.kind == .connection {
+                        finished(progress: false)
+                    } else {
+                        finished(progress: true)
+                    }
                     job.done(result)
                 }
             }
@@ -378,10 +383,12 @@ public final class PostgresPool: @unchecked Sendable {
         return job
     }
 
-    private func finished() {
+    /// `progress`: the server answered a statement (dropped, timed-out and failed-to-connect ones say nothing
+    /// about the server keeping up).
+    private func finished(progress: Bool) {
         pthread_mutex_lock(&m)
         busy -= 1
-        lastProgressUs = monotonicUs()
+        if progress { lastProgressUs = monotonicUs() }
         pthread_mutex_unlock(&m)
     }
 
@@ -393,7 +400,7 @@ public final class PostgresPool: @unchecked Sendable {
         public var running: Int
         /// How long the oldest waiting statement has waited (µs; 0 when none waits).
         public var oldestWaitUs: Int64
-        /// Since a statement last finished (µs).
+        /// Since the server last answered a statement (µs).
         public var sinceProgressUs: Int64
     }
 
