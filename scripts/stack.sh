@@ -373,7 +373,14 @@ synchronous_commit = off
 # A read replica (RUNFEED_PG_REPLICA=1) receives WAL once it is flushed: flush often, so that its
 # lag is recovery_min_apply_delay and not the WAL writer's pace.
 wal_writer_delay = 10ms
+# TLS with the stack's local CA (a client may use sslmode=require or verify-full; plain TCP still works).
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
 EOF
+    # The leaf of the local CA (tls_ensure), owned by postgres: the server refuses a key others can read.
+    as_pg bash -c "cat > '$PG_DATA/server.crt'; chmod 0644 '$PG_DATA/server.crt'" <"$TLS_DIR/cert.pem"
+    as_pg bash -c "umask 077; cat > '$PG_DATA/server.key'" <"$TLS_DIR/key.pem"
 }
 
 # --- read replica (RUNFEED_PG_REPLICA=1) -------------------------------------------------------
@@ -398,7 +405,12 @@ hot_standby_feedback = on
 max_standby_streaming_delay = 30s
 # Simulated lag: commits become visible here this long after the primary's (RUNFEED_PG_REPLICA_DELAY_MS).
 recovery_min_apply_delay = '${REPLICA_DELAY_MS}ms'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
 EOF
+    as_pg bash -c "cat > '$REPLICA_DATA/server.crt'; chmod 0644 '$REPLICA_DATA/server.crt'" <"$TLS_DIR/cert.pem"
+    as_pg bash -c "umask 077; cat > '$REPLICA_DATA/server.key'" <"$TLS_DIR/key.pem"
     # An ALTER SYSTEM of an earlier run (a test changing the delay) must not outlive the stack's setting
     # (pg_basebackup -R put primary_conninfo there; it is above now).
     as_pg bash -c ": > '$REPLICA_DATA/postgresql.auto.conf'"
@@ -1338,6 +1350,7 @@ cmd_start() {
 
     mkdir -p "$STATE" "$LOG_DIR"
     log "state dir: $STATE"
+    tls_ensure   # PostgreSQL serves the local CA's leaf too
     pg_start
     pg_bootstrap
     ((seed)) && pg_seed
