@@ -16,6 +16,10 @@
 // X; a snapshot may share a read up to 250 ms old) goes to the replica only once the watermark has reached X:
 // it waits for that (at most `maxDelayMs`), or goes to the primary at once when the measured lag says the wait
 // would be longer.
+//
+// The watermark is only a lower bound of what a replica read saw (the replica may have applied more by the time
+// the statement starts), so it decides freshness, not the order of versions: the read time a replica row carries
+// (`RunRow.readAtUs`) is pinned down exactly by `ReplicaLabel`, or the read is done again on the primary.
 
 /// A WAL position (`pg_lsn`, written `16/B374D848`).
 public struct WALPosition: Comparable, Hashable, Sendable, CustomStringConvertible {
@@ -174,8 +178,9 @@ public struct ReplicaGate: Sendable {
         case .unknown, .up:
             break
         }
-        guard let x = freshAfterUs else { return .replica(nil) }
+        guard let asked = freshAfterUs else { return .replica(nil) }
         if positionsUnknown { return .primary(.positionsUnknown) }
+        let x = asked
         if let w = watermark, w.monoUs >= x { return .replica(w) }
         guard settings.enabled else { return .primary(.gateOff) }
         if lagEstimateUs(nowUs: nowUs) + settings.marginMs * 1000 > settings.maxDelayMs * 1000 {
@@ -355,5 +360,23 @@ public enum ReplicaStaleness {
         guard let row = rowUpdatedAtMs else { return true }
         if let rec = recordUpdatedAtMs, row < rec { return true }
         return false
+    }
+}
+
+/// The read time of a row read on the replica (the rule in docs/ARCHITECTURE.md, "Read replica"). Freshness comes from
+/// the watermark (a lower bound: the replica applied every commit made before it). The label that orders versions
+/// (`RunRow.readAtUs`) must be exact, neither older nor newer than what the read saw: a row labelled older than it
+/// is could lose to a later read labelled in between that shows an older version; labelled newer, it could beat a
+/// newer one. The server reads the commit time of the last transaction the replica had replayed just before and just
+/// after the statement, on the same connection: when both are the same, the snapshot holds exactly the commits up
+/// to that one, so it equals a primary read at any moment from that commit to the next — the later of that commit
+/// time and the watermark (no commit can lie between them: the watermark's position was replayed). When replay moved
+/// during the statement (or nothing was replayed yet), the snapshot is not pinned down and the read is done again on
+/// the primary.
+public enum ReplicaLabel {
+    /// The read time for a replica read, or nil when it must be done again on the primary.
+    public static func readAtUs(watermarkDbUs: Int64, replayedBeforeUs: Int64?, replayedAfterUs: Int64?) -> Int64? {
+        guard let before = replayedBeforeUs, let after = replayedAfterUs, before == after else { return nil }
+        return max(watermarkDbUs, before)
     }
 }

@@ -17,6 +17,10 @@ public struct PGRows: Sendable {
     public var readAtOverrideUs: Int64?
     /// … and on this worker's monotonic clock (µs); nil: when the statement was submitted.
     public var effectiveMonoUs: Int64?
+    /// A bracketed statement (`PostgresPool.submit(bracket:)`): the commit time of the last transaction the server
+    /// had replayed just before and just after it (µs since the epoch, primary's clock; nil: none / not a replica).
+    public var replayedBeforeUs: Int64?
+    public var replayedAfterUs: Int64?
     public init(columns: [String], rows: [[String?]], startedAtUs: Int64 = 0) {
         self.columns = columns
         self.rows = rows
@@ -281,8 +285,12 @@ public final class PostgresPool: @unchecked Sendable {
         let deadlineUs: Int64
         let demands: QueryDemands?
         let queuedAtUs: Int64
+        let bracket: Bool
         let done: Completion
     }
+
+    /// The commit time of the last transaction a standby replayed (NULL on a primary, or before the first).
+    static let replayedSQL = "SELECT (extract(epoch from pg_last_xact_replay_timestamp()) * 1000000)::bigint::text"
 
     private var m = pthread_mutex_t()
     private var c = pthread_cond_t()
@@ -329,7 +337,17 @@ public final class PostgresPool: @unchecked Sendable {
                     }
                     let result: Result<PGRows, PGError>
                     do {
-                        result = .success(try conn.query(job.sql, job.params, deadlineUs: deadline))
+                        if job.bracket {
+                            // Same connection, so the same server: what it had replayed around the statement's snapshot.
+                            let before = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                            var rows = try conn.query(job.sql, job.params, deadlineUs: deadline)
+                            let after = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                            rows.replayedBeforeUs = before.rows.first?.first?.flatMap { Int64($0) }
+                            rows.replayedAfterUs = after.rows.first?.first?.flatMap { Int64($0) }
+                            result = .success(rows)
+                        } else {
+                            result = .success(try conn.query(job.sql, job.params, deadlineUs: deadline))
+                        }
                     } catch let e as PGError {
                         result = .failure(e)
                     } catch {
@@ -348,15 +366,17 @@ public final class PostgresPool: @unchecked Sendable {
     }
 
     /// Queues a statement. Returns false (and never calls `done`) when the queue is full.
-    /// `deadlineUs` (monotonic) applies when `demands` is nil or empty.
+    /// `deadlineUs` (monotonic) applies when `demands` is nil or empty. `bracket`: on a standby, also read the last
+    /// replayed commit's time just before and after it (`PGRows.replayedBeforeUs`/`…AfterUs`).
     @discardableResult
-    public func submit(_ sql: String, _ params: [String?], deadlineUs: Int64, demands: QueryDemands?,
+    public func submit(_ sql: String, _ params: [String?], deadlineUs: Int64, demands: QueryDemands?, bracket: Bool = false,
                        _ done: @escaping Completion) -> Bool {
         pthread_mutex_lock(&m)
         defer { pthread_mutex_unlock(&m) }
         guard jobs.count - head < queueLimit else { return false }
         jobs.append(Job(sql: sql, params: params, deadlineUs: deadlineUs,
-                        demands: demands.flatMap { $0.isEmpty ? nil : $0 }, queuedAtUs: monotonicUs(), done: done))
+                        demands: demands.flatMap { $0.isEmpty ? nil : $0 }, queuedAtUs: monotonicUs(), bracket: bracket,
+                        done: done))
         pthread_cond_signal(&c)
         return true
     }

@@ -249,10 +249,10 @@ final class ListFeedRegistry {
     }
 
     /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
-    private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
+    private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?, askedAtMs: Int64) -> Bool {
         let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
                                               floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view,
-                                                                               skewMs: config.clockSkewMs))
+                                                                               skewMs: config.clockSkewMs, askedAtMs: askedAtMs))
         if stale { WorkerMetrics.shared.confirmingReads.increment() }
         return stale
     }
@@ -261,8 +261,9 @@ final class ListFeedRegistry {
     /// (cached or shared) would send something read before the client's view.
     private func resolveForClient(_ request: ListFeedRequest, notBeforeUs: Int64, offset: Offset?, view: ListView?,
                                   demand: Demand?, _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
+        let askedAtMs = wallMs()
         runsets.runset(request.ctx, request.filter, notBeforeUs: notBeforeUs, demand: demand) { [self] result in
-            if case .success(let set) = result, needsFresherRead(set.rows, offset: offset, view: view) {
+            if case .success(let set) = result, needsFresherRead(set.rows, offset: offset, view: view, askedAtMs: askedAtMs) {
                 runsets.runset(request.ctx, request.filter, notBeforeUs: wallUs(), demand: demand, done)
                 return
             }
@@ -331,7 +332,7 @@ final class ListFeedRegistry {
             cached.append(row)
         }
         if cached.count == missed.count,
-           !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view) {
+           !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view, askedAtMs: wallMs()) {
             WorkerMetrics.shared.listGapFromCache.increment()
             feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs()) / 1000
             deliverHydrated(feed, rows: cached.filter { request.filter.contains($0) })

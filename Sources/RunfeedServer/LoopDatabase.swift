@@ -64,8 +64,10 @@ final class LoopDatabase: @unchecked Sendable {
     /// Runs one statement. `demands`: the requests (or held polls) waiting for it — it is dropped unsent once
     /// none of them wants it any more, and cancelled at the latest of their deadlines; without any, its deadline
     /// is the statement timeout.
+    /// `versioned`: the rows carry read times that order versions (`RunRow.readAtUs`): a replica answer gets its
+    /// exact read time (`ReplicaLabel`), or is done again on the primary when it cannot be pinned down.
     func query(_ sql: String, _ params: [String?], _ need: ReadNeed = .primary, demands: QueryDemands? = nil,
-               _ done: @escaping (Result<PGRows, PGError>) -> Void) {
+               versioned: Bool = false, _ done: @escaping (Result<PGRows, PGError>) -> Void) {
         guard !readsFromPrimary, need != .primary, let replica else {
             submit(primary, target: .primary, sql, params, demands: demands, watermark: nil, done)
             return
@@ -75,12 +77,26 @@ final class LoopDatabase: @unchecked Sendable {
         monitor.route(freshAfterUs: freshAfter) { [self] route in
             switch route {
             case .replica(let w), .replicaAfterWait(let w):
-                submit(replica, target: .replica, sql, params, demands: demands, watermark: w) { [self] result in
+                // A watermark: a standby whose snapshot must be pinned down (nil: a lookup, or a server not in recovery).
+                let bracket = versioned && w != nil
+                submit(replica, target: .replica, sql, params, demands: demands, watermark: w, bracket: bracket) { [self] result in
                     if case .failure(let e) = result, e.kind == .connection || e.kind == .timeout {
                         // The replica failed this read: the primary answers it (the gate marks the replica down).
                         monitor.replicaFailed()
                         WorkerMetrics.shared.replicaFallback(.error).increment()
                         submit(primary, target: .primary, sql, params, demands: demands, watermark: nil, done)
+                        return
+                    }
+                    if bracket, case .success(var rows) = result, let w {
+                        guard let label = ReplicaLabel.readAtUs(watermarkDbUs: w.dbUs, replayedBeforeUs: rows.replayedBeforeUs,
+                                                                replayedAfterUs: rows.replayedAfterUs) else {
+                            // Replay moved during the statement: its snapshot cannot be placed exactly.
+                            WorkerMetrics.shared.replicaFallback(.moving).increment()
+                            submit(primary, target: .primary, sql, params, demands: demands, watermark: nil, done)
+                            return
+                        }
+                        rows.readAtOverrideUs = label
+                        done(.success(rows))
                         return
                     }
                     done(result)
@@ -110,19 +126,20 @@ final class LoopDatabase: @unchecked Sendable {
     }
 
     private func submit(_ pool: PostgresPool, target: DBTarget, _ sql: String, _ params: [String?], demands: QueryDemands?,
-                        watermark: ReplicaWatermark?, _ done: @escaping (Result<PGRows, PGError>) -> Void) {
+                        watermark: ReplicaWatermark?, bracket: Bool = false, _ done: @escaping (Result<PGRows, PGError>) -> Void) {
         let box = LoopBox(done)
         let started = monotonicUs()
         let metrics = WorkerMetrics.shared.postgres(target)
         let deadline = statementTimeoutUs > 0 ? started + statementTimeoutUs : Int64.max
-        let accepted = pool.submit(sql, params, deadlineUs: deadline, demands: demands) { [loop, log] result in
+        let accepted = pool.submit(sql, params, deadlineUs: deadline, demands: demands, bracket: bracket) { [loop, log] result in
             if case .failure(let e) = result, !e.neverSent { log.error("postgres (\(target.rawValue)) query failed: \(e.description)") }
             loop.execute {
                 var result = result
                 switch result {
                 case .success(var rows):
                     metrics.latency.record(Double(monotonicUs() - started) / 1e6)
-                    metrics.queries.increment()
+                    // A bracketed read is three statements (replay time, the read, replay time).
+                    metrics.queries.increment(by: bracket ? 3 : 1)
                     if target == .replica {
                         rows.fromReplica = true
                         rows.readAtOverrideUs = watermark?.dbUs
@@ -165,7 +182,7 @@ extension LoopDatabase {
                   _ done: @escaping (Result<[String: RunRow], PGError>, ReadInfo) -> Void) {
         let q = PostgresListSQL.hydrate(envId: envId, runIds: ids, columns: .all)
         let submitted = monotonicUs()
-        query(q.sql, q.params, need, demands: demands) { result in
+        query(q.sql, q.params, need, demands: demands, versioned: true) { result in
             var info = ReadInfo(startedAt: submitted, fromReplica: false)
             done(result.map { got in
                 info = ReadInfo(startedAt: got.effectiveMonoUs ?? submitted, fromReplica: got.fromReplica)

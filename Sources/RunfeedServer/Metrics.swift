@@ -257,7 +257,7 @@ final class WorkerMetrics: @unchecked Sendable {
         })
         replicaFallbacks = Dictionary(uniqueKeysWithValues: ReplicaFallback.allCases.map {
             ($0, counter("runfeed_replica_fallbacks_total",
-                         "Reads answered by the replica and done again on the primary, by reason (miss: not found there; stale: older than its change record; error: the replica failed)",
+                         "Reads answered by the replica and done again on the primary, by reason (miss: not found there; stale: older than its change record; error: the replica failed; moving: replay moved during the statement, so its read time is not exact)",
                          [("reason", $0.rawValue)]))
         })
         samples = Dictionary(uniqueKeysWithValues: DBTarget.allCases.map {
@@ -349,4 +349,6 @@ enum ReplicaFallback: String, CaseIterable {
     case miss
     case stale
     case error
+    /// The replica replayed a commit during the statement: its snapshot could not be placed exactly.
+    case moving
 }

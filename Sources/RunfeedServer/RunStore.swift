@@ -264,7 +264,7 @@ final class RunStore {
         WorkerMetrics.shared.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         let demands = slot.currentDemands
-        db.query(sql, [runId, envId], db.need(freshAfter: freshAfter), demands: demands) { [self] result in
+        db.query(sql, [runId, envId], db.need(freshAfter: freshAfter), demands: demands, versioned: true) { [self] result in
             if case .success(let got) = result, got.fromReplica, got.rows.isEmpty {
                 // Missing on the replica: the primary says whether the run exists.
                 WorkerMetrics.shared.replicaFallback(.miss).increment()

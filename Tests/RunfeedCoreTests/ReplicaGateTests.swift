@@ -197,3 +197,28 @@ extension ReplicaGateTests {
         XCTAssertEqual(g.lagEstimateUs(nowUs: 30_301 * ms), 201 * ms)
     }
 }
+
+extension ReplicaGateTests {
+    func testAReplicaReadIsLabelledExactlyOrNotAtAll() {
+        // Replay did not move around the statement: the later of the last replayed commit and the watermark.
+        XCTAssertEqual(ReplicaLabel.readAtUs(watermarkDbUs: 100, replayedBeforeUs: 90, replayedAfterUs: 90), 100)
+        XCTAssertEqual(ReplicaLabel.readAtUs(watermarkDbUs: 100, replayedBeforeUs: 120, replayedAfterUs: 120), 120)
+        // Replay moved during the statement, or nothing replayed yet: not placed, read again on the primary.
+        XCTAssertNil(ReplicaLabel.readAtUs(watermarkDbUs: 100, replayedBeforeUs: 120, replayedAfterUs: 130))
+        XCTAssertNil(ReplicaLabel.readAtUs(watermarkDbUs: 100, replayedBeforeUs: nil, replayedAfterUs: nil))
+        XCTAssertNil(ReplicaLabel.readAtUs(watermarkDbUs: 100, replayedBeforeUs: nil, replayedAfterUs: 130))
+    }
+}
+
+extension ReplicaGateTests {
+    func testWithoutAViewRowsMustBeReadAfterThePollAsked() {
+        // Basis 1000 ms, skew 250: before, any read after 1250.999 ms could be sent as it is.
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: nil, skewMs: 250), 1_250_999)
+        // The poll asked at 5000 ms: the client may hold reads from up to then, whatever its basis says.
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: nil, skewMs: 250, askedAtMs: 5_000), 5_250_999)
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 9_000, view: nil, skewMs: 250, askedAtMs: 5_000), 9_250_999)
+        // With a view the view decides.
+        let view: ListView = ["r": RowVersion(digest: 1, readAtUs: 7)]
+        XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 1_000, view: view, skewMs: 250, askedAtMs: 5_000), 7)
+    }
+}

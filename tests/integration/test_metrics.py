@@ -112,7 +112,7 @@ EXPECTED_SERIES = (
     + [f'runfeed_replica_routes_total{{route="{r}"}}' for r in
        ("replica", "replica_after_wait", "primary_down", "primary_lagging", "primary_timed_out", "primary_gate_off",
         "primary_positions_unknown")]
-    + [f'runfeed_replica_fallbacks_total{{reason="{r}"}}' for r in ("miss", "stale", "error")]
+    + [f'runfeed_replica_fallbacks_total{{reason="{r}"}}' for r in ("miss", "stale", "error", "moving")]
     + [f'runfeed_replica_position_samples_total{{target="{t}"}}' for t in ("primary", "replica")]
 )
 

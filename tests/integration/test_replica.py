@@ -75,6 +75,7 @@ COUNTERS = [
     'runfeed_replica_routes_total{route="replica"}', 'runfeed_replica_routes_total{route="replica_after_wait"}',
     'runfeed_replica_routes_total{route="primary_lagging"}', 'runfeed_replica_routes_total{route="primary_timed_out"}',
     'runfeed_replica_fallbacks_total{reason="miss"}', 'runfeed_replica_fallbacks_total{reason="stale"}',
+    'runfeed_replica_fallbacks_total{reason="moving"}',
     'runfeed_backstop_deliveries_total{kind="run"}', 'runfeed_backstop_deliveries_total{kind="list"}',
     'runfeed_run_row_reads_total', 'runfeed_list_hydrates_total',
 ]
