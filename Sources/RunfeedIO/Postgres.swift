@@ -297,7 +297,10 @@ public final class PostgresPool: @unchecked Sendable {
     private var jobs: [Job] = []
     private var head = 0
     private var busy = 0
-    private var lastProgressUs: Int64
+    /// When the last statement ended at its deadline without an answer (dropped for its deadline, cancelled).
+    private var lastTimedOutUs: Int64 = Int64.min / 2
+    /// When each connection's statement started (nil: idle), by thread.
+    private var runningSince: [Int64?]
     public let size: Int
     public let queueLimit: Int
     public let statementTimeoutMs: Int
@@ -309,19 +312,19 @@ public final class PostgresPool: @unchecked Sendable {
         self.queueLimit = max(1, queueLimit)
         self.statementTimeoutMs = statementTimeoutMs
         self.name = name
-        lastProgressUs = monotonicUs()
+        runningSince = Array(repeating: nil, count: max(1, size))
         pthread_mutex_init(&m, nil)
         pthread_cond_init(&c, nil)
         for i in 0..<self.size {
             startThread(name: "\(name)-\(i)") { [self] in
                 let conn = PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
                 while true {
-                    let job = take()
+                    let job = take(slot: i)
                     let now = monotonicUs()
                     let deadline: Int64
                     if let state = job.demands?.state(nowUs: now) {
                         guard state.wanted else {
-                            finished(progress: false)
+                            finished(slot: i, timedOut: !state.clientGone)
                             job.done(.failure(PGError(.dropped(clientGone: state.clientGone),
                                                       state.clientGone ? "dropped: the client had gone" : "dropped: its deadline passed")))
                             continue
@@ -331,7 +334,7 @@ public final class PostgresPool: @unchecked Sendable {
                         deadline = job.deadlineUs
                     }
                     if now >= deadline {
-                        finished(progress: false)
+                        finished(slot: i, timedOut: true)
                         job.done(.failure(PGError(.dropped(clientGone: false), "dropped: its deadline passed")))
                         continue
                     }
@@ -353,11 +356,10 @@ public final class PostgresPool: @unchecked Sendable {
                     } catch {
                         result = .failure(PGError(.statement, "\(error)"))
                     }
-                    // A statement the server answered (a timeout is no progress: it waited for nothing).
-                    if case .failure(let e) = result, e.kind == .timeout || e.kind == .connection {
-                        finished(progress: false)
+                    if case .failure(let e) = result, e.kind == .timeout {
+                        finished(slot: i, timedOut: true)
                     } else {
-                        finished(progress: true)
+                        finished(slot: i, timedOut: false)
                     }
                     job.done(result)
                 }
@@ -389,7 +391,7 @@ public final class PostgresPool: @unchecked Sendable {
         }
     }
 
-    private func take() -> Job {
+    private func take(slot: Int) -> Job {
         pthread_mutex_lock(&m)
         defer { pthread_mutex_unlock(&m) }
         while head >= jobs.count { pthread_cond_wait(&c, &m) }
@@ -400,15 +402,16 @@ public final class PostgresPool: @unchecked Sendable {
             head = 0
         }
         busy += 1
+        runningSince[slot] = monotonicUs()
         return job
     }
 
-    /// `progress`: the server answered a statement (dropped, timed-out and failed-to-connect ones say nothing
-    /// about the server keeping up).
-    private func finished(progress: Bool) {
+    /// `timedOut`: it ended at its deadline without an answer (cancelled, or dropped for its deadline while queued).
+    private func finished(slot: Int, timedOut: Bool) {
         pthread_mutex_lock(&m)
         busy -= 1
-        if progress { lastProgressUs = monotonicUs() }
+        runningSince[slot] = nil
+        if timedOut { lastTimedOutUs = monotonicUs() }
         pthread_mutex_unlock(&m)
     }
 
@@ -420,8 +423,10 @@ public final class PostgresPool: @unchecked Sendable {
         public var running: Int
         /// How long the oldest waiting statement has waited (µs; 0 when none waits).
         public var oldestWaitUs: Int64
-        /// Since the server last answered a statement (µs).
-        public var sinceProgressUs: Int64
+        /// How long the longest-running statement has run (µs; 0 when none runs).
+        public var longestRunningUs: Int64
+        /// Since a statement last ended at its deadline without an answer (µs).
+        public var sinceTimedOutUs: Int64
     }
 
     public var load: Load {
@@ -430,7 +435,8 @@ public final class PostgresPool: @unchecked Sendable {
         let now = monotonicUs()
         let queued = jobs.count - head
         return Load(queued: queued, running: busy, oldestWaitUs: queued > 0 ? now - jobs[head].queuedAtUs : 0,
-                    sinceProgressUs: now - lastProgressUs)
+                    longestRunningUs: runningSince.compactMap { $0 }.map { now - $0 }.max() ?? 0,
+                    sinceTimedOutUs: now - lastTimedOutUs)
     }
 }
 

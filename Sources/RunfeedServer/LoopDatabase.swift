@@ -24,8 +24,8 @@ final class LoopDatabase: @unchecked Sendable {
     /// Every read on the primary (`…RUN_READS_FROM_PRIMARY=1`, or no replica).
     let readsFromPrimary: Bool
     private let statementTimeoutUs: Int64
-    /// A pool counts as stalled when a statement has waited this long (1 s) for a connection, or none finished
-    /// for this long while all were busy.
+    /// A pool counts as stalled when a statement has waited or run this long (1 s), or one ended at its deadline
+    /// without an answer within this long.
     let stallUs: Int64
 
     init(config: ServerConfig, loop: EventLoop, log: Logger) {
@@ -46,8 +46,8 @@ final class LoopDatabase: @unchecked Sendable {
         monitor = ReplicaMonitor(config: config, loop: loop, log: log)
     }
 
-    /// Whether the primary pool is not keeping up: its queue is full, a statement has waited `stallUs` for a
-    /// connection, or every connection has been busy with no statement finishing for `stallUs`.
+    /// Whether the primary pool is not keeping up: its queue is full, a statement has waited or run for `stallUs`,
+    /// or one ended at its deadline without an answer within the last `stallUs`.
     var primaryStalled: Bool { Self.stalled(primary, stallUs: stallUs) }
 
     /// The primary, or the replica when reads go there, is not keeping up.
@@ -57,8 +57,10 @@ final class LoopDatabase: @unchecked Sendable {
 
     static func stalled(_ pool: PostgresPool, stallUs: Int64) -> Bool {
         let l = pool.load
-        return l.queued >= pool.queueLimit || l.oldestWaitUs >= stallUs
-            || (l.running >= pool.size && l.sinceProgressUs >= stallUs)
+        // A statement waiting or running for `stallUs`, or one that ended at its deadline within the last `stallUs`
+        // (the state holds between such statements; statements of other tables answering do not clear it).
+        return l.queued >= pool.queueLimit || l.oldestWaitUs >= stallUs || l.longestRunningUs >= stallUs
+            || l.sinceTimedOutUs < stallUs
     }
 
     /// Runs one statement. `demands`: the requests (or held polls) waiting for it — it is dropped unsent once

@@ -237,7 +237,7 @@ final class WorkerMetrics: @unchecked Sendable {
                 queued: gauge("runfeed_postgres_statements", stateHelp, l + [("state", "queued")]),
                 busy: gauge("runfeed_postgres_statements", stateHelp, l + [("state", "busy")]),
                 stalled: gauge("runfeed_postgres_stalled",
-                               "1 while a database is not keeping up (queue at its bound, or a statement waited or ran a second without progress), by target", l))
+                               "1 while a database is not keeping up (queue at its bound, a statement waiting or running for a second, or one that ended at its deadline within the last second), by target", l))
         }
         self.pg = pg
         pgQueueLimit = gauge("runfeed_postgres_queue_limit", "PostgreSQL statements that may wait for a connection, per database (RUNFEED_PG_QUEUE_LIMIT)")

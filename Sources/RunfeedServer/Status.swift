@@ -45,7 +45,8 @@ extension Server {
             guard let pg = probe.pg, let ch = probe.chOK, !probe.answered else { return }
             probe.answered = true
             var pgState = pg
-            if pgState == .ok && LoopDatabase.stalled(db.primary, stallUs: db.stallUs) { pgState = .slow }
+            // The database requests read from (the replica too, when reads go there) not keeping up.
+            if pgState == .ok && db.stalled { pgState = .slow }
             var replicaText = "\"not configured\""
             if hasReplica, let r = probe.replica {
                 var state = r.rawValue
