@@ -109,6 +109,8 @@ final class ListFeedRegistry {
     private var localViews: BoundedTTLCache<String, LocalView>
     private var coalescers: [String: LeadingEdgeCoalescer] = [:]
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
+    /// Hydrates asked by feeds' machines this loop turn, per environment (see `act(.hydrate)`).
+    private var pendingHydrates: [String: [UInt64: Set<String>]] = [:]
     private var nextId: UInt64 = 1
 
     init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, views: SharedViews, config: ServerConfig) {
@@ -368,7 +370,19 @@ final class ListFeedRegistry {
                 }
             }
         case .hydrate(let runs):
-            hydrateAndDeliver([feed.id: runs], env: feed.request.envId, records: [:])
+            // Gathered until the loop's next turn: the feeds whose machines ask for the runs they kept while a read
+            // was in flight (every feed of a tag, when a read ends) share one hydrate.
+            let env = feed.request.envId
+            let first = pendingHydrates.isEmpty
+            pendingHydrates[env, default: [:]][feed.id, default: []].formUnion(runs)
+            if first {
+                loop.schedule(afterMs: 0) { [weak self] in
+                    guard let self else { return }
+                    let batches = self.pendingHydrates
+                    self.pendingHydrates = [:]
+                    for (env, wanted) in batches { self.hydrateAndDeliver(wanted, env: env, records: [:]) }
+                }
+            }
         case .answer(let emits):
             if !feed.parking.deadlinePending { WorkerMetrics.shared.listBackstopDelivered.increment() } else { WorkerMetrics.shared.listNotify.increment() }
             finish(feed, rows: emits.map { (feed.lastRows[$0.index], $0.operation) }, basisMs: answerBasis(feed, feed.lastReadBasisMs))
