@@ -173,9 +173,9 @@ def test_changes_arrive_at_their_final_version_through_a_lagging_replica(delay, 
     assert d['runfeed_backstop_deliveries_total{kind="run"}'] == 0 and d['runfeed_backstop_deliveries_total{kind="list"}'] == 0, \
         f"changes waited for the backstop (a read older than the change?): {d}"
     assert d['runfeed_replica_fallbacks_total{reason="stale"}'] == 0, d
-    assert d['runfeed_postgres_queries_total{target="replica"}'] > 0, d
     if delay_ms == 200:
         # The replica catches up within the gate's longest wait: it serves the reads.
+        assert d['runfeed_postgres_queries_total{target="replica"}'] > 0, d
         assert d['runfeed_replica_routes_total{route="replica_after_wait"}'] + d['runfeed_replica_routes_total{route="replica"}'] > 0, d
     else:
         # 2 s behind, longer than the gate waits (1 s): fresh reads go to the primary at once, measured.
