@@ -21,6 +21,10 @@ SWIFT ?= swift
 # lies below the kernel's ephemeral range (32768-60999), as do those of `make run` and `make bench`.
 TEST_STATE      ?= $(CURDIR)/.runfeed/test
 TEST_PG_PORT    ?= 25433
+# The test stack's PostgreSQL has a streaming read replica that lags on purpose, so every test goes through the
+# replica gate (tests/integration/test_replica.py changes the delay live).
+TEST_PG_REPLICA_PORT ?= 27433
+TEST_PG_REPLICA_DELAY_MS ?= 50
 TEST_REDIS_PORT ?= 26380
 TEST_HTTPS_PORT ?= 8444
 TEST_HTTP_PORT  ?= 8081
@@ -79,6 +83,9 @@ test: deps build-info
 	bash fuzz/run.sh 10
 	@export RUNFEED_STATE="$(TEST_STATE)" \
 	        RUNFEED_PG_PORT="$(TEST_PG_PORT)" \
+	        RUNFEED_PG_REPLICA=1 \
+	        RUNFEED_PG_REPLICA_PORT="$(TEST_PG_REPLICA_PORT)" \
+	        RUNFEED_PG_REPLICA_DELAY_MS="$(TEST_PG_REPLICA_DELAY_MS)" \
 	        RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
 	        RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" \
 	        RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
@@ -125,6 +132,7 @@ test-sanitizers: deps build-info
 
 clean:
 	-RUNFEED_STATE="$(TEST_STATE)" RUNFEED_PG_PORT="$(TEST_PG_PORT)" RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
+	    RUNFEED_PG_REPLICA_PORT="$(TEST_PG_REPLICA_PORT)" \
 	    RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
 	    RUNFEED_WEBAPP_PORT="$(TEST_WEBAPP_PORT)" \
 	    RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \

@@ -45,6 +45,10 @@ BENCH_PACKAGES=(libnginx-mod-nchan linux-perf valgrind)
 # distribution has no such package, the stack runs without ClickHouse.
 CH_PACKAGES=(clickhouse-server clickhouse-client)
 
+# PgBouncer for the local stack's connection-pooler mode (RUNFEED_PGBOUNCER=1) and its integration test.
+# Installed with services held back: its postinst would start a system pgbouncer on 6432.
+PGB_PACKAGES=(pgbouncer)
+
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
 }
@@ -59,6 +63,11 @@ for p in "${CH_PACKAGES[@]}"; do
     installed "$p" || ch_missing+=("$p")
 done
 
+pgb_missing=()
+for p in "${PGB_PACKAGES[@]}"; do
+    installed "$p" || pgb_missing+=("$p")
+done
+
 bench_missing=()
 if ((bench)); then
     for p in "${BENCH_PACKAGES[@]}"; do
@@ -67,8 +76,8 @@ if ((bench)); then
 fi
 
 SUDO=()
-if ((${#missing[@]} + ${#ch_missing[@]} + ${#bench_missing[@]})) && ! is_root; then
-    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]} ${ch_missing[*]} ${bench_missing[*]}"
+if ((${#missing[@]} + ${#ch_missing[@]} + ${#pgb_missing[@]} + ${#bench_missing[@]})) && ! is_root; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]} ${ch_missing[*]} ${pgb_missing[*]} ${bench_missing[*]}"
     SUDO=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -117,6 +126,14 @@ if ((${#ch_missing[@]})); then
     else
         warn "no ${ch_missing[*]} package here: the local stack runs without ClickHouse (PostgreSQL membership)"
     fi
+fi
+if ((${#pgb_missing[@]})); then
+    log "installing missing packages (services held back): ${pgb_missing[*]}"
+    apt_update
+    install_without_services "${pgb_missing[@]}" || die "installing ${pgb_missing[*]} failed"
+    for p in "${pgb_missing[@]}"; do
+        installed "$p" || die "package $p did not install"
+    done
 fi
 if ((${#bench_missing[@]})); then
     log "installing missing benchmark packages: ${bench_missing[*]}"

@@ -15,6 +15,15 @@
 #   RUNFEED_STATE       state dir                     [<repo>/.runfeed]
 #   RUNFEED_PG_PORT     PostgreSQL TCP port           [25432]
 #   RUNFEED_REDIS_PORT  Redis TCP port                [26379]
+#   RUNFEED_PG_REPLICA  1 = also a streaming read replica of the stack's PostgreSQL (pg_basebackup -R,
+#                       its own data dir and port); workers get DATABASE_READ_REPLICA_URL   [0]
+#   RUNFEED_PG_REPLICA_PORT  its TCP port             [RUNFEED_PG_PORT + 2000]
+#   RUNFEED_PG_REPLICA_DELAY_MS  its recovery_min_apply_delay: commits become visible there this
+#                       long after the primary's (simulated lag; ALTER SYSTEM on the replica
+#                       changes it live)             [0]
+#   RUNFEED_PGBOUNCER   1 = PgBouncer (Debian's pgbouncer) in transaction mode in front of the
+#                       primary; the workers' DATABASE_URL goes through it   [0]
+#   RUNFEED_PGBOUNCER_PORT  its TCP port              [RUNFEED_PG_PORT + 3000]
 #   RUNFEED_REDIS_MODE  plain = one redis-server; tls = one redis-server on a TLS-only port with a
 #                       certificate from the stack's local CA; cluster = 3 masters + 3 replicas on
 #                       RUNFEED_REDIS_PORT … +5, cluster bus +6 … +11 (scripts/redis-cluster.sh;
@@ -69,6 +78,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE=$(abs_path "${RUNFEED_STATE:-$RUNFEED_ROOT/.runfeed}")
 STATE=${STATE%/}
 PG_PORT=${RUNFEED_PG_PORT:-25432}
+case "${RUNFEED_PG_REPLICA:-0}" in
+    0|no|false|off) PG_REPLICA=0 ;;
+    1|yes|true|on) PG_REPLICA=1 ;;
+    *) die "RUNFEED_PG_REPLICA must be 0 or 1 (got '$RUNFEED_PG_REPLICA')" ;;
+esac
+REPLICA_PORT=${RUNFEED_PG_REPLICA_PORT:-$((PG_PORT + 2000))}
+REPLICA_DELAY_MS=${RUNFEED_PG_REPLICA_DELAY_MS:-0}
+[[ $REPLICA_DELAY_MS =~ ^[0-9]+$ ]] || die "RUNFEED_PG_REPLICA_DELAY_MS must be a number of milliseconds (got '$REPLICA_DELAY_MS')"
+case "${RUNFEED_PGBOUNCER:-0}" in
+    0|no|false|off) PGBOUNCER=0 ;;
+    1|yes|true|on) PGBOUNCER=1 ;;
+    *) die "RUNFEED_PGBOUNCER must be 0 or 1 (got '$RUNFEED_PGBOUNCER')" ;;
+esac
+PGBOUNCER_PORT=${RUNFEED_PGBOUNCER_PORT:-$((PG_PORT + 3000))}
 REDIS_PORT=${RUNFEED_REDIS_PORT:-26379}
 REDIS_MODE=${RUNFEED_REDIS_MODE:-plain}
 case $REDIS_MODE in plain|tls|cluster) ;; *) die "RUNFEED_REDIS_MODE must be plain, tls or cluster (got '$REDIS_MODE')" ;; esac
@@ -95,6 +118,8 @@ SERVE_ARGS=()
 read -r -a SERVE_ARGS <<<"${RUNFEED_SERVE_ARGS:-}" || true
 
 require_port RUNFEED_PG_PORT "$PG_PORT"
+require_port RUNFEED_PG_REPLICA_PORT "$REPLICA_PORT"
+require_port RUNFEED_PGBOUNCER_PORT "$PGBOUNCER_PORT"
 require_port RUNFEED_REDIS_PORT "$REDIS_PORT"
 require_port RUNFEED_HTTPS_PORT "$HTTPS_PORT"
 require_port RUNFEED_HTTP_PORT "$HTTP_PORT"
@@ -177,6 +202,8 @@ check_port_plan() {
                 "RUNFEED_HTTPS_PORT=$HTTPS_PORT" "RUNFEED_HTTP_PORT=$HTTP_PORT"
                 "RUNFEED_WEBAPP_PORT=$WEBAPP_PORT")
     [[ $CH_ENABLED == 1 ]] && plan+=("RUNFEED_CH_HTTP_PORT=$CH_HTTP_PORT" "RUNFEED_CH_TCP_PORT=$CH_TCP_PORT")
+    ((PG_REPLICA)) && plan+=("RUNFEED_PG_REPLICA_PORT=$REPLICA_PORT")
+    ((PGBOUNCER)) && plan+=("RUNFEED_PGBOUNCER_PORT=$PGBOUNCER_PORT")
     if [[ $REDIS_MODE == cluster ]]; then
         local i
         for i in 1 2 3 4 5 6 7 8 9 10 11; do plan+=("RUNFEED_REDIS_PORT+$i=$((REDIS_PORT + i))"); done
@@ -203,6 +230,8 @@ DB_NAME=runfeed
 DB_USER=runfeed
 DB_PASSWORD=runfeed
 DATABASE_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
+REPLICA_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$REPLICA_PORT/$DB_NAME"
+PGBOUNCER_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PGBOUNCER_PORT/$DB_NAME"
 
 # Seed ids (db/postgres/seed-demo.sql); the values written to demo.env are read
 # back from the database, these only select the rows.
@@ -275,6 +304,9 @@ set_pg_paths() {
     PG_DATA=$PG_BASE/data
     PG_SOCK=$PG_BASE/run
     PG_LOG=$PG_BASE/postgres.log
+    REPLICA_DATA=$PG_BASE/replica
+    REPLICA_LOG=$PG_BASE/replica.log
+    PGB_DIR=$PG_BASE/pgbouncer
 }
 
 # psql as the superuser over the unix socket (local connections use trust).
@@ -343,7 +375,141 @@ log_timezone = 'UTC'
 max_connections = 200
 # Local development data only: trade durability for speed.
 synchronous_commit = off
+# A read replica (RUNFEED_PG_REPLICA=1) receives WAL once it is flushed: flush often, so that its
+# lag is recovery_min_apply_delay and not the WAL writer's pace.
+wal_writer_delay = 10ms
+# TLS with the stack's local CA (a client may use sslmode=require or verify-full; plain TCP still works).
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
 EOF
+    # The leaf of the local CA (tls_ensure), owned by postgres: the server refuses a key others can read.
+    as_pg bash -c "cat > '$PG_DATA/server.crt'; chmod 0644 '$PG_DATA/server.crt'" <"$TLS_DIR/cert.pem"
+    as_pg bash -c "umask 077; cat > '$PG_DATA/server.key'" <"$TLS_DIR/key.pem"
+}
+
+# --- read replica (RUNFEED_PG_REPLICA=1) -------------------------------------------------------
+
+replica_running() {
+    [[ -f $REPLICA_DATA/PG_VERSION ]] && as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" status >/dev/null 2>&1
+}
+
+replica_write_conf() {
+    as_pg tee "$REPLICA_DATA/runfeed.conf" >/dev/null <<EOF
+# Written by scripts/stack.sh on every start: the read replica of the stack's PostgreSQL.
+listen_addresses = '127.0.0.1'
+port = $REPLICA_PORT
+unix_socket_directories = '$PG_SOCK'
+timezone = 'UTC'
+log_timezone = 'UTC'
+max_connections = 200
+hot_standby = on
+primary_conninfo = 'host=$PG_SOCK port=$PG_PORT user=postgres application_name=runfeed-replica'
+# Replica queries never cancel replay and are not cancelled by it (the tests hold no long queries).
+hot_standby_feedback = on
+max_standby_streaming_delay = 30s
+# Simulated lag: commits become visible here this long after the primary's (RUNFEED_PG_REPLICA_DELAY_MS).
+recovery_min_apply_delay = '${REPLICA_DELAY_MS}ms'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
+    as_pg bash -c "cat > '$REPLICA_DATA/server.crt'; chmod 0644 '$REPLICA_DATA/server.crt'" <"$TLS_DIR/cert.pem"
+    as_pg bash -c "umask 077; cat > '$REPLICA_DATA/server.key'" <"$TLS_DIR/key.pem"
+    # An ALTER SYSTEM of an earlier run (a test changing the delay) must not outlive the stack's setting
+    # (pg_basebackup -R put primary_conninfo there; it is above now).
+    as_pg bash -c ": > '$REPLICA_DATA/postgresql.auto.conf'"
+}
+
+replica_start() {
+    if replica_running; then
+        log "replica: already running ($REPLICA_DATA)"
+    else
+        if [[ ! -f $REPLICA_DATA/PG_VERSION ]]; then
+            rm -rf "$REPLICA_DATA"
+            log "replica: pg_basebackup -R from 127.0.0.1:$PG_PORT into $REPLICA_DATA"
+            as_pg "$PG_BIN/pg_basebackup" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -D "$REPLICA_DATA" -R -X stream \
+                -c fast >"$PG_BASE/basebackup.log" 2>&1 \
+                || { show_log "$PG_BASE/basebackup.log"; die "pg_basebackup failed"; }
+        fi
+        replica_write_conf
+        port_check RUNFEED_PG_REPLICA_PORT "$REPLICA_PORT"
+        log "replica: starting on 127.0.0.1:$REPLICA_PORT (recovery_min_apply_delay ${REPLICA_DELAY_MS} ms)"
+        ln -sfn "$REPLICA_LOG" "$LOG_DIR/postgres-replica.log"
+        as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -l "$REPLICA_LOG" -w -t 60 start >/dev/null \
+            || { show_log "$REPLICA_LOG"; die "the replica failed to start$(port_note "$REPLICA_PORT")"; }
+    fi
+    wait_for 30 "the replica on port $REPLICA_PORT" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$REPLICA_PORT" \
+        || { show_log "$REPLICA_LOG"; die "the replica is not accepting connections$(port_note "$REPLICA_PORT")"; }
+    # Streaming: what the primary wrote before it started (schema, seed) arrives through it.
+    wait_for 30 "the replica to stream from the primary" replica_streaming \
+        || { show_log "$REPLICA_LOG"; die "the replica is not streaming from the primary"; }
+}
+
+replica_streaming() {
+    [[ $("$PG_BIN/psql" -X -qAt -h "$PG_SOCK" -p "$REPLICA_PORT" -U postgres -d postgres \
+        -c 'SELECT count(*) FROM pg_stat_wal_receiver' 2>/dev/null) == 1 ]]
+}
+
+replica_stop() {
+    set_pg_paths
+    if replica_running; then
+        log "replica: stopping"
+        as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -m fast -w -t 60 stop >/dev/null \
+            || warn "pg_ctl stop of the replica failed (see $REPLICA_LOG)"
+    fi
+}
+
+# --- PgBouncer (RUNFEED_PGBOUNCER=1) -----------------------------------------------------------
+
+PGBOUNCER_BIN=$(command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer)
+
+pgbouncer_start() {
+    [[ -x $PGBOUNCER_BIN ]] || die "RUNFEED_PGBOUNCER=1 needs pgbouncer (scripts/deps.sh installs Debian's package)"
+    as_pg mkdir -p "$PGB_DIR"
+    local pidf=$PGB_DIR/pgbouncer.pid
+    if pid_alive "$pidf" pgbouncer; then
+        log "pgbouncer: already running (pid $(pid_from "$pidf"))"
+        return 0
+    fi
+    as_pg tee "$PGB_DIR/pgbouncer.ini" >/dev/null <<EOF
+; Written by scripts/stack.sh on every start.
+[databases]
+$DB_NAME = host=127.0.0.1 port=$PG_PORT dbname=$DB_NAME
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+; Transaction pooling: each transaction (each of runfeed's statements) may run on any server connection.
+pool_mode = transaction
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+default_pool_size = 20
+max_client_conn = 1000
+server_reset_query =
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $pidf
+EOF
+    printf '"%s" "%s"\n' "$DB_USER" "$DB_PASSWORD" | as_pg tee "$PGB_DIR/userlist.txt" >/dev/null
+    as_pg chmod 0600 "$PGB_DIR/userlist.txt"
+    port_check RUNFEED_PGBOUNCER_PORT "$PGBOUNCER_PORT"
+    log "pgbouncer: starting on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling) in front of 127.0.0.1:$PG_PORT"
+    ln -sfn "$PGB_DIR/pgbouncer.log" "$LOG_DIR/pgbouncer.log"
+    as_pg "$PGBOUNCER_BIN" -d "$PGB_DIR/pgbouncer.ini" >/dev/null 2>&1 \
+        || { show_log "$PGB_DIR/pgbouncer.log"; die "pgbouncer failed to start$(port_note "$PGBOUNCER_PORT")"; }
+    wait_for 20 "pgbouncer on port $PGBOUNCER_PORT" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" \
+        || { show_log "$PGB_DIR/pgbouncer.log"; die "pgbouncer is not accepting connections"; }
+}
+
+pgbouncer_stop() {
+    set_pg_paths
+    local pidf=$PGB_DIR/pgbouncer.pid pid
+    if pid_alive "$pidf" pgbouncer; then
+        pid=$(pid_from "$pidf")
+        log "pgbouncer: stopping"
+        stop_pid "$pid" 5
+    fi
 }
 
 pg_start() {
@@ -777,6 +943,12 @@ workers_start() {
         warn "clickhouse is not running: workers start without a ClickHouse URL (PostgreSQL membership)"
     fi
 
+    # The database: through PgBouncer when it runs; the read replica when it runs. Settings in the
+    # caller's environment are never passed on.
+    local db_env=(DATABASE_URL="$DATABASE_URL")
+    ((PGBOUNCER)) && db_env=(DATABASE_URL="$PGBOUNCER_URL")
+    ((PG_REPLICA)) && db_env+=(DATABASE_READ_REPLICA_URL="$REPLICA_URL")
+
     local n sock pidf logf pid
     for ((n = 1; n <= WORKERS; n++)); do
         sock=$(worker_sock "$n")
@@ -786,8 +958,7 @@ workers_start() {
         printf '\n=== %s: %s serve --listen %s %s\n' "$(date -u +%FT%TZ)" "$RUNFEED_BIN" "$sock" \
             "${SERVE_ARGS[*]:-}" >>"$logf"
         # setsid: the workers outlive the shell (and process group) that started them.
-        nohup setsid env "${ch_env[@]}" \
-            DATABASE_URL="$DATABASE_URL" \
+        nohup setsid env -u DATABASE_READ_REPLICA_URL "${ch_env[@]}" "${db_env[@]}" \
             "${REDIS_ENV[@]}" \
             PGTZ=UTC \
             "$RUNFEED_BIN" serve --workers 0 --listen "$sock" --metrics-listen "127.0.0.1:$((METRICS_BASE + n))" \
@@ -1062,6 +1233,14 @@ write_demo_env() {
         echo "RUNFEED_PREVIEW_API_KEY=$preview_key"
         echo "RUNFEED_PG_SOCKET_DIR=$PG_SOCK"
         echo "RUNFEED_PG_PORT=$PG_PORT"
+        echo "RUNFEED_PG_REPLICA=$PG_REPLICA"
+        if ((PG_REPLICA)); then
+            echo "RUNFEED_PG_REPLICA_PORT=$REPLICA_PORT"
+            echo "RUNFEED_PG_REPLICA_DELAY_MS=$REPLICA_DELAY_MS"
+            echo "DATABASE_READ_REPLICA_URL=$REPLICA_URL"
+        fi
+        echo "RUNFEED_PGBOUNCER=$PGBOUNCER"
+        ((PGBOUNCER)) && echo "RUNFEED_PGBOUNCER_URL=$PGBOUNCER_URL"
         echo "RUNFEED_REDIS_PORT=$REDIS_PORT"
         echo "RUNFEED_HTTPS_PORT=$HTTPS_PORT"
         echo "RUNFEED_HTTP_PORT=$HTTP_PORT"
@@ -1185,9 +1364,12 @@ cmd_start() {
 
     mkdir -p "$STATE" "$LOG_DIR"
     log "state dir: $STATE"
+    tls_ensure   # PostgreSQL serves the local CA's leaf too
     pg_start
     pg_bootstrap
     ((seed)) && pg_seed
+    if ((PG_REPLICA)); then replica_start; else replica_stop; fi
+    if ((PGBOUNCER)); then pgbouncer_start; else pgbouncer_stop; fi
     redis_start
     ch_record_mode "$([[ $CH_ENABLED == 1 ]] && echo 1 || echo 0)"
     case "$CH_ENABLED" in
@@ -1235,6 +1417,8 @@ cmd_stop() {
     workers_stop_all
     ch_stop
     redis_stop
+    pgbouncer_stop
+    replica_stop
     pg_stop
     log "stack stopped ($STATE)"
 }
@@ -1246,6 +1430,16 @@ cmd_status() {
         echo "postgres  running   127.0.0.1:$PG_PORT  data=$PG_DATA"
     else
         echo "postgres  stopped"; ok=1
+    fi
+    if replica_running && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$REPLICA_PORT"; then
+        echo "replica   running   127.0.0.1:$REPLICA_PORT  data=$REPLICA_DATA"
+    elif ((PG_REPLICA)); then
+        echo "replica   stopped"; ok=1
+    fi
+    if pid_alive "$PGB_DIR/pgbouncer.pid" pgbouncer; then
+        echo "pgbouncer running   127.0.0.1:$PGBOUNCER_PORT  (transaction pooling)"
+    elif ((PGBOUNCER)); then
+        echo "pgbouncer stopped"; ok=1
     fi
     if [[ $REDIS_MODE == cluster ]]; then
         local line

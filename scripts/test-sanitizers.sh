@@ -70,6 +70,9 @@ run_one() {
            RUNFEED_BIN="$RUNFEED_ROOT/.build-$san/debug/runfeed" \
            RUNFEED_SERVE_ARGS="--hold-ms 4000 --log-level debug" \
            RUNFEED_DEMO_SIMULATOR=0 \
+           RUNFEED_PG_REPLICA=1 \
+           RUNFEED_PG_REPLICA_PORT=$((27470 + i)) \
+           RUNFEED_PG_REPLICA_DELAY_MS=50 \
            SWIFT_BACKTRACE=enable=no
     unset ASAN_OPTIONS TSAN_OPTIONS
     case "$san" in

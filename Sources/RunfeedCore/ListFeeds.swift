@@ -292,9 +292,16 @@ public enum ListDiff {
     /// The read time (database clock, µs) a row must be read after to be sent as it is to a client holding
     /// `view`: after every read in the view, its membership time included (a run it does not list is absent
     /// as of then). Without a view: after the basis millisecond plus `skewMs` (a list basis can be a worker's
-    /// clock — a resolve's start — not the database's).
-    public static func sendFloorUs(basisMs: Int64, view: ListView?, skewMs: Int64) -> Int64 {
-        guard let view else { return (basisMs + max(0, skewMs)) * 1000 + 999 }
+    /// clock — a resolve's start — not the database's) and, when `askedAtMs` (the worker's clock when this poll
+    /// asked) is given, after that moment plus `skewMs`: whatever the client holds was read before it asked, while
+    /// the reads behind its previous answer may have ended well after that answer's basis (a read that waited for a
+    /// lagging replica counts as started when the replica caught up), so the basis alone does not bound them.
+    public static func sendFloorUs(basisMs: Int64, view: ListView?, skewMs: Int64, askedAtMs: Int64? = nil) -> Int64 {
+        guard let view else {
+            let basisFloor = (basisMs + max(0, skewMs)) * 1000 + 999
+            guard let asked = askedAtMs else { return basisFloor }
+            return max(basisFloor, (asked + max(0, skewMs)) * 1000 + 999)
+        }
         return view.values.reduce(Int64.min) { max($0, $1.readAtUs) }
     }
 

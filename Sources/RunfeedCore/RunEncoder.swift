@@ -29,6 +29,8 @@ public struct RunRow: Sendable, Equatable {
     /// When the read that produced this row started (wall clock, µs since the epoch; 0 = unknown). Set by
     /// the reader; orders versions of a run (`RowVersion`).
     public var readAtUs: Int64 = 0
+    /// Read on the read replica (its `readAtUs` is the replica's watermark, not the statement's start).
+    public var fromReplica = false
 
     /// Nil unless `raw` has 28 entries (26 is also accepted: no env/batch ids) and id, friendlyId, status,
     /// createdAt and updatedAt are present and well-formed.

@@ -66,6 +66,8 @@ public final class FastCGIConnection: @unchecked Sendable {
     private var answered = false
     /// Called once the answer is written (true) or abandoned (false); decides whether the connection stays.
     var onAnswered: ((FastCGIConnection, Bool) -> Void)?
+    /// Whether the answer was handed to the writer (the connection is then kept or closed). Loop thread only.
+    public var isAnswered: Bool { answered }
 
     init(fd: Int32, requestId: UInt16, keepConnection: Bool, info: FastCGIRequestInfo) {
         self.info = info

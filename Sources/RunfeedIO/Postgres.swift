@@ -1,4 +1,5 @@
 import CPostgres
+import RunfeedCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +10,17 @@ public struct PGRows: Sendable {
     public var rows: [[String?]]
     /// When the statement was sent (wall clock, µs since the epoch): it sees every commit before then.
     public var startedAtUs: Int64
+    /// Served by the read replica.
+    public var fromReplica = false
+    /// A replica read counts as a read that started at its watermark: this is that moment on the primary's
+    /// clock (µs since the epoch), to use instead of the statement's own start (`statement_timestamp()`).
+    public var readAtOverrideUs: Int64?
+    /// … and on this worker's monotonic clock (µs); nil: when the statement was submitted.
+    public var effectiveMonoUs: Int64?
+    /// A bracketed statement (`PostgresPool.submit(bracket:)`): the commit time of the last transaction the server
+    /// had replayed just before and just after it (µs since the epoch, primary's clock; nil: none / not a replica).
+    public var replayedBeforeUs: Int64?
+    public var replayedAfterUs: Int64?
     public init(columns: [String], rows: [[String?]], startedAtUs: Int64 = 0) {
         self.columns = columns
         self.rows = rows
@@ -17,23 +29,59 @@ public struct PGRows: Sendable {
 }
 
 public struct PGError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// The connection failed or could not be made: the pool reconnects on its next query.
+        case connection
+        /// The server refused the statement (syntax, undefined table, …).
+        case statement
+        /// The statement ran past its deadline (the request's, or the statement timeout) and was cancelled.
+        case timeout
+        /// Never sent: its deadline passed, or every request waiting for it had gone, while it was queued.
+        case dropped(clientGone: Bool)
+        /// Never queued: the pool's queue was full (the database is not keeping up).
+        case saturated
+    }
+
     public var description: String
-    /// The connection failed (as opposed to the statement): the pool reconnects.
-    public var connectionLost: Bool
+    public var kind: Kind
     /// The server's SQLSTATE for a failed statement (e.g. `42P01` undefined table), when it sent one.
     public var sqlState: String? = nil
 
     public init(description: String, connectionLost: Bool, sqlState: String? = nil) {
         self.description = description
-        self.connectionLost = connectionLost
+        self.kind = connectionLost ? .connection : .statement
         self.sqlState = sqlState
     }
 
+    public init(_ kind: Kind, _ description: String, sqlState: String? = nil) {
+        self.description = description
+        self.kind = kind
+        self.sqlState = sqlState
+    }
+
+    /// The connection failed (as opposed to the statement): the pool reconnects.
+    public var connectionLost: Bool { kind == .connection }
+
     /// The statement names a table or column this database does not have (an older schema).
     public var isUndefinedObject: Bool { sqlState == "42P01" || sqlState == "42703" }
+
+    /// The statement names a function this server does not have, or may not call (e.g. WAL positions on a
+    /// managed service that hides them).
+    public var isUnavailableFunction: Bool { sqlState == "42883" || sqlState == "42501" || sqlState == "55000" }
+
+    /// Never reached the database (deadline, client gone, queue full): nothing is known about the server.
+    public var neverSent: Bool {
+        switch kind {
+        case .dropped, .saturated: return true
+        default: return false
+        }
+    }
 }
 
-/// One libpq connection, used by one thread at a time. Parameterized queries only.
+/// One libpq connection, used by one thread at a time. Parameterized queries only, through the unnamed
+/// statement (`PQsendQueryParams`): no named prepared statements and no session state (no `SET`), so a
+/// connection pooler in transaction mode (PgBouncer) can hand each statement to any server connection.
+/// Timeouts are enforced here, by cancelling the statement (`PQcancel`) when its deadline passes.
 public final class PGConnection {
     private let conninfo: String
     private var conn: OpaquePointer?
@@ -46,53 +94,106 @@ public final class PGConnection {
 
     deinit { if let c = conn { PQfinish(c) } }
 
-    private func connect() throws {
+    /// Whether the connection is open (it may still have been closed by the server since).
+    public var isConnected: Bool { conn != nil && PQstatus(conn) == CONNECTION_OK }
+
+    private func connect(deadlineUs: Int64) throws {
         if let c = conn { PQfinish(c); conn = nil }
-        let keys = ["dbname", "connect_timeout", "application_name"]
-        let values = [conninfo, "5", "runfeed"]
+        // libpq's smallest connect timeout is 2 s; never more than 5 s or what the deadline leaves.
+        let leftS = max(2, min(5, (deadlineUs - monotonicUs()) / 1_000_000))
+        // TCP keepalives notice a server that went away without closing (the URL may override them).
+        let keys = ["keepalives_idle", "keepalives_interval", "keepalives_count", "dbname", "connect_timeout", "application_name"]
+        let values = ["10", "5", "3", conninfo, String(leftS), "runfeed"]
         let c: OpaquePointer? = withCStringArray(keys) { k in
             withCStringArray(values) { v in PQconnectdbParams(k, v, 1) }
         }
         guard let c, PQstatus(c) == CONNECTION_OK else {
             let msg = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             if let c { PQfinish(c) }
-            throw PGError(description: "connect: \(msg.trimmingTrailingNewlines())", connectionLost: true)
+            throw PGError(.connection, "connect: \(msg.trimmingTrailingNewlines())")
         }
         conn = c
-        // Zone-less timestamp(3) columns hold UTC: keep the session in UTC so now() compares right.
-        _ = try execOnce("SET TimeZone TO 'UTC'", [])
-        if statementTimeoutMs > 0 {
-            _ = try execOnce("SET statement_timeout TO \(statementTimeoutMs)", [])
-        }
+    }
+
+    /// Closes the connection (the next query reconnects).
+    public func close() {
+        if let c = conn { PQfinish(c) }
+        conn = nil
     }
 
     /// Runs a parameterized statement, reconnecting once if the connection was lost (server restart).
-    public func query(_ sql: String, _ params: [String?]) throws -> PGRows {
-        if conn == nil || PQstatus(conn) != CONNECTION_OK { try connect() }
+    /// It is cancelled once `deadlineUs` (monotonic) or the statement timeout passes, whichever comes first.
+    public func query(_ sql: String, _ params: [String?], deadlineUs: Int64? = nil) throws -> PGRows {
+        let now = monotonicUs()
+        var deadline = statementTimeoutMs > 0 ? now + Int64(statementTimeoutMs) * 1000 : Int64.max
+        if let d = deadlineUs { deadline = min(deadline, d) }
+        if conn == nil || PQstatus(conn) != CONNECTION_OK { try connect(deadlineUs: deadline) }
         do {
-            return try execOnce(sql, params)
-        } catch let e as PGError where e.connectionLost {
-            try connect()
-            return try execOnce(sql, params)
+            return try execOnce(sql, params, deadlineUs: deadline)
+        } catch let e as PGError where e.connectionLost && monotonicUs() < deadline {
+            try connect(deadlineUs: deadline)
+            return try execOnce(sql, params, deadlineUs: deadline)
         }
     }
 
-    private func execOnce(_ sql: String, _ params: [String?]) throws -> PGRows {
-        guard let c = conn else { throw PGError(description: "not connected", connectionLost: true) }
+    private func lost(_ what: String) -> PGError {
+        let msg = conn.map { String(cString: PQerrorMessage($0)) } ?? "not connected"
+        close()
+        return PGError(.connection, "\(what): \(msg.trimmingTrailingNewlines())")
+    }
+
+    private func execOnce(_ sql: String, _ params: [String?], deadlineUs: Int64) throws -> PGRows {
+        guard let c = conn else { throw PGError(.connection, "not connected") }
         let startedAtUs = wallUs()
-        let res: OpaquePointer? = withOptionalCStringArray(params) { values in
-            PQexecParams(c, sql, Int32(params.count), nil, values, nil, nil, 0)
+        let sent: Int32 = withOptionalCStringArray(params) { values in
+            PQsendQueryParams(c, sql, Int32(params.count), nil, values, nil, nil, 0)
         }
-        defer { PQclear(res) }
+        guard sent == 1 else { throw lost("send") }
+        var cancelled = false
+        // After a cancel the server answers at once; a server that does not is given up on.
+        var giveUpUs = Int64.max
+        var first: OpaquePointer?
+        defer { if let first { PQclear(first) } }
+        while true {
+            while PQisBusy(c) == 1 {
+                let now = monotonicUs()
+                if !cancelled && now >= deadlineUs {
+                    cancelled = true
+                    giveUpUs = now + 2_000_000
+                    if let cancel = PQgetCancel(c) {
+                        var err = [CChar](repeating: 0, count: 256)
+                        _ = PQcancel(cancel, &err, Int32(err.count))
+                        PQfreeCancel(cancel)
+                    }
+                }
+                if now >= giveUpUs {
+                    close()
+                    throw PGError(.timeout, "statement cancelled at its deadline; the server did not answer the cancel")
+                }
+                let until = cancelled ? giveUpUs : deadlineUs
+                var pfd = pollfd(fd: PQsocket(c), events: Int16(POLLIN), revents: 0)
+                let waitMs = Int32(clamping: max(1, min(1_000, (until - now + 999) / 1000)))
+                let rc = poll(&pfd, 1, waitMs)
+                if rc < 0 && errno != EINTR { throw lost("poll") }
+                if rc > 0 && PQconsumeInput(c) == 0 { throw lost("read") }
+            }
+            guard let r = PQgetResult(c) else { break }
+            if first == nil { first = r } else { PQclear(r) }
+        }
+        guard let res = first else { throw lost("no result") }
         let status = PQresultStatus(res)
         switch status {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK:
             break
         default:
-            let lost = PQstatus(c) != CONNECTION_OK
-            let msg = res.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(c))
-            let state = res.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { String(cString: $0) }
-            throw PGError(description: msg.trimmingTrailingNewlines(), connectionLost: lost, sqlState: state)
+            let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let msg = String(cString: PQresultErrorMessage(res)).trimmingTrailingNewlines()
+            if PQstatus(c) != CONNECTION_OK {
+                close()
+                throw PGError(.connection, msg, sqlState: state)
+            }
+            if cancelled || state == "57014" { throw PGError(.timeout, msg, sqlState: state) }
+            throw PGError(.statement, msg, sqlState: state)
         }
         let nf = Int(PQnfields(res))
         let nt = Int(PQntuples(res))
@@ -117,31 +218,148 @@ public final class PGConnection {
     }
 }
 
-/// A small fixed pool of connections, each owned by its own OS thread. Callers get their result on
-/// the pool thread and hop back to their event loop themselves.
+/// One request (or held poll) that waits for database answers: queries it is the only reason for are dropped
+/// before they are sent once it is gone (answered, client left) or past its deadline. Thread-safe.
+public final class Demand: @unchecked Sendable {
+    /// Monotonic µs.
+    public let deadlineUs: Int64
+    private let lock = Mutex()
+    private var ended = false
+    private var gone = false
+
+    public init(deadlineUs: Int64) { self.deadlineUs = deadlineUs }
+
+    /// The request was answered, or its client left (`clientGone`): nothing it asked for is needed any more.
+    public func end(clientGone: Bool = false) {
+        lock.withLock {
+            ended = true
+            if clientGone { gone = true }
+        }
+    }
+
+    public var hasEnded: Bool { lock.withLock { ended } }
+    public var clientGone: Bool { lock.withLock { gone } }
+
+    func wants(nowUs: Int64) -> Bool { lock.withLock { !ended } && nowUs < deadlineUs }
+}
+
+/// Who waits for one query (its first requester, then every request that joined it). The query is sent only
+/// while one of them still wants it, and cancelled once the last deadline passes. Thread-safe.
+public final class QueryDemands: @unchecked Sendable {
+    private let lock = Mutex()
+    private var demands: [Demand]
+
+    public init(_ demands: [Demand] = []) { self.demands = demands }
+    public convenience init(_ demand: Demand?) { self.init(demand.map { [$0] } ?? []) }
+
+    public func add(_ d: Demand?) {
+        guard let d else { return }
+        lock.withLock { demands.append(d) }
+    }
+
+    public var isEmpty: Bool { lock.withLock { demands.isEmpty } }
+
+    /// nil: nobody in particular (a background query); else whether someone still wants it, and why not.
+    func state(nowUs: Int64) -> (wanted: Bool, clientGone: Bool, deadlineUs: Int64)? {
+        lock.withLock {
+            guard !demands.isEmpty else { return nil }
+            let wanted = demands.contains { $0.wants(nowUs: nowUs) }
+            let gone = demands.allSatisfy { $0.clientGone }
+            return (wanted, gone, demands.map(\.deadlineUs).max() ?? Int64.max)
+        }
+    }
+}
+
+/// A small fixed pool of connections, each owned by its own OS thread, behind a bounded FIFO. Callers get
+/// their result on the pool thread and hop back to their event loop themselves.
+///
+/// Work is bounded: at most `queueLimit` statements wait for a connection (`submit` refuses more), a waiting
+/// statement whose requests have all gone or whose deadline passed is dropped without being sent, and a
+/// running one is cancelled at its deadline (or the statement timeout).
 public final class PostgresPool: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<PGRows, PGError>) -> Void
-    private struct Job: Sendable {
+    private struct Job {
         let sql: String
         let params: [String?]
+        /// Monotonic µs; used when `demands` names nobody.
+        let deadlineUs: Int64
+        let demands: QueryDemands?
+        let queuedAtUs: Int64
+        let bracket: Bool
         let done: Completion
     }
-    private let queue = JobQueue<Job>()
-    public let size: Int
 
-    public init(conninfo: String, size: Int, statementTimeoutMs: Int = 10_000) {
+    /// The commit time of the last transaction a standby replayed (NULL on a primary, or before the first).
+    static let replayedSQL = "SELECT (extract(epoch from pg_last_xact_replay_timestamp()) * 1000000)::bigint::text"
+
+    private var m = pthread_mutex_t()
+    private var c = pthread_cond_t()
+    private var jobs: [Job] = []
+    private var head = 0
+    private var busy = 0
+    /// When the last statement ended at its deadline without an answer (dropped for its deadline, cancelled).
+    private var lastTimedOutUs: Int64 = Int64.min / 2
+    /// When each connection's statement started (nil: idle), by thread.
+    private var runningSince: [Int64?]
+    public let size: Int
+    public let queueLimit: Int
+    public let statementTimeoutMs: Int
+    public let name: String
+
+    public init(conninfo: String, size: Int, statementTimeoutMs: Int = 10_000, queueLimit: Int = 1_000,
+                name: String = "pg") {
         self.size = max(1, size)
+        self.queueLimit = max(1, queueLimit)
+        self.statementTimeoutMs = statementTimeoutMs
+        self.name = name
+        runningSince = Array(repeating: nil, count: max(1, size))
+        pthread_mutex_init(&m, nil)
+        pthread_cond_init(&c, nil)
         for i in 0..<self.size {
-            startThread(name: "pg-\(i)") { [queue] in
+            startThread(name: "\(name)-\(i)") { [self] in
                 let conn = PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
-                while let job = queue.pop() {
+                while true {
+                    let job = take(slot: i)
+                    let now = monotonicUs()
+                    let deadline: Int64
+                    if let state = job.demands?.state(nowUs: now) {
+                        guard state.wanted else {
+                            finished(slot: i, timedOut: !state.clientGone)
+                            job.done(.failure(PGError(.dropped(clientGone: state.clientGone),
+                                                      state.clientGone ? "dropped: the client had gone" : "dropped: its deadline passed")))
+                            continue
+                        }
+                        deadline = state.deadlineUs
+                    } else {
+                        deadline = job.deadlineUs
+                    }
+                    if now >= deadline {
+                        finished(slot: i, timedOut: true)
+                        job.done(.failure(PGError(.dropped(clientGone: false), "dropped: its deadline passed")))
+                        continue
+                    }
                     let result: Result<PGRows, PGError>
                     do {
-                        result = .success(try conn.query(job.sql, job.params))
+                        if job.bracket {
+                            // Same connection, so the same server: what it had replayed around the statement's snapshot.
+                            let before = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                            var rows = try conn.query(job.sql, job.params, deadlineUs: deadline)
+                            let after = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                            rows.replayedBeforeUs = before.rows.first?.first?.flatMap { Int64($0) }
+                            rows.replayedAfterUs = after.rows.first?.first?.flatMap { Int64($0) }
+                            result = .success(rows)
+                        } else {
+                            result = .success(try conn.query(job.sql, job.params, deadlineUs: deadline))
+                        }
                     } catch let e as PGError {
                         result = .failure(e)
                     } catch {
-                        result = .failure(PGError(description: "\(error)", connectionLost: false))
+                        result = .failure(PGError(.statement, "\(error)"))
+                    }
+                    if case .failure(let e) = result, e.kind == .timeout {
+                        finished(slot: i, timedOut: true)
+                    } else {
+                        finished(slot: i, timedOut: false)
                     }
                     job.done(result)
                 }
@@ -149,10 +367,77 @@ public final class PostgresPool: @unchecked Sendable {
         }
     }
 
-    public func query(_ sql: String, _ params: [String?], _ done: @escaping Completion) {
-        queue.push(Job(sql: sql, params: params, done: done))
+    /// Queues a statement. Returns false (and never calls `done`) when the queue is full.
+    /// `deadlineUs` (monotonic) applies when `demands` is nil or empty. `bracket`: on a standby, also read the last
+    /// replayed commit's time just before and after it (`PGRows.replayedBeforeUs`/`…AfterUs`).
+    @discardableResult
+    public func submit(_ sql: String, _ params: [String?], deadlineUs: Int64, demands: QueryDemands?, bracket: Bool = false,
+                       _ done: @escaping Completion) -> Bool {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        guard jobs.count - head < queueLimit else { return false }
+        jobs.append(Job(sql: sql, params: params, deadlineUs: deadlineUs,
+                        demands: demands.flatMap { $0.isEmpty ? nil : $0 }, queuedAtUs: monotonicUs(), bracket: bracket,
+                        done: done))
+        pthread_cond_signal(&c)
+        return true
     }
 
+    /// Queues a statement with the statement timeout as its deadline (queue bound still applies).
+    public func query(_ sql: String, _ params: [String?], _ done: @escaping Completion) {
+        let deadline = monotonicUs() + Int64(max(1, statementTimeoutMs)) * 1000
+        if !submit(sql, params, deadlineUs: deadline, demands: nil, done) {
+            done(.failure(PGError(.saturated, "the \(name) queue is full")))
+        }
+    }
+
+    private func take(slot: Int) -> Job {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        while head >= jobs.count { pthread_cond_wait(&c, &m) }
+        let job = jobs[head]
+        head += 1
+        if head > 1024 && head * 2 > jobs.count {
+            jobs.removeFirst(head)
+            head = 0
+        }
+        busy += 1
+        runningSince[slot] = monotonicUs()
+        return job
+    }
+
+    /// `timedOut`: it ended at its deadline without an answer (cancelled, or dropped for its deadline while queued).
+    private func finished(slot: Int, timedOut: Bool) {
+        pthread_mutex_lock(&m)
+        busy -= 1
+        runningSince[slot] = nil
+        if timedOut { lastTimedOutUs = monotonicUs() }
+        pthread_mutex_unlock(&m)
+    }
+
+    /// A snapshot of the pool's load.
+    public struct Load: Sendable {
+        /// Statements waiting for a connection.
+        public var queued: Int
+        /// Statements running (or being dropped).
+        public var running: Int
+        /// How long the oldest waiting statement has waited (µs; 0 when none waits).
+        public var oldestWaitUs: Int64
+        /// How long the longest-running statement has run (µs; 0 when none runs).
+        public var longestRunningUs: Int64
+        /// Since a statement last ended at its deadline without an answer (µs).
+        public var sinceTimedOutUs: Int64
+    }
+
+    public var load: Load {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        let now = monotonicUs()
+        let queued = jobs.count - head
+        return Load(queued: queued, running: busy, oldestWaitUs: queued > 0 ? now - jobs[head].queuedAtUs : 0,
+                    longestRunningUs: runningSince.compactMap { $0 }.map { now - $0 }.max() ?? 0,
+                    sinceTimedOutUs: now - lastTimedOutUs)
+    }
 }
 
 extension String {

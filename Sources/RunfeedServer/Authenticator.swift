@@ -51,6 +51,8 @@ final class Authenticator {
     /// Additional API keys by key hash, and their lookups in flight.
     private var additionalKeys: BoundedTTLCache<String, AdditionalKeyRecord?>
     private var additionalFlights = SingleFlight<String, AdditionalKeyRecord??>()
+    /// Who waits for each key lookup in flight.
+    private var flightDemands: [String: QueryDemands] = [:]
     /// Additional keys whose `"lastUsedAt"` this worker refreshed within the refresh interval (by key id).
     private var usesRecorded: BoundedTTLCache<String, Bool>
     /// Off: every additional key is refused (upstream's kill switch for the additional-key lookup).
@@ -87,34 +89,39 @@ final class Authenticator {
         usesRecorded.purgeExpired(nowMs: nowMs)
     }
 
-    func authenticate(_ info: FastCGIRequestInfo, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    func authenticate(_ info: FastCGIRequestInfo, demand: Demand? = nil, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         switch Credential.classify(authorization: info.headers["authorization"]) {
         case .missing:
             done(.failure(.missingKey))
         case .publishableKey:
             done(.failure(.invalidKey))
         case .secretKey(let key) where AdditionalApiKey.looksValid(key):
-            additionalKey(key, branchHeader: info.headers["x-trigger-branch"], done)
+            additionalKey(key, branchHeader: info.headers["x-trigger-branch"], demand: demand, done)
         case .secretKey(let key):
-            secretKey(key, branchHeader: info.headers["x-trigger-branch"], done)
+            secretKey(key, branchHeader: info.headers["x-trigger-branch"], demand: demand, done)
         case .publicToken(let token):
-            publicToken(token, done)
+            publicToken(token, demand: demand, done)
         }
     }
 
     // MARK: secret keys
 
-    private func secretKey(_ key: String, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    private func secretKey(_ key: String, branchHeader: String?, demand: Demand?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         let now = wallMs()
         if let cached = byKey.get(key, nowMs: monotonicMs()), cached == nil || (cached!.validUntilMs ?? Int64.max) > now {
-            finishSecret(cached, branchHeader: branchHeader, done)
+            finishSecret(cached, branchHeader: branchHeader, demand: demand, done)
             return
         }
         let joined = keyFlights.join(key) { [self] outcome in
             guard let record = outcome else { return done(.failure(.unavailable)) }
-            finishSecret(record, branchHeader: branchHeader, done)
+            finishSecret(record, branchHeader: branchHeader, demand: demand, done)
         }
-        guard joined else { return }
+        guard joined else {
+            flightDemands["k\u{0}" + key]?.add(demand)
+            return
+        }
+        let demands = QueryDemands(demand)
+        flightDemands["k\u{0}" + key] = demands
         let sql = """
             SELECT * FROM (
               SELECT 0 AS src, \(Self.envColumns), e."apiKey", NULL::text AS grace
@@ -128,7 +135,8 @@ final class Authenticator {
               WHERE r."apiKey" = $1 AND r."expiresAt" > (now() AT TIME ZONE 'UTC')
             ) k ORDER BY src, grace DESC LIMIT 1
             """
-        db.query(sql, [key]) { [self] result in
+        db.lookup(sql, [key], demands: demands) { [self] result in
+            flightDemands.removeValue(forKey: "k\u{0}" + key)
             let outcome: EnvRecord??
             switch result {
             case .failure:
@@ -150,7 +158,7 @@ final class Authenticator {
 
     // MARK: additional API keys
 
-    private func additionalKey(_ key: String, branchHeader: String?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    private func additionalKey(_ key: String, branchHeader: String?, demand: Demand?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard additionalKeysEnabled else {
             done(.failure(.invalidKey))
             return
@@ -158,14 +166,19 @@ final class Authenticator {
         let hash = AdditionalApiKey.keyHash(key)
         if let cached = additionalKeys.get(hash, nowMs: monotonicMs()),
            cached == nil || (cached!.env.validUntilMs ?? Int64.max) > wallMs() {
-            finishAdditional(cached, branchHeader: branchHeader, done)
+            finishAdditional(cached, branchHeader: branchHeader, demand: demand, done)
             return
         }
         let joined = additionalFlights.join(hash) { [self] outcome in
             guard let record = outcome else { return done(.failure(.unavailable)) }
-            finishAdditional(record, branchHeader: branchHeader, done)
+            finishAdditional(record, branchHeader: branchHeader, demand: demand, done)
         }
-        guard joined else { return }
+        guard joined else {
+            flightDemands["a\u{0}" + hash]?.add(demand)
+            return
+        }
+        let demands = QueryDemands(demand)
+        flightDemands["a\u{0}" + hash] = demands
         // Revoked and expired keys are never found. Branch rules are the root key's (finishSecret).
         let sql = """
             SELECT k."id", k."scopes"::text, k."lastUsedAt"::text, k."expiresAt"::text, \(Self.envColumns), e."apiKey"
@@ -176,7 +189,8 @@ final class Authenticator {
               AND (k."expiresAt" IS NULL OR k."expiresAt" > (now() AT TIME ZONE 'UTC'))
             LIMIT 1
             """
-        db.query(sql, [hash]) { [self] result in
+        db.lookup(sql, [hash], demands: demands) { [self] result in
+            flightDemands.removeValue(forKey: "a\u{0}" + hash)
             let outcome: AdditionalKeyRecord??
             switch result {
             case .failure(let e) where e.isUndefinedObject:
@@ -207,13 +221,13 @@ final class Authenticator {
         }
     }
 
-    private func finishAdditional(_ record: AdditionalKeyRecord?, branchHeader: String?,
+    private func finishAdditional(_ record: AdditionalKeyRecord?, branchHeader: String?, demand: Demand?,
                                   _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let record else {
             done(.failure(.invalidKey))
             return
         }
-        finishSecret(record.env, branchHeader: branchHeader, scopes: ScopeSet(record.scopes)) { [self] result in
+        finishSecret(record.env, branchHeader: branchHeader, scopes: ScopeSet(record.scopes), demand: demand) { [self] result in
             // Only a key that authenticated (its branch included) counts as used.
             if case .success = result { recordUse(record) }
             done(result)
@@ -233,14 +247,14 @@ final class Authenticator {
               AND ("expiresAt" IS NULL OR "expiresAt" > (now() AT TIME ZONE 'UTC'))
               AND ("lastUsedAt" IS NULL OR "lastUsedAt" < (now() AT TIME ZONE 'UTC') - $2::interval)
             """
-        db.query(sql, [record.keyId, "\(AdditionalApiKey.lastUsedRefreshMs) milliseconds"]) { [log] result in
+        db.query(sql, [record.keyId, "\(AdditionalApiKey.lastUsedRefreshMs) milliseconds"], .primary) { [log] result in
             if case .failure(let e) = result {
                 log?.debug("additional API key: lastUsedAt not recorded: \(e.description)")
             }
         }
     }
 
-    private func finishSecret(_ record: EnvRecord?, branchHeader: String?, scopes: ScopeSet? = nil,
+    private func finishSecret(_ record: EnvRecord?, branchHeader: String?, scopes: ScopeSet? = nil, demand: Demand? = nil,
                               _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let env = record, !env.projectDeleted else {
             done(.failure(.invalidKey))
@@ -282,7 +296,7 @@ final class Authenticator {
             WHERE "parentEnvironmentId" = $1 AND "branchName" = $2 AND "archivedAt" IS NULL
             ORDER BY "createdAt" ASC, "id" ASC LIMIT 1
             """
-        db.query(sql, [env.id, branch]) { [self] result in
+        db.lookup(sql, [env.id, branch], demands: QueryDemands(demand)) { [self] result in
             switch result {
             case .failure:
                 done(.failure(.unavailable))
@@ -306,13 +320,13 @@ final class Authenticator {
 
     // MARK: public access tokens
 
-    private func publicToken(_ token: String, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    private func publicToken(_ token: String, demand: Demand?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let sub = JWT.unverifiedSubject(token), !sub.isEmpty else {
             done(.failure(.invalidPublicToken))
             return
         }
         if let cached = byId.get(sub, nowMs: monotonicMs()) {
-            finishToken(token, cached, done)
+            finishToken(token, cached, demand: demand, done)
             return
         }
         let sql = """
@@ -322,7 +336,7 @@ final class Authenticator {
             LEFT JOIN "RuntimeEnvironment" parent ON parent."id" = e."parentEnvironmentId"
             WHERE e."id" = $1 LIMIT 1
             """
-        db.query(sql, [sub]) { [self] result in
+        db.lookup(sql, [sub], demands: QueryDemands(demand)) { [self] result in
             switch result {
             case .failure:
                 done(.failure(.unavailable))
@@ -334,12 +348,12 @@ final class Authenticator {
                                        projectDeleted: r[5] == "true", signingKey: r[6] ?? "", validUntilMs: nil)
                 }
                 byId.set(sub, record, nowMs: monotonicMs() - (record == nil ? ttlMs - negativeTtlMs : 0))
-                finishToken(token, record, done)
+                finishToken(token, record, demand: demand, done)
             }
         }
     }
 
-    private func finishToken(_ token: String, _ record: EnvRecord?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
+    private func finishToken(_ token: String, _ record: EnvRecord?, demand: Demand?, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
         guard let env = record, !env.projectDeleted, !env.signingKey.isEmpty else {
             done(.failure(.invalidPublicToken))
             return
@@ -358,7 +372,7 @@ final class Authenticator {
             WHERE "runtimeEnvironmentId" = $1 AND "expiresAt" > (now() AT TIME ZONE 'UTC')
             ORDER BY "expiresAt" DESC, "id" ASC
             """
-        db.query(sql, [signingEnvId]) { [self] dbResult in
+        db.lookup(sql, [signingEnvId], demands: QueryDemands(demand), found: { _ in true }) { [self] dbResult in
             switch dbResult {
             case .failure:
                 done(.failure(.unavailable))

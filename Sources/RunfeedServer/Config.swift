@@ -15,6 +15,21 @@ public struct ServerConfig: Sendable {
     public var holdMs: Int64
     public var jitterRatio: Double
     public var pgPoolSize: Int
+    /// `DATABASE_READ_REPLICA_URL`: lookups, hydrates and backstop reads go there (through the replica gate).
+    public var replicaURL: String?
+    public var replicaPoolSize: Int
+    /// `…RUN_READS_FROM_PRIMARY`: every read on the primary even with a replica configured.
+    public var runReadsFromPrimary: Bool
+    public var replicaGate: ReplicaGateSettings
+    /// `…STALE_HYDRATE_RETRIES` > 0: a replica row missing or older than its change record is read again on the
+    /// primary (0: never).
+    public var staleRowRereads: Bool
+    /// Statements are cancelled after this long (`RUNFEED_PG_STATEMENT_TIMEOUT_MS`; 0: only request deadlines).
+    public var pgStatementTimeoutMs: Int64
+    /// Statements that may wait for a connection, per worker and database (`RUNFEED_PG_QUEUE_LIMIT`).
+    public var pgQueueLimit: Int
+    /// The longest a request waits for the database before it is answered 503 (`RUNFEED_REQUEST_TIMEOUT_MS`).
+    public var requestTimeoutMs: Int64
     /// A client that reads no part of its answer for this long is disconnected.
     public var writeTimeoutMs: Int64
     public var authCacheTtlMs: Int64
@@ -65,6 +80,17 @@ public struct ServerConfig: Sendable {
         if let chURL {
             do { _ = try ClickHouseURL.parse(chURL) } catch { throw ConfigError("\(error)") }
         }
+        var gate = ReplicaGateSettings()
+        func lagSetting(_ suffix: String, _ d: Int64, min lo: Int64 = 0) -> Int64 { max(lo, env.int([prefix + "REPLICA_LAG_" + suffix], default: d)) }
+        gate.enabled = env.bool([prefix + "REPLICA_LAG_GATE_ENABLED"], default: true)
+        gate.sampleIntervalMs = lagSetting("SAMPLE_INTERVAL_MS", 250, min: 1)
+        gate.idleAfterMs = lagSetting("IDLE_AFTER_MS", 30_000)
+        gate.windowMs = lagSetting("WINDOW_MS", 5_000, min: 1)
+        gate.defaultLagMs = lagSetting("DEFAULT_MS", 30)
+        gate.marginMs = lagSetting("MARGIN_MS", 10)
+        gate.maxDelayMs = lagSetting("MAX_DELAY_MS", 1_000)
+        gate.observedFloorTtlMs = lagSetting("OBSERVED_FLOOR_TTL_MS", 60_000)
+        let poolSize = Int(max(1, env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)))
         let rs = RedisSettings.pubsub(from: env)
         let tls = RedisTLS.from(env)
         if let key = tls.keyFile, tls.certFile == nil {
@@ -80,7 +106,15 @@ public struct ServerConfig: Sendable {
             redisPingTimeoutMs: max(100, env.int(["RUNFEED_REDIS_PING_TIMEOUT_MS"], default: 5_000)),
             holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),
             jitterRatio: env.double([prefix + "LIVE_POLL_JITTER_RATIO"], default: 0.15),
-            pgPoolSize: Int(env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)),
+            pgPoolSize: poolSize,
+            replicaURL: env.string(["DATABASE_READ_REPLICA_URL"]),
+            replicaPoolSize: Int(max(1, env.int(["RUNFEED_PG_REPLICA_POOL_SIZE"], default: Int64(poolSize)))),
+            runReadsFromPrimary: env.bool([prefix + "RUN_READS_FROM_PRIMARY"], default: false),
+            replicaGate: gate,
+            staleRowRereads: env.int([prefix + "STALE_HYDRATE_RETRIES"], default: 3) > 0,
+            pgStatementTimeoutMs: max(0, env.int(["RUNFEED_PG_STATEMENT_TIMEOUT_MS"], default: 10_000)),
+            pgQueueLimit: Int(max(1, env.int(["RUNFEED_PG_QUEUE_LIMIT"], default: 256))),
+            requestTimeoutMs: max(100, env.int(["RUNFEED_REQUEST_TIMEOUT_MS"], default: 10_000)),
             writeTimeoutMs: max(100, env.int(["RUNFEED_WRITE_TIMEOUT_MS"], default: 30_000)),
             authCacheTtlMs: env.int(["RUNFEED_AUTH_CACHE_TTL_MS"], default: 10_000),
             authCacheMaxEntries: Int(env.int(["RUNFEED_AUTH_CACHE_MAX_ENTRIES"], default: 10_000)),

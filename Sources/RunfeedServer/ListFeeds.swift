@@ -11,9 +11,12 @@ final class ListFeedRequest {
     let legacyHeaderNames: Bool
     let apiVersion: String?
     let extraHeaders: [(String, String)]
+    /// The request's database deadline (until it is held; a held poll has its own).
+    let demand: Demand?
 
     init(conn: FastCGIConnection, ctx: AuthContext, filter: ListFilter, handle: String, columns: ColumnSet,
-         legacyHeaderNames: Bool, apiVersion: String?, extraHeaders: [(String, String)]) {
+         legacyHeaderNames: Bool, apiVersion: String?, extraHeaders: [(String, String)], demand: Demand? = nil) {
+        self.demand = demand
         self.conn = conn
         self.ctx = ctx
         self.filter = filter
@@ -106,6 +109,8 @@ final class ListFeedRegistry {
     private var localViews: BoundedTTLCache<String, LocalView>
     private var coalescers: [String: LeadingEdgeCoalescer] = [:]
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
+    /// Hydrates asked by feeds' machines this loop turn, per environment (see `act(.hydrate)`).
+    private var pendingHydrates: [String: [UInt64: Set<String>]] = [:]
     private var nextId: UInt64 = 1
 
     init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, views: SharedViews, config: ServerConfig) {
@@ -198,7 +203,7 @@ final class ListFeedRegistry {
     }
 
     private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
-        resolveForClient(request, notBeforeUs: notBefore(previous), offset: previous, view: view) { [self] result in
+        resolveForClient(request, notBeforeUs: notBefore(previous), offset: previous, view: view, demand: request.demand) { [self] result in
             guard case .success(let set) = result else {
                 server?.fail(request.conn, .unavailable)
                 return
@@ -246,10 +251,10 @@ final class ListFeedRegistry {
     }
 
     /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
-    private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
+    private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?, askedAtMs: Int64) -> Bool {
         let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
                                               floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view,
-                                                                               skewMs: config.clockSkewMs))
+                                                                               skewMs: config.clockSkewMs, askedAtMs: askedAtMs))
         if stale { WorkerMetrics.shared.confirmingReads.increment() }
         return stale
     }
@@ -257,10 +262,11 @@ final class ListFeedRegistry {
     /// A resolve whose rows may be sent to a client holding `view`: re-resolved afresh when the first one
     /// (cached or shared) would send something read before the client's view.
     private func resolveForClient(_ request: ListFeedRequest, notBeforeUs: Int64, offset: Offset?, view: ListView?,
-                                  _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
-        runsets.runset(request.ctx, request.filter, notBeforeUs: notBeforeUs) { [self] result in
-            if case .success(let set) = result, needsFresherRead(set.rows, offset: offset, view: view) {
-                runsets.runset(request.ctx, request.filter, notBeforeUs: wallUs(), done)
+                                  demand: Demand?, _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
+        let askedAtMs = wallMs()
+        runsets.runset(request.ctx, request.filter, notBeforeUs: notBeforeUs, demand: demand) { [self] result in
+            if case .success(let set) = result, needsFresherRead(set.rows, offset: offset, view: view, askedAtMs: askedAtMs) {
+                runsets.runset(request.ctx, request.filter, notBeforeUs: wallUs(), demand: demand, done)
                 return
             }
             done(result)
@@ -283,6 +289,9 @@ final class ListFeedRegistry {
     }
 
     private func park(id: UInt64, _ request: ListFeedRequest, offset: Offset, view: ListView?, source: ViewSource) {
+        // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
+        guard !request.conn.isAnswered else { return }
+        server?.parked(request.conn)
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
@@ -325,7 +334,7 @@ final class ListFeedRegistry {
             cached.append(row)
         }
         if cached.count == missed.count,
-           !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view) {
+           !needsFresherRead(cached.filter { request.filter.contains($0) }, offset: offset, view: view, askedAtMs: wallMs()) {
             WorkerMetrics.shared.listGapFromCache.increment()
             feed.lastReadBasisMs = (cached.map(\.readAtUs).min() ?? wallUs()) / 1000
             deliverHydrated(feed, rows: cached.filter { request.filter.contains($0) })
@@ -342,7 +351,13 @@ final class ListFeedRegistry {
         case .resolve:
             let notBeforeUs = feed.resolveNotBeforeUs
             feed.resolveNotBeforeUs = 0
-            resolveForClient(feed.request, notBeforeUs: notBeforeUs, offset: feed.offset, view: feed.machine.view) { [self] result in
+            if !feed.parking.deadlinePending, server?.db.stalled == true {
+                // The backstop while the database is not keeping up: answered on what the client holds.
+                act(feed, feed.machine.handle(.resolved(nil)))
+                return
+            }
+            resolveForClient(feed.request, notBeforeUs: notBeforeUs, offset: feed.offset, view: feed.machine.view,
+                             demand: feed.parking.demand) { [self] result in
                 guard feeds[feed.id] != nil else { return }
                 switch result {
                 case .success(let set):
@@ -355,7 +370,19 @@ final class ListFeedRegistry {
                 }
             }
         case .hydrate(let runs):
-            hydrateAndDeliver([feed.id: runs], env: feed.request.envId)
+            // Gathered until the loop's next turn: the feeds whose machines ask for the runs they kept while a read
+            // was in flight (every feed of a tag, when a read ends) share one hydrate.
+            let env = feed.request.envId
+            let first = pendingHydrates.isEmpty
+            pendingHydrates[env, default: [:]][feed.id, default: []].formUnion(runs)
+            if first {
+                loop.schedule(afterMs: 0) { [weak self] in
+                    guard let self else { return }
+                    let batches = self.pendingHydrates
+                    self.pendingHydrates = [:]
+                    for (env, wanted) in batches { self.hydrateAndDeliver(wanted, env: env, records: [:]) }
+                }
+            }
         case .answer(let emits):
             if !feed.parking.deadlinePending { WorkerMetrics.shared.listBackstopDelivered.increment() } else { WorkerMetrics.shared.listNotify.increment() }
             finish(feed, rows: emits.map { (feed.lastRows[$0.index], $0.operation) }, basisMs: answerBasis(feed, feed.lastReadBasisMs))
@@ -372,26 +399,53 @@ final class ListFeedRegistry {
         return min(readMs, wallMs() - config.coalesceWindowMs - 1)
     }
 
-    /// Hydrates the union of the runs once and hands each feed the rows that match its filter.
-    private func hydrateAndDeliver(_ wanted: [UInt64: Set<String>], env: String) {
+    /// Hydrates the union of the runs once and hands each feed the rows that match its filter. `records`: the
+    /// newest `updatedAtMs` of the change records behind the runs — a replica row older than that is read again on
+    /// the primary (`ReplicaStaleness`).
+    private func hydrateAndDeliver(_ wanted: [UInt64: Set<String>], env: String, records: [String: Int64]) {
         let ids = Array(wanted.values.reduce(into: Set<String>()) { $0.formUnion($1) }).sorted()
         guard !ids.isEmpty else { return }
         let startedMs = wallMs()
-        runsets.hydrate(envId: env, ids: ids) { [self] result in
-            let byId: [String: RunRow]?
-            switch result {
-            case .success(let rows): byId = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            case .failure: byId = nil  // the machine falls back to the backstop
+        let demands = QueryDemands(wanted.keys.compactMap { feeds[$0]?.parking.demand })
+        runsets.hydrate(envId: env, ids: ids, freshAfter: monotonicUs(), demands: demands) { [self] result in
+            guard case .success(let rows) = result, config.staleRowRereads else {
+                deliverHydrate(wanted, result: result, startedMs: startedMs)
+                return
             }
-            for (id, runs) in wanted {
-                guard let feed = feeds[id] else { continue }
-                feed.lastReadBasisMs = startedMs
-                guard let byId else {
-                    act(feed, feed.machine.handle(.hydrated(nil)))
-                    continue
+            let stale = rows.filter {
+                ReplicaStaleness.needsPrimaryRead(fromReplica: $0.fromReplica, rowUpdatedAtMs: $0.updatedAtMs,
+                                                  recordUpdatedAtMs: records[$0.id])
+            }.map(\.id)
+            guard !stale.isEmpty else {
+                deliverHydrate(wanted, result: result, startedMs: startedMs)
+                return
+            }
+            WorkerMetrics.shared.replicaFallback(.stale).increment(by: stale.count)
+            runsets.hydrate(envId: env, ids: stale, freshAfter: monotonicUs(), demands: demands, fromPrimary: true) { [self] again in
+                guard case .success(let fresh) = again else {
+                    deliverHydrate(wanted, result: again, startedMs: startedMs)
+                    return
                 }
-                deliverHydrated(feed, rows: runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) })
+                let byId = Dictionary(fresh.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                deliverHydrate(wanted, result: .success(rows.map { byId[$0.id] ?? $0 }), startedMs: startedMs)
             }
+        }
+    }
+
+    private func deliverHydrate(_ wanted: [UInt64: Set<String>], result: Result<[RunRow], RunsetFailure>, startedMs: Int64) {
+        let byId: [String: RunRow]?
+        switch result {
+        case .success(let rows): byId = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        case .failure: byId = nil  // the machine falls back to the backstop
+        }
+        for (id, runs) in wanted {
+            guard let feed = feeds[id] else { continue }
+            feed.lastReadBasisMs = startedMs
+            guard let byId else {
+                act(feed, feed.machine.handle(.hydrated(nil)))
+                continue
+            }
+            deliverHydrated(feed, rows: runs.compactMap { byId[$0] }.filter { feed.request.filter.contains($0) })
         }
     }
 
@@ -463,7 +517,11 @@ final class ListFeedRegistry {
             case let other: act(feed, other)
             }
         }
-        if !reads.isEmpty { hydrateAndDeliver(reads, env: env) }
+        if !reads.isEmpty {
+            var newest: [String: Int64] = [:]
+            for r in records { if let u = r.updatedAtMs { newest[r.runId] = max(newest[r.runId] ?? u, u) } }
+            hydrateAndDeliver(reads, env: env, records: newest)
+        }
     }
 
     /// Records published while the subscription was down are lost: re-resolve every held feed of the env.

@@ -81,9 +81,19 @@ final class WorkerMetrics: @unchecked Sendable {
 
     // Databases
     let runRowReads: Counter
-    let postgresQueries: Counter
-    let postgresErrors: Counter
-    let postgresLatency: Histogram
+    /// Per database (`target`: primary, replica).
+    private let pg: [DBTarget: PGMetrics]
+    let pgQueueLimit: Gauge
+    /// Requests answered 503 at their deadline while waiting for the database.
+    let requestTimeouts: Counter
+    // The read replica and its gate
+    let replicaConfigured: Gauge
+    let replicaUp: Gauge
+    let replicaLag: Gauge
+    let replicaGateWait: Histogram
+    private let replicaRoutes: [String: Counter]
+    private let replicaFallbacks: [ReplicaFallback: Counter]
+    private let samples: [DBTarget: Counter]
     let clickhouseQueries: Counter
     let clickhouseErrors: Counter
     let clickhouseLatency: Histogram
@@ -108,6 +118,9 @@ final class WorkerMetrics: @unchecked Sendable {
     /// From a row's `updatedAt` to the live answer carrying it (includes the writer's commit time and
     /// any clock difference between hosts).
     static let lagBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 60]
+
+    /// Where a read asking for the replica went (`runfeed_replica_routes_total{route}`).
+    static let replicaRouteLabels = ["replica", "replica_after_wait"] + PrimaryReason.allCases.map { "primary_" + $0.rawValue }
 
     static let viewSources = ["snapshot", "local", "shared", "unknown", "none"]
     static let viewOps = ["load", "save", "save_whole", "touch"]
@@ -219,11 +232,52 @@ final class WorkerMetrics: @unchecked Sendable {
         })
 
         runRowReads = counter("runfeed_run_row_reads_total", "Single-run row reads")
-        postgresQueries = counter("runfeed_postgres_queries_total", "PostgreSQL statements run")
-        postgresErrors = counter("runfeed_postgres_errors_total", "PostgreSQL statements that failed")
-        postgresLatency = histogram("runfeed_postgres_query_seconds",
-                                    "Seconds from submitting a PostgreSQL statement to its result reaching the event loop",
+        var pg: [DBTarget: PGMetrics] = [:]
+        for t in DBTarget.allCases {
+            let l = [("target", t.rawValue)]
+            let dropHelp = "PostgreSQL statements never sent, by target and reason (deadline: the request's deadline passed while it waited; client_gone: every request waiting for it had gone; queue_full: the queue was at its bound)"
+            let stateHelp = "PostgreSQL statements waiting for a connection (queued) and running (busy), by target"
+            pg[t] = PGMetrics(
+                queries: counter("runfeed_postgres_queries_total", "PostgreSQL statements run, by target (primary, replica)", l),
+                errors: counter("runfeed_postgres_errors_total", "PostgreSQL statements that failed, by target", l),
+                timeouts: counter("runfeed_postgres_timeouts_total",
+                                  "PostgreSQL statements cancelled at their deadline or the statement timeout, by target", l),
+                latency: histogram("runfeed_postgres_query_seconds",
+                                   "Seconds from submitting a PostgreSQL statement to its result reaching the event loop, by target",
+                                   Self.queryBuckets, l),
+                droppedDeadline: counter("runfeed_postgres_dropped_total", dropHelp, l + [("reason", "deadline")]),
+                droppedClientGone: counter("runfeed_postgres_dropped_total", dropHelp, l + [("reason", "client_gone")]),
+                droppedQueueFull: counter("runfeed_postgres_dropped_total", dropHelp, l + [("reason", "queue_full")]),
+                queued: gauge("runfeed_postgres_statements", stateHelp, l + [("state", "queued")]),
+                busy: gauge("runfeed_postgres_statements", stateHelp, l + [("state", "busy")]),
+                stalled: gauge("runfeed_postgres_stalled",
+                               "1 while a database is not keeping up (queue at its bound, a statement waiting or running for a second, or one that ended at its deadline within the last second), by target", l))
+        }
+        self.pg = pg
+        pgQueueLimit = gauge("runfeed_postgres_queue_limit", "PostgreSQL statements that may wait for a connection, per database (RUNFEED_PG_QUEUE_LIMIT)")
+        requestTimeouts = counter("runfeed_request_timeouts_total",
+                                  "Requests answered 503 at their deadline (RUNFEED_REQUEST_TIMEOUT_MS, shortened while the primary is stalled) before the database answered")
+        replicaConfigured = gauge("runfeed_replica_configured", "1 when DATABASE_READ_REPLICA_URL is set")
+        replicaUp = gauge("runfeed_replica_up", "1 unless the read replica failed its last check or read (0 also without a replica)")
+        replicaLag = gauge("runfeed_replica_lag_seconds",
+                           "The replica gate's lag estimate: the largest lag measured in the window (time from a primary WAL position to the replica replaying it)")
+        replicaGateWait = histogram("runfeed_replica_gate_wait_seconds",
+                                    "Seconds reads waited for the replica to catch up before going to it or to the primary",
                                     Self.queryBuckets)
+        replicaRoutes = Dictionary(uniqueKeysWithValues: Self.replicaRouteLabels.map {
+            ($0, counter("runfeed_replica_routes_total",
+                         "Reads that could use the replica, by where they went (replica; replica_after_wait; primary_<reason>: down, lagging, timed_out, gate_off, positions_unknown)",
+                         [("route", $0)]))
+        })
+        replicaFallbacks = Dictionary(uniqueKeysWithValues: ReplicaFallback.allCases.map {
+            ($0, counter("runfeed_replica_fallbacks_total",
+                         "Reads answered by the replica and done again on the primary, by reason (miss: not found there; stale: older than its change record; error: the replica failed; moving: replay moved during the statement, so its read time is not exact)",
+                         [("reason", $0.rawValue)]))
+        })
+        samples = Dictionary(uniqueKeysWithValues: DBTarget.allCases.map {
+            ($0, counter("runfeed_replica_position_samples_total",
+                         "WAL position samples of the replica gate, by target (on their own connections)", [("target", $0.rawValue)]))
+        })
         clickhouseQueries = counter("runfeed_clickhouse_queries_total", "ClickHouse membership queries run")
         clickhouseErrors = counter("runfeed_clickhouse_errors_total", "ClickHouse membership queries that failed")
         clickhouseLatency = histogram("runfeed_clickhouse_query_seconds",
@@ -256,6 +310,11 @@ final class WorkerMetrics: @unchecked Sendable {
         durations[labels]?.record(seconds)
     }
 
+    func postgres(_ target: DBTarget) -> PGMetrics { pg[target]! }
+    func replicaRoute(_ route: String) -> Counter { replicaRoutes[route]! }
+    func replicaFallback(_ reason: ReplicaFallback) -> Counter { replicaFallbacks[reason]! }
+    func positionSamples(_ target: DBTarget) -> Counter { samples[target]! }
+
     func listAnswers(_ view: String) -> Counter { answersByView[view]! }
     func listAnswerBytes(_ view: String) -> Counter { answerBytesByView[view]! }
     func sharedViewCommands(_ op: String) -> Counter { viewCommands[op]! }
@@ -283,4 +342,27 @@ extension Counter {
 
 extension Gauge {
     func set<T: BinaryInteger>(_ value: T) { set(Double(value)) }
+}
+
+/// One database's statement metrics.
+struct PGMetrics {
+    let queries: Counter
+    let errors: Counter
+    let timeouts: Counter
+    let latency: Histogram
+    let droppedDeadline: Counter
+    let droppedClientGone: Counter
+    let droppedQueueFull: Counter
+    let queued: Gauge
+    let busy: Gauge
+    let stalled: Gauge
+}
+
+/// Why a replica answer was done again on the primary.
+enum ReplicaFallback: String, CaseIterable {
+    case miss
+    case stale
+    case error
+    /// The replica replayed a commit during the statement: its snapshot could not be placed exactly.
+    case moving
 }

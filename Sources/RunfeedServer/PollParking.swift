@@ -31,21 +31,35 @@ final class PollParking {
         channels.retain(envId)
     }
 
+    /// The database work of this poll (its reads, its share of hydrates): wanted until the poll is answered, at
+    /// most until the hold deadline plus `backstopBudgetMs` (the backstop read's own time).
+    private(set) var demand = Demand(deadlineUs: Int64.max)
+
+    /// The backstop read at the hold deadline gets this long (or the statement timeout, if shorter); past it the
+    /// poll is answered on what its client holds.
+    static let backstopBudgetMs: Int64 = 2_000
+
     /// Arms the hold deadline and the watch for the client going away.
     func arm(_ config: ServerConfig, onDeadline: @escaping () -> Void, onGone: @escaping () -> Void) {
         retainChannel()
         let hold = HoldTiming.holdMs(baseMs: config.holdMs, jitterRatio: config.jitterRatio, unit: Double.random(in: 0..<1))
+        let budget = config.pgStatementTimeoutMs > 0 ? min(Self.backstopBudgetMs, config.pgStatementTimeoutMs) : Self.backstopBudgetMs
+        demand = Demand(deadlineUs: monotonicUs() + (hold + budget) * 1000)
         timer = loop.schedule(afterMs: hold) { [weak self] in
             self?.timer = nil
             onDeadline()
         }
-        loop.watch(fd: fd, events: EV_IN | EV_RDHUP) { _ in onGone() }
+        loop.watch(fd: fd, events: EV_IN | EV_RDHUP) { [demand] _ in
+            demand.end(clientGone: true)
+            onGone()
+        }
     }
 
     /// Ends the wait: cancels the deadline, stops watching, releases the channel. Idempotent.
     func unpark() {
         guard parked else { return }
         parked = false
+        demand.end()
         if let t = timer { loop.cancel(t) }
         timer = nil
         loop.unwatch(fd: fd)

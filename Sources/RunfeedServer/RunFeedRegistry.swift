@@ -12,6 +12,11 @@ final class LiveRunFeed {
     var lastRow: RunRow?
     /// When the last read of this poll started (database clock, ms), if it found a row.
     var lastReadBasisMs: Int64?
+    /// The newest `updatedAtMs` of the change records that woke this poll: a replica row older than that is
+    /// read again on the primary (`ReplicaStaleness`).
+    var recordUpdatedAtMs: Int64?
+    /// The read in flight (or the last one) was started by the hold deadline, not by a change record.
+    var readIsBackstop = false
 
     init(id: UInt64, request: RunFeedRequest, offset: Offset, machine: RunFeedPoll, parking: PollParking) {
         self.id = id
@@ -51,6 +56,9 @@ final class RunFeedRegistry {
     // MARK: feeds
 
     func startLive(_ request: RunFeedRequest, offset: Offset) {
+        // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
+        guard !request.conn.isAnswered else { return }
+        server?.parked(request.conn)
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
@@ -80,7 +88,7 @@ final class RunFeedRegistry {
 
     /// `notifiedAt`: for `.notified`, when the record arrived (monotonic µs); every read that started
     /// after it will do, so all the feeds one record wakes share one read.
-    private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent, notifiedAt: Int64? = nil) {
+    private func event(_ feed: LiveRunFeed, _ e: RunFeedEvent, notifiedAt: Int64? = nil, recordUpdatedAtMs: Int64? = nil) {
         guard feeds[feed.id] != nil else { return }
         switch e {
         case .deadline: WorkerMetrics.shared.runBackstop.increment()
@@ -88,7 +96,9 @@ final class RunFeedRegistry {
             feed.request.conn.clientGone = true
             WorkerMetrics.shared.runAbort.increment()
             server?.log.debug("live poll aborted by client run=\(feed.request.runId) held=\(feeds.count - 1)")
-        case .notified: WorkerMetrics.shared.runNotify.increment()
+        case .notified:
+            WorkerMetrics.shared.runNotify.increment()
+            if let u = recordUpdatedAtMs { feed.recordUpdatedAtMs = max(feed.recordUpdatedAtMs ?? u, u) }
         default: break
         }
         let freshAfter = e == .notified ? (notifiedAt ?? monotonicUs()) : monotonicUs() - config.runCacheTtlMs * 1000
@@ -102,14 +112,25 @@ final class RunFeedRegistry {
         case .readRow:
             let r = feed.request
             guard let store = server?.store else { return }
-            let read = feed.machine.state == .reading(.backstop) ? store.readRowBatched : store.readRow
-            read(r.envId, r.runId, freshAfter) { [weak self] result in
+            feed.readIsBackstop = feed.machine.state == .reading(.backstop)
+            let read = feed.readIsBackstop ? store.readRowBatched : store.readRow
+            read(r.envId, r.runId, freshAfter, feed.parking.demand) { [weak self] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
                 if case .success(let row?) = result,
                    feed.machine.view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest),
                    !self.readAfterClientsView(feed, row) {
                     WorkerMetrics.shared.confirmingReads.increment()
-                    store.readRow(envId: r.envId, runId: r.runId, freshAfter: monotonicUs()) { [weak self] result in
+                    store.readRow(envId: r.envId, runId: r.runId, freshAfter: monotonicUs(), demand: feed.parking.demand) { [weak self] result in
+                        self?.completeRead(feed, result, freshAfter: freshAfter)
+                    }
+                    return
+                }
+                if case .success(let row?) = result, self.config.staleRowRereads,
+                   ReplicaStaleness.needsPrimaryRead(fromReplica: row.fromReplica, rowUpdatedAtMs: row.updatedAtMs,
+                                                     recordUpdatedAtMs: feed.recordUpdatedAtMs) {
+                    // Older on the replica than the change record says: the primary has it.
+                    WorkerMetrics.shared.replicaFallback(.stale).increment()
+                    store.readRowFromPrimary(envId: r.envId, runId: r.runId, demand: feed.parking.demand) { [weak self] result in
                         self?.completeRead(feed, result, freshAfter: freshAfter)
                     }
                     return
@@ -117,7 +138,8 @@ final class RunFeedRegistry {
                 self.completeRead(feed, result, freshAfter: freshAfter)
             }
         case .emitRow:
-            if !feed.parking.deadlinePending { WorkerMetrics.shared.runBackstopDelivered.increment() }
+            // Found by the deadline's re-read (a record's read that ends after the deadline does not count).
+            if !feed.parking.deadlinePending && feed.readIsBackstop { WorkerMetrics.shared.runBackstopDelivered.increment() }
             finish(feed, row: feed.lastRow)
         case .emitUpToDate:
             finish(feed, row: nil)
@@ -169,7 +191,7 @@ final class RunFeedRegistry {
         guard let ids = byRun[Self.runKey(env, record.runId)] else { return }
         let now = monotonicUs()
         for id in ids {
-            if let feed = feeds[id] { event(feed, .notified, notifiedAt: now) }
+            if let feed = feeds[id] { event(feed, .notified, notifiedAt: now, recordUpdatedAtMs: record.updatedAtMs) }
         }
     }
 }

@@ -18,8 +18,17 @@ final class RunStore {
     private var rows: BoundedTTLCache<String, CachedRow>
     private var slots: [String: ReadSlot] = [:]
     private var lookupFlights = SingleFlight<String, Result<RunLookup?, PGError>>()
+    /// Who waits for each lookup in flight.
+    private var lookupDemands: [String: QueryDemands] = [:]
     /// Backstop reads waiting to go out together, per environment (see `readRowBatched`).
-    private var batched: [String: [(runId: String, done: (Result<RunRow?, PGError>) -> Void)]] = [:]
+    private var batched: [String: [BatchedRead]] = [:]
+
+    private struct BatchedRead {
+        let runId: String
+        let freshAfter: Int64
+        let demand: Demand?
+        let done: (Result<RunRow?, PGError>) -> Void
+    }
     private var batchTimer: EventLoop.TimerID?
     static let batchWindowMs: Int64 = 50
 
@@ -30,9 +39,15 @@ final class RunStore {
     }
 
     private final class ReadSlot {
+        /// The read in flight counts as started no earlier than this (monotonic µs): when it was sent (primary),
+        /// or the freshness it asked the replica gate for.
         var currentStartedAt: Int64?
+        var currentDemands = QueryDemands()
         var current: [(Result<RunRow?, PGError>) -> Void] = []
         var next: [(Result<RunRow?, PGError>) -> Void] = []
+        var nextDemands: [Demand?] = []
+        /// The latest freshness asked by `next`.
+        var nextFreshAfter: Int64 = Int64.min
     }
 
 
@@ -49,20 +64,26 @@ final class RunStore {
     }
 
     /// The run with this friendly id in this environment (nil: not there). Misses are never cached:
-    /// a run created a moment ago must be found on the next try.
-    func lookup(envId: String, friendlyId: String, _ done: @escaping (Result<RunLookup?, PGError>) -> Void) {
+    /// a run created a moment ago must be found on the next try. Read on the replica when there is one; a miss
+    /// there is asked of the primary, so a run that exists is never reported missing.
+    func lookup(envId: String, friendlyId: String, demand: Demand? = nil, _ done: @escaping (Result<RunLookup?, PGError>) -> Void) {
         let key = envId + "\u{0}" + friendlyId
         if let hit = lookups.get(key, nowMs: monotonicMs()) {
             done(.success(hit))
             return
         }
-        guard lookupFlights.join(key, done) else { return }
+        guard lookupFlights.join(key, done) else {
+            lookupDemands[key]?.add(demand)
+            return
+        }
+        let demands = QueryDemands(demand)
+        lookupDemands[key] = demands
         let sql = """
             SELECT r."id", r."friendlyId", r."taskIdentifier", r."runTags", b."friendlyId"
             FROM "TaskRun" r LEFT JOIN "BatchTaskRun" b ON b."id" = r."batchId"
             WHERE r."friendlyId" = $1 AND r."runtimeEnvironmentId" = $2 LIMIT 1
             """
-        db.query(sql, [friendlyId, envId]) { [self] result in
+        db.lookup(sql, [friendlyId, envId], demands: demands) { [self] result in
             let found: Result<RunLookup?, PGError> = result.map { rows in
                 guard let r = rows.rows.first, let id = r[0] else { return nil }
                 let found = RunLookup(id: id, friendlyId: r[1] ?? friendlyId, taskIdentifier: r[2] ?? "",
@@ -71,6 +92,7 @@ final class RunStore {
                 lookups.set(key, found, nowMs: monotonicMs())
                 return found
             }
+            lookupDemands.removeValue(forKey: key)
             for w in lookupFlights.complete(key) { w(found) }
         }
     }
@@ -82,21 +104,27 @@ final class RunStore {
     }
 
     /// The internal id of the batch with this friendly id in this environment (nil: not there).
-    func lookupBatch(envId: String, friendlyId: String, _ done: @escaping (Result<String?, PGError>) -> Void) {
+    func lookupBatch(envId: String, friendlyId: String, demand: Demand? = nil, _ done: @escaping (Result<String?, PGError>) -> Void) {
         let key = "batch\u{0}" + envId + "\u{0}" + friendlyId
         if let hit = lookups.get(key, nowMs: monotonicMs()) {
             done(.success(hit.id))
             return
         }
-        guard lookupFlights.join(key, { done($0.map { $0?.id }) }) else { return }
+        guard lookupFlights.join(key, { done($0.map { $0?.id }) }) else {
+            lookupDemands[key]?.add(demand)
+            return
+        }
+        let demands = QueryDemands(demand)
+        lookupDemands[key] = demands
         let sql = "SELECT \"id\" FROM \"BatchTaskRun\" WHERE \"friendlyId\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
-        db.query(sql, [friendlyId, envId]) { [self] result in
+        db.lookup(sql, [friendlyId, envId], demands: demands) { [self] result in
             let found: Result<RunLookup?, PGError> = result.map { rows in
                 guard let id = rows.rows.first?.first ?? nil else { return nil }
                 let found = RunLookup(id: id, friendlyId: friendlyId, taskIdentifier: "", runTags: [], batchFriendlyId: nil)
                 lookups.set(key, found, nowMs: monotonicMs())
                 return found
             }
+            lookupDemands.removeValue(forKey: key)
             for w in lookupFlights.complete(key) { w(found) }
         }
     }
@@ -127,8 +155,10 @@ final class RunStore {
 
     /// Reads one run's full row. The answer reflects the database at some moment at or after
     /// `freshAfter` (monotonic µs): a cached row or an in-flight read that started late enough is
-    /// shared; otherwise a new read starts (after the in-flight one, if any).
-    func readRow(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
+    /// shared; otherwise a new read starts (after the in-flight one, if any). With a replica, the read goes there
+    /// once the replica gate says it has applied every commit made before `freshAfter`.
+    func readRow(envId: String, runId: String, freshAfter: Int64, demand: Demand? = nil,
+                 _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
         let key = Self.rowKey(envId, runId)
         if let c = fresh(key, after: freshAfter) {
             done(.success(c.row))
@@ -137,18 +167,47 @@ final class RunStore {
         let slot = slots[key] ?? ReadSlot()
         slots[key] = slot
         if let started = slot.currentStartedAt {
-            if started >= freshAfter { slot.current.append(done) } else { slot.next.append(done) }
+            if started >= freshAfter {
+                slot.current.append(done)
+                slot.currentDemands.add(demand)
+            } else {
+                slot.next.append(done)
+                slot.nextDemands.append(demand)
+                slot.nextFreshAfter = max(slot.nextFreshAfter, freshAfter)
+            }
             return
         }
         slot.current = [done]
-        start(slot, key: key, envId: envId, runId: runId)
+        slot.currentDemands = QueryDemands(demand)
+        start(slot, key: key, envId: envId, runId: runId, freshAfter: freshAfter)
+    }
+
+    /// Reads one run's row on the primary, whatever a cache or the replica holds (a replica answer that was
+    /// missing the run, or older than its change record).
+    func readRowFromPrimary(envId: String, runId: String, demand: Demand? = nil,
+                            _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
+        let key = Self.rowKey(envId, runId)
+        let startedAt = monotonicUs()
+        WorkerMetrics.shared.runRowReads.increment()
+        let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
+        db.query(sql, [runId, envId], .primary, demands: QueryDemands(demand)) { [self] result in
+            let mapped: Result<RunRow?, PGError> = result.map { got in
+                got.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: got.startedAtUs, from: got) }
+            }
+            if case .success(let row) = mapped, fresh(key, after: startedAt) == nil {
+                rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
+            }
+            done(mapped)
+        }
     }
 
     /// `readRow` for reads that may wait a moment (the backstop re-read at each hold deadline): a read
     /// that started late enough is shared as usual, otherwise the run joins a batch that goes out within
     /// `batchWindowMs` as one `id = ANY(…)` query per environment. Holding thousands of polls then costs a
-    /// few queries a second instead of one per poll per hold.
-    func readRowBatched(envId: String, runId: String, freshAfter: Int64, _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
+    /// few queries a second instead of one per poll per hold. While the primary is stalled (and reads go there)
+    /// the read fails at once: the poll is answered on what it holds.
+    func readRowBatched(envId: String, runId: String, freshAfter: Int64, demand: Demand? = nil,
+                        _ done: @escaping (Result<RunRow?, PGError>) -> Void) {
         let key = Self.rowKey(envId, runId)
         if let c = fresh(key, after: freshAfter) {
             done(.success(c.row))
@@ -156,9 +215,14 @@ final class RunStore {
         }
         if let slot = slots[key], let started = slot.currentStartedAt, started >= freshAfter {
             slot.current.append(done)
+            slot.currentDemands.add(demand)
             return
         }
-        batched[envId, default: []].append((runId, done))
+        if db.readsFromPrimary && db.primaryStalled {
+            done(.failure(PGError(.saturated, "the primary is not keeping up")))
+            return
+        }
+        batched[envId, default: []].append(BatchedRead(runId: runId, freshAfter: freshAfter, demand: demand, done: done))
         if batchTimer == nil {
             batchTimer = db.loop.schedule(afterMs: Self.batchWindowMs) { [weak self] in self?.flushBatched() }
         }
@@ -172,16 +236,20 @@ final class RunStore {
             let ids = Array(Set(waiters.map(\.runId))).sorted()
             for chunk in LoopDatabase.chunks(ids) {
                 let chunkSet = Set(chunk)
-                let startedAt = monotonicUs()
+                let mine = waiters.filter { chunkSet.contains($0.runId) }
+                // Fresh enough for every read it answers.
+                let freshAfter = mine.map(\.freshAfter).max() ?? monotonicUs()
                 WorkerMetrics.shared.runRowReads.increment()
-                db.readRuns(envId: envId, ids: chunk) { [self] result in
+                db.readRuns(envId: envId, ids: chunk, db.need(freshAfter: freshAfter),
+                            demands: QueryDemands(mine.compactMap(\.demand))) { [self] result, info in
+                    let startedAt = info.startedAt
                     if case .success(let byId) = result {
                         let now = monotonicMs()
-                        for id in chunk {
+                        for id in chunk where fresh(Self.rowKey(envId, id), after: startedAt) == nil {
                             rows.set(Self.rowKey(envId, id), CachedRow(row: byId[id], startedAt: startedAt), nowMs: now)
                         }
                     }
-                    for w in waiters where chunkSet.contains(w.runId) {
+                    for w in mine {
                         w.done(result.map { $0[w.runId] })
                     }
                 }
@@ -189,29 +257,49 @@ final class RunStore {
         }
     }
 
-    private func start(_ slot: ReadSlot, key: String, envId: String, runId: String) {
-        let startedAt = monotonicUs()
-        slot.currentStartedAt = startedAt
+    private func start(_ slot: ReadSlot, key: String, envId: String, runId: String, freshAfter: Int64) {
+        let sent = monotonicUs()
+        // Primary reads start now; a replica read is worth the watermark the gate waits for (≥ freshAfter).
+        slot.currentStartedAt = db.readsFromPrimary ? sent : freshAfter
         WorkerMetrics.shared.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
-        db.query(sql, [runId, envId]) { [self] result in
-            let mapped: Result<RunRow?, PGError> = result.map { rows in
-                // The read time from the database server's clock (one clock for every host).
-                rows.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: rows.startedAtUs) }
+        let demands = slot.currentDemands
+        db.query(sql, [runId, envId], db.need(freshAfter: freshAfter), demands: demands, versioned: true) { [self] result in
+            if case .success(let got) = result, got.fromReplica, got.rows.isEmpty {
+                // Missing on the replica: the primary says whether the run exists.
+                WorkerMetrics.shared.replicaFallback(.miss).increment()
+                db.query(sql, [runId, envId], .primary, demands: demands) { [self] result in
+                    finishRead(slot, key: key, envId: envId, runId: runId, result: result, startedAt: sent)
+                }
+                return
             }
-            if case .success(let row) = mapped {
-                rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
-            }
-            let waiters = slot.current
-            slot.current = slot.next
-            slot.next = []
-            slot.currentStartedAt = nil
-            if slot.current.isEmpty {
-                slots.removeValue(forKey: key)
-            } else {
-                start(slot, key: key, envId: envId, runId: runId)
-            }
-            for w in waiters { w(mapped) }
+            finishRead(slot, key: key, envId: envId, runId: runId, result: result,
+                       startedAt: (try? result.get())?.effectiveMonoUs ?? sent)
         }
+    }
+
+    private func finishRead(_ slot: ReadSlot, key: String, envId: String, runId: String,
+                            result: Result<PGRows, PGError>, startedAt: Int64) {
+        let mapped: Result<RunRow?, PGError> = result.map { got in
+            // The read time from the database server's clock (one clock for every host); a replica's watermark.
+            got.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: got.startedAtUs, from: got) }
+        }
+        if case .success(let row) = mapped, fresh(key, after: startedAt) == nil {
+            rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
+        }
+        let waiters = slot.current
+        slot.current = slot.next
+        slot.currentDemands = QueryDemands(slot.nextDemands.compactMap { $0 })
+        let nextFresh = slot.nextFreshAfter
+        slot.next = []
+        slot.nextDemands = []
+        slot.nextFreshAfter = Int64.min
+        slot.currentStartedAt = nil
+        if slot.current.isEmpty {
+            slots.removeValue(forKey: key)
+        } else {
+            start(slot, key: key, envId: envId, runId: runId, freshAfter: nextFresh)
+        }
+        for w in waiters { w(mapped) }
     }
 }

@@ -10,7 +10,9 @@ enum RunsetFailure: Error {
 /// Finds the ids of the runs a list feed covers, newest first.
 protocol MembershipResolver: AnyObject {
     var name: String { get }
-    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void)
+    /// `demands`: the requests waiting for it (database resolvers drop the query once none wants it).
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, demands: QueryDemands?,
+                 _ done: @escaping (Result<[String], RunsetFailure>) -> Void)
 }
 
 /// Resolves membership in ClickHouse's `task_runs_v2` (filled by trigger.dev's replication).
@@ -26,7 +28,8 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
         self.log = log
     }
 
-    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, demands: QueryDemands?,
+                 _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
         let tags: [String]
         let batchId: String?
         let fromMs: Int64?
@@ -66,7 +69,8 @@ final class PostgresResolver: MembershipResolver {
     private let db: LoopDatabase
     init(db: LoopDatabase) { self.db = db }
 
-    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
+    func resolve(_ ctx: AuthContext, _ filter: ListFilter, limit: Int, demands: QueryDemands?,
+                 _ done: @escaping (Result<[String], RunsetFailure>) -> Void) {
         let q: (sql: String, params: [String?])
         switch filter.kind {
         case .tags(let tags):
@@ -75,7 +79,8 @@ final class PostgresResolver: MembershipResolver {
             q = PostgresListSQL.batch(envId: ctx.envId, batchId: batchId, limit: limit)
         }
         WorkerMetrics.shared.membershipQueries(name).increment()
-        db.query(q.sql, q.params) { result in
+        // On the replica once it has applied every commit made before now (the resolve's start).
+        db.query(q.sql, q.params, db.need(freshAfter: monotonicUs()), demands: demands) { result in
             done(result.map { $0.rows.compactMap { $0.first ?? nil } }.mapError { RunsetFailure.database($0.description) })
         }
     }
@@ -129,7 +134,7 @@ final class RunsetService {
     /// against the authoritative Postgres row. A cached or in-flight resolve is shared only if it started
     /// at or after `notBeforeUs` (wall µs): a poll whose client already holds a view read at some moment
     /// must not be answered from an older one, or changes in between would wait for the backstop.
-    func runset(_ ctx: AuthContext, _ filter: ListFilter, notBeforeUs: Int64 = 0,
+    func runset(_ ctx: AuthContext, _ filter: ListFilter, notBeforeUs: Int64 = 0, demand: Demand? = nil,
                 _ done: @escaping (Result<Runset, RunsetFailure>) -> Void) {
         // Rows always carry every column (skipping happens at encoding), so the key ignores skipColumns.
         let key = filter.cacheKey(envId: ctx.envId, limit: limit, columns: .all)
@@ -142,12 +147,14 @@ final class RunsetService {
             WorkerMetrics.shared.runsetCoalesced.increment()
             if flight.startedAtUs.map({ $0 >= notBeforeUs }) ?? true {
                 flight.waiters.append(done)
+                flight.demands.add(demand)
             } else {
                 flight.next.append(done)
+                flight.nextDemands.append(demand)
             }
             return
         }
-        start(ctx, filter, key: key, waiters: [done])
+        start(ctx, filter, key: key, waiters: [done], demands: QueryDemands(demand))
     }
 
     private final class Flight {
@@ -156,18 +163,24 @@ final class RunsetService {
         var waiters: [(Result<Runset, RunsetFailure>) -> Void]
         /// Callers that need a resolve started after this one's: a new resolve when this one ends.
         var next: [(Result<Runset, RunsetFailure>) -> Void] = []
-        init(_ waiters: [(Result<Runset, RunsetFailure>) -> Void]) { self.waiters = waiters }
+        /// Who waits for this resolve (its queries are dropped once none does), and for the next one.
+        let demands: QueryDemands
+        var nextDemands: [Demand?] = []
+        init(_ waiters: [(Result<Runset, RunsetFailure>) -> Void], demands: QueryDemands) {
+            self.waiters = waiters
+            self.demands = demands
+        }
     }
 
     private func start(_ ctx: AuthContext, _ filter: ListFilter, key: String,
-                       waiters: [(Result<Runset, RunsetFailure>) -> Void]) {
+                       waiters: [(Result<Runset, RunsetFailure>) -> Void], demands: QueryDemands) {
         WorkerMetrics.shared.runsetMiss.increment()
-        let flight = Flight(waiters)
+        let flight = Flight(waiters, demands: demands)
         inflight[key] = flight
         admit { [self] in
             let resolvedAtUs = wallUs()
             flight.startedAtUs = resolvedAtUs
-            resolver.resolve(ctx, filter, limit: limit) { [self] result in
+            resolver.resolve(ctx, filter, limit: limit, demands: demands) { [self] result in
                 switch result {
                 case .failure(let e):
                     finish(key, ctx, filter, .failure(e))
@@ -177,7 +190,7 @@ final class RunsetService {
                         log.warning("list feed matched more than \(limit) runs; serving the newest \(limit) env=\(ctx.envId)")
                         ids.removeLast(ids.count - limit)
                     }
-                    hydrate(envId: ctx.envId, ids: ids) { [self] hydrated in
+                    hydrate(envId: ctx.envId, ids: ids, freshAfter: monotonicUs(), demands: demands) { [self] hydrated in
                         // Newest first by the authoritative createdAt (ClickHouse 18.16 keeps whole seconds).
                         finish(key, ctx, filter, hydrated.map { rows in
                             Runset(rows: rows.filter { filter.contains($0) }.sorted { ($0.createdAtMs, $0.id) > ($1.createdAtMs, $1.id) },
@@ -193,7 +206,9 @@ final class RunsetService {
         if case .success(let set) = result { cache.set(key, set, nowMs: monotonicMs()) }
         let flight = inflight.removeValue(forKey: key)
         if let next = gate.release(), let run = waiting.removeValue(forKey: next) { run() }
-        if let flight, !flight.next.isEmpty { start(ctx, filter, key: key, waiters: flight.next) }
+        if let flight, !flight.next.isEmpty {
+            start(ctx, filter, key: key, waiters: flight.next, demands: QueryDemands(flight.nextDemands.compactMap { $0 }))
+        }
         for w in flight?.waiters ?? [] { w(result) }
     }
 
@@ -207,8 +222,11 @@ final class RunsetService {
         }
     }
 
-    /// Reads full rows by id (one query per 1,000 ids), keeping the order of `ids`.
-    func hydrate(envId: String, ids: [String], _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {
+    /// Reads full rows by id (one query per 1,000 ids), keeping the order of `ids`, as of a moment at or after
+    /// `freshAfter` (monotonic µs; the replica once it has applied every commit made before then). Runs a replica
+    /// answer is missing are read on the primary (`readFromPrimary`: every row there).
+    func hydrate(envId: String, ids: [String], freshAfter: Int64, demands: QueryDemands? = nil, fromPrimary: Bool = false,
+                 _ done: @escaping (Result<[RunRow], RunsetFailure>) -> Void) {
         guard !ids.isEmpty else {
             done(.success([]))
             return
@@ -217,20 +235,40 @@ final class RunsetService {
         var byId: [String: RunRow] = [:]
         var remaining = chunks.count
         var failed: RunsetFailure?
-        let startedAt = monotonicUs()
+        // When the read counts as started: the earliest effective start of its queries.
+        var startedAt = Int64.max
+        let need: ReadNeed = fromPrimary ? .primary : db.need(freshAfter: freshAfter)
+        func chunkDone() {
+            remaining -= 1
+            guard remaining == 0 else { return }
+            if let failed { done(.failure(failed)); return }
+            let rows = ids.compactMap { byId[$0] }
+            self.onHydrated?(envId, rows, startedAt)
+            done(.success(rows))
+        }
         for chunk in chunks {
             WorkerMetrics.shared.listHydrates.increment()
-            db.readRuns(envId: envId, ids: chunk) { [self] result in
+            db.readRuns(envId: envId, ids: chunk, need, demands: demands) { [self] result, info in
                 switch result {
-                case .failure(let e): failed = .database(e.description)
-                case .success(let rows): byId.merge(rows) { a, _ in a }
-                }
-                remaining -= 1
-                if remaining == 0 {
-                    if let failed { done(.failure(failed)); return }
-                    let rows = ids.compactMap { byId[$0] }
-                    self.onHydrated?(envId, rows, startedAt)
-                    done(.success(rows))
+                case .failure(let e):
+                    failed = .database(e.description)
+                    chunkDone()
+                case .success(let rows):
+                    byId.merge(rows) { a, _ in a }
+                    startedAt = min(startedAt, info.startedAt)
+                    let missing = chunk.filter { rows[$0] == nil }
+                    guard !missing.isEmpty, info.fromReplica else { return chunkDone() }
+                    // Missing on the replica: the primary says whether those runs exist.
+                    WorkerMetrics.shared.replicaFallback(.miss).increment()
+                    db.readRuns(envId: envId, ids: missing, .primary, demands: demands) { result, info in
+                        switch result {
+                        case .failure(let e): failed = .database(e.description)
+                        case .success(let rows):
+                            byId.merge(rows) { a, _ in a }
+                            startedAt = min(startedAt, info.startedAt)
+                        }
+                        chunkDone()
+                    }
                 }
             }
         }

@@ -36,6 +36,18 @@ public final class Server: @unchecked Sendable {
     private var inFlight = 0
     private var draining = false
     private var encoded: BoundedTTLCache<String, String>
+    /// Requests not yet answered or held: their database deadline and its timer.
+    private var pending: [ObjectIdentifier: PendingRequest] = [:]
+
+    private final class PendingRequest {
+        let demand: Demand
+        var timer: EventLoop.TimerID?
+        init(_ demand: Demand) { self.demand = demand }
+    }
+
+    /// While the database is not keeping up, a new request waits at most this long for it (answers that need
+    /// nothing but caches still go out).
+    static let shedWaitMs: Int64 = 250
 
     /// Create after `ProcessSignals.blockProcessSignals()`: this starts the pool threads.
     public init(config: ServerConfig, log: Logger) {
@@ -44,8 +56,8 @@ public final class Server: @unchecked Sendable {
         self.config = config
         self.log = log
         writer = ResponseWriter(loop: loop, timeoutMs: config.writeTimeoutMs)
-        let pool = PostgresPool(conninfo: config.databaseURL, size: config.pgPoolSize)
-        db = LoopDatabase(pool: pool, loop: loop, log: log)
+        db = LoopDatabase(config: config, loop: loop, log: log)
+        WorkerMetrics.shared.pgQueueLimit.set(config.pgQueueLimit)
         subscriber = config.redis.makeSubscriber(loop: loop, sharded: config.redisSharded,
                                                  pingIntervalMs: config.redisPingIntervalMs, pongTimeoutMs: config.redisPingTimeoutMs)
         auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries,
@@ -140,6 +152,7 @@ public final class Server: @unchecked Sendable {
     func handle(_ conn: FastCGIConnection) {
         inFlight += 1
         let info = conn.info
+        let demand = track(conn)
         let origin = info.headers["origin"]
         if info.method == "OPTIONS" {
             respond(conn, ElectricResponse.options(origin: origin, requestHeaders: info.headers["access-control-request-headers"]))
@@ -153,7 +166,7 @@ public final class Server: @unchecked Sendable {
             fail(conn, .notFound(shouldRetry: false))
             return
         }
-        auth.authenticate(info) { [self] result in
+        auth.authenticate(info, demand: demand) { [self] result in
             switch result {
             case .failure(let e):
                 fail(conn, e)
@@ -162,25 +175,26 @@ public final class Server: @unchecked Sendable {
                 case .failure(let e):
                     fail(conn, e)
                 case .success(let query):
-                    dispatch(conn, route: route, ctx: ctx, query: query)
+                    dispatch(conn, route: route, ctx: ctx, query: query, demand: demand)
                 }
             }
         }
     }
 
-    private func dispatch(_ conn: FastCGIConnection, route: Route, ctx: AuthContext, query: FeedQuery) {
+    private func dispatch(_ conn: FastCGIConnection, route: Route, ctx: AuthContext, query: FeedQuery, demand: Demand) {
+        guard !conn.isAnswered else { return }
         switch route {
         case .run(let friendlyId):
-            serveRun(conn, ctx: ctx, query: query, friendlyId: friendlyId)
+            serveRun(conn, ctx: ctx, query: query, friendlyId: friendlyId, demand: demand)
         case .runs:
-            serveTags(conn, ctx: ctx, query: query)
+            serveTags(conn, ctx: ctx, query: query, demand: demand)
         case .batch(let friendlyId):
-            serveBatch(conn, ctx: ctx, query: query, friendlyId: friendlyId)
+            serveBatch(conn, ctx: ctx, query: query, friendlyId: friendlyId, demand: demand)
         }
     }
 
-    private func serveRun(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String) {
-        store.lookup(envId: ctx.envId, friendlyId: friendlyId) { [self] result in
+    private func serveRun(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String, demand: Demand) {
+        store.lookup(envId: ctx.envId, friendlyId: friendlyId, demand: demand) { [self] result in
             guard case .success(let found) = result else {
                 fail(conn, .unavailable)
                 return
@@ -195,8 +209,9 @@ public final class Server: @unchecked Sendable {
                 fail(conn, .unauthorized)
                 return
             }
+            guard !conn.isAnswered else { return }
             let feed = RunFeedRequest(
-                conn: conn, envId: ctx.envId, runId: run.id,
+                conn: conn, envId: ctx.envId, runId: run.id, demand: demand,
                 columns: SkipColumns.resolve(jwtClaim: ctx.skipColumnsClaim, query: query.skipColumns),
                 legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers["x-trigger-electric-version"]),
                 apiVersion: conn.info.headers["x-trigger-api-version"])
@@ -219,7 +234,7 @@ public final class Server: @unchecked Sendable {
         // A catch-up reads afresh (read-your-writes); a snapshot may share a row read ≤ 250 ms old.
         let freshAfter = previous == nil ? monotonicUs() - config.runCacheTtlMs * 1000 : monotonicUs()
         let requestedAt = wallMs()
-        store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: freshAfter) { [self] result in
+        store.readRow(envId: feed.envId, runId: feed.runId, freshAfter: freshAfter, demand: feed.demand) { [self] result in
             guard case .success(let row) = result else {
                 fail(feed.conn, .unavailable)
                 return
@@ -316,6 +331,11 @@ public final class Server: @unchecked Sendable {
         limiter.acquire(envId: envId) { [self] admission in
             switch admission {
             case .admitted(let member):
+                guard !conn.isAnswered else {
+                    // Answered while waiting for the slot (deadline, client gone): nothing holds it.
+                    limiter.release(envId: envId, member: member)
+                    return
+                }
                 slots[ObjectIdentifier(conn)] = (envId, member)
                 start()
             case .rejected:
@@ -332,6 +352,7 @@ public final class Server: @unchecked Sendable {
 
     func respond(_ conn: FastCGIConnection, _ response: HTTPResponse) {
         let info = conn.info
+        untrack(conn, clientGone: conn.clientGone)
         if let slot = slots.removeValue(forKey: ObjectIdentifier(conn)) {
             limiter?.release(envId: slot.envId, member: slot.member)
         }
@@ -348,7 +369,7 @@ public final class Server: @unchecked Sendable {
 
     // MARK: list feeds
 
-    private func serveTags(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery) {
+    private func serveTags(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, demand: Demand) {
         let tags: [String]
         switch TagFilter.parse(query.tags) {
         case .failure(let e):
@@ -380,12 +401,12 @@ public final class Server: @unchecked Sendable {
         }
         extra.append(("x-runfeed-created-at-floor", String(floor)))
         let request = makeListRequest(conn, ctx: ctx, query: query, filter: ListFilter(kind: .tags(tags), floorMs: floor),
-                                      handle: handle, extra: extra)
+                                      handle: handle, extra: extra, demand: demand)
         startList(request, query: query)
     }
 
-    private func serveBatch(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String) {
-        store.lookupBatch(envId: ctx.envId, friendlyId: friendlyId) { [self] result in
+    private func serveBatch(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, friendlyId: String, demand: Demand) {
+        store.lookupBatch(envId: ctx.envId, friendlyId: friendlyId, demand: demand) { [self] result in
             guard case .success(let found) = result else {
                 fail(conn, .unavailable)
                 return
@@ -402,18 +423,59 @@ public final class Server: @unchecked Sendable {
             if case .at = query.offset, let h = query.handle, case .batch(let b, _, _)? = ListHandle.parse(h), b == batchId {
                 handle = h
             }
+            guard !conn.isAnswered else { return }
             let request = makeListRequest(conn, ctx: ctx, query: query, filter: ListFilter(kind: .batch(batchId: batchId), floorMs: 0),
-                                          handle: handle, extra: [])
+                                          handle: handle, extra: [], demand: demand)
             startList(request, query: query)
         }
     }
 
     private func makeListRequest(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, filter: ListFilter,
-                                 handle: String, extra: [(String, String)]) -> ListFeedRequest {
+                                 handle: String, extra: [(String, String)], demand: Demand) -> ListFeedRequest {
         ListFeedRequest(conn: conn, ctx: ctx, filter: filter, handle: handle,
                         columns: SkipColumns.resolve(jwtClaim: ctx.skipColumnsClaim, query: query.skipColumns),
                         legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers["x-trigger-electric-version"]),
-                        apiVersion: conn.info.headers["x-trigger-api-version"], extraHeaders: extra)
+                        apiVersion: conn.info.headers["x-trigger-api-version"], extraHeaders: extra, demand: demand)
+    }
+
+    // MARK: database deadlines
+
+    /// Starts tracking a request: its database deadline (`RUNFEED_REQUEST_TIMEOUT_MS`, or `shedWaitMs` while the
+    /// database is not keeping up), answered 503 + `Retry-After` when it passes, and its client leaving (nginx
+    /// closes the connection; stdin was drained, so any readability is EOF), which drops the queries it waits for.
+    private func track(_ conn: FastCGIConnection) -> Demand {
+        let waitMs = db.stalled ? min(config.requestTimeoutMs, Self.shedWaitMs) : config.requestTimeoutMs
+        let demand = Demand(deadlineUs: monotonicUs() + waitMs * 1000)
+        let p = PendingRequest(demand)
+        pending[ObjectIdentifier(conn)] = p
+        p.timer = loop.schedule(afterMs: waitMs) { [weak self, weak conn] in
+            guard let self, let conn, !conn.isAnswered else { return }
+            p.timer = nil
+            WorkerMetrics.shared.requestTimeouts.increment()
+            self.fail(conn, .unavailable)
+        }
+        loop.watch(fd: conn.fd, events: EV_IN | EV_RDHUP) { [weak self, weak conn] _ in
+            guard let self, let conn, !conn.isAnswered else { return }
+            conn.clientGone = true
+            self.loop.unwatch(fd: conn.fd)
+            demand.end(clientGone: true)
+            // Nobody reads the answer: it is counted as 499 and the connection is released now.
+            self.fail(conn, .unavailable)
+        }
+        return demand
+    }
+
+    /// The request is held as a live poll now: the poll's own deadline and EOF watch take over.
+    func parked(_ conn: FastCGIConnection) {
+        guard let p = pending.removeValue(forKey: ObjectIdentifier(conn)) else { return }
+        if let t = p.timer { loop.cancel(t) }
+        p.demand.end()
+    }
+
+    private func untrack(_ conn: FastCGIConnection, clientGone: Bool) {
+        guard let p = pending.removeValue(forKey: ObjectIdentifier(conn)) else { return }
+        if let t = p.timer { loop.cancel(t) }
+        p.demand.end(clientGone: clientGone)
     }
 
     private func startList(_ request: ListFeedRequest, query: FeedQuery) {
@@ -499,13 +561,17 @@ final class RunFeedRequest {
     let conn: FastCGIConnection
     let envId: String
     let runId: String
+    /// The request's database deadline (until it is held; a held poll has its own).
+    let demand: Demand?
     let columns: ColumnSet
     let legacyHeaderNames: Bool
     let apiVersion: String?
     var handle: String { "run-" + runId }
 
-    init(conn: FastCGIConnection, envId: String, runId: String, columns: ColumnSet, legacyHeaderNames: Bool, apiVersion: String?) {
+    init(conn: FastCGIConnection, envId: String, runId: String, demand: Demand? = nil, columns: ColumnSet,
+         legacyHeaderNames: Bool, apiVersion: String?) {
         self.conn = conn
+        self.demand = demand
         self.envId = envId
         self.runId = runId
         self.columns = columns

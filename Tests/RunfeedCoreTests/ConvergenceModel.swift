@@ -138,6 +138,17 @@ extension ConvergenceModel {
         /// (`statement_timestamp()`) are both taken then; the run store's `startedAt` and a resolve's
         /// `resolvedAtUs` stay at the send.
         var statementDelayMaxUs: Int64 = 0
+        /// A read replica (`LoopDatabase`, `ReplicaGate`): row reads and hydrates go to a replica that has applied
+        /// every commit made before `now − lag` (lag drawn per attempt, up to this; 0: no replica). A read that must
+        /// reflect every commit before its freshness X goes there once its snapshot reaches X (re-checked every
+        /// 1–20 ms, at most 1 s, then the primary). Its `readAtUs` is its snapshot on the database's clock (the server
+        /// reads the last replayed commit's time before and after the statement: `ReplicaLabel`), its run-store start
+        /// the watermark on the worker's monotonic clock (a lower bound). A row missing there is read on the primary.
+        /// (Membership queries stay on the primary in the model.)
+        var replicaLagMaxUs: Int64 = 0
+        /// Negative control: replica reads are not gated and carry their statement's own start as read time, as if
+        /// the replica were current. The model must then find clients sent an older version or left behind.
+        var replicaLabelledAsCurrent = false
         /// Deliberate breakage of the wiring, to check that the model notices (self-tests).
         var mutation: Mutation = .none
 
@@ -157,7 +168,8 @@ extension ConvergenceModel {
                 + "runs=\(initialRuns) runClients=\(runClients) listClients=\(listClients) writes=\(writes) "
                 + "spanMs=\(writeSpanMs) lost=\(lostRate) lostSome=\(lostSomeRate) wipes=\(redisWipes) kills=\(kills) "
                 + "drains=\(drains) holdMs=\(holdMs) coalesceMs=\(coalesceWindowMs) replayMaxRuns=\(replayMaxRuns) "
-                + "dbSkewUs=\(dbSkewUs) confirmBeforeSend=\(confirmBeforeSend) statementDelayMaxUs=\(statementDelayMaxUs)"
+                + "dbSkewUs=\(dbSkewUs) confirmBeforeSend=\(confirmBeforeSend) statementDelayMaxUs=\(statementDelayMaxUs) "
+                + "replicaLagMaxUs=\(replicaLagMaxUs) replicaLabelledAsCurrent=\(replicaLabelledAsCurrent)"
         }
     }
 }
@@ -1240,6 +1252,60 @@ extension ConvergenceModel {
             }
         }
 
+        /// `readRuns` for a read that must reflect every commit made before `freshAfter` (worker monotonic µs): on the
+        /// replica when the model has one (see `Params.replicaLagMaxUs`). `done` also gets when the read counts as
+        /// started (monotonic µs).
+        func readRuns(_ ids: [String], freshAfter: Int64, _ done: @escaping ([String: RunRow], Int64) -> Void) {
+            let sent = monoUs
+            guard p.replicaLagMaxUs > 0 else {
+                readRuns(ids) { done($0, sent) }
+                return
+            }
+            replicaRead(ids, freshAfter: freshAfter, since: sent, done)
+        }
+
+        private func replicaRead(_ ids: [String], freshAfter x: Int64, since: Int64,
+                                 _ done: @escaping ([String: RunRow], Int64) -> Void) {
+            let start = statementStartUs()
+            // The replica has applied every commit made before `snapshot` (true µs = the worker's monotonic clock here).
+            let snapshot = start - world.rng.int(0, p.replicaLagMaxUs)
+            // The gate's watermark: a primary position sample the replica is known to have replayed (up to 30 ms before
+            // what it has applied). It decides freshness; the label is the snapshot itself (`ReplicaLabel`: the last
+            // replayed commit's time, the same before and after the statement, or the watermark if later).
+            let watermark = snapshot - world.rng.int(0, 30_000)
+            if !p.replicaLabelledAsCurrent && watermark < x {
+                if world.now - since >= 1_000_000 {
+                    let sentNow = monoUs
+                    readRuns(ids) { done($0, sentNow) }
+                    return
+                }
+                after(world.rng.int(1_000, 20_000)) { [self] in replicaRead(ids, freshAfter: x, since: since, done) }
+                return
+            }
+            let label = p.replicaLabelledAsCurrent ? start : snapshot
+            let startedAt = p.replicaLabelledAsCurrent ? start : watermark
+            let readAt = dbClockUs(atTrueUs: label)
+            after(start - world.now + world.dbLatencyUs()) { [self] in
+                var byId: [String: RunRow] = [:]
+                for id in ids {
+                    if var r = world.db.at(id, snapshot)?.row {
+                        r.readAtUs = readAt
+                        byId[id] = r
+                    }
+                }
+                let missing = ids.filter { byId[$0] == nil }
+                guard !missing.isEmpty, !p.replicaLabelledAsCurrent else {
+                    done(byId, startedAt)
+                    return
+                }
+                // Missing on the replica: the primary says whether those runs exist.
+                readRuns(missing) { primary in
+                    byId.merge(primary) { a, _ in a }
+                    done(byId, startedAt)
+                }
+            }
+        }
+
         // MARK: RunStore (Sources/RunfeedServer/RunStore.swift)
 
         struct CachedRow {
@@ -1255,7 +1321,7 @@ extension ConvergenceModel {
 
         var rows: BoundedTTLCache<String, CachedRow>
         var slots: [String: ReadSlot] = [:]
-        var batched: [(runId: String, done: (RunRow?) -> Void)] = []
+        var batched: [(runId: String, freshAfter: Int64, done: (RunRow?) -> Void)] = []
         var batchTimerArmed = false
 
         func fresh(_ runId: String, after: Int64) -> CachedRow? {
@@ -1284,7 +1350,7 @@ extension ConvergenceModel {
                 return
             }
             slot.current = [done]
-            startRead(slot, runId)
+            startRead(slot, runId, freshAfter: freshAfter)
         }
 
         func readRowBatched(_ runId: String, freshAfter: Int64, _ done: @escaping (RunRow?) -> Void) {
@@ -1296,7 +1362,7 @@ extension ConvergenceModel {
                 slot.current.append(done)
                 return
             }
-            batched.append((runId, done))
+            batched.append((runId, freshAfter, done))
             if !batchTimerArmed {
                 batchTimerArmed = true
                 after(50_000) { [self] in flushBatched() }
@@ -1309,17 +1375,16 @@ extension ConvergenceModel {
             batched = []
             let ids = Array(Set(pending.map(\.runId))).sorted()
             guard !ids.isEmpty else { return }
-            let startedAt = monoUs
-            readRuns(ids) { [self] byId in
+            readRuns(ids, freshAfter: pending.map(\.freshAfter).max() ?? monoUs) { [self] byId, startedAt in
                 for id in ids { rows.set(id, CachedRow(row: byId[id], startedAt: startedAt), nowMs: monoMs) }
                 for w in pending { w.done(byId[w.runId]) }
             }
         }
 
-        private func startRead(_ slot: ReadSlot, _ runId: String) {
-            let startedAt = monoUs
-            slot.currentStartedAt = startedAt
-            readRuns([runId]) { [self] byId in
+        private func startRead(_ slot: ReadSlot, _ runId: String, freshAfter: Int64) {
+            // Primary reads start now; a replica read is worth its snapshot, which the gate makes ≥ freshAfter.
+            slot.currentStartedAt = p.replicaLagMaxUs > 0 && !p.replicaLabelledAsCurrent ? freshAfter : monoUs
+            readRuns([runId], freshAfter: freshAfter) { [self] byId, startedAt in
                 let row = byId[runId]
                 rows.set(runId, CachedRow(row: row, startedAt: startedAt), nowMs: monoMs)
                 let waiters = slot.current
@@ -1329,7 +1394,7 @@ extension ConvergenceModel {
                 if slot.current.isEmpty {
                     slots.removeValue(forKey: runId)
                 } else {
-                    startRead(slot, runId)
+                    startRead(slot, runId, freshAfter: monoUs)
                 }
                 for w in waiters { w(row) }
             }
@@ -1402,8 +1467,7 @@ extension ConvergenceModel {
                 done([])
                 return
             }
-            let startedAt = monoUs
-            readRuns(ids) { [self] byId in
+            readRuns(ids, freshAfter: monoUs) { [self] byId, startedAt in
                 let rows = ids.compactMap { byId[$0] }
                 remember(rows, startedAt: startedAt)
                 done(rows)
@@ -1884,7 +1948,8 @@ extension ConvergenceModel {
                       let row = cachedRow(r.runId, freshAfter: fa) else { break }
                 cached.append(row)
             }
-            let confirm = cached.count == missed.count && needsFresherRead(cached.filter { filter.contains($0) }, offset: offset, view: view)
+            let confirm = cached.count == missed.count && needsFresherRead(cached.filter { filter.contains($0) }, offset: offset, view: view,
+                                                                           askedAtMs: wallUs / 1000)
             if confirm {
                 world.stats.confirmingGapReads += 1
                 trace("\(req.client.label) list poll \(id): cached gap rows read before the client's view: hydrating afresh")
@@ -1934,10 +1999,11 @@ extension ConvergenceModel {
 
         /// `ListFeedRegistry.needsFresherRead`: whether rows read for a client would send it something read
         /// before its view. (confirmBeforeSend off: never.)
-        func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?) -> Bool {
+        func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?, askedAtMs: Int64) -> Bool {
             guard p.confirmBeforeSend else { return false }
             return ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
-                                             floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view, skewMs: p.clockSkewMs))
+                                             floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view, skewMs: p.clockSkewMs,
+                                                                           askedAtMs: askedAtMs))
         }
 
         /// `ListFeedRegistry.resolveForClient`: a resolve whose rows may be sent to a client holding `view`,
@@ -1945,8 +2011,9 @@ extension ConvergenceModel {
         /// the client's view.
         func resolveForClient(_ filter: ListFilter, notBeforeUs: Int64, offset: Offset?, view: ListView?,
                               _ done: @escaping (Runset) -> Void) {
+            let askedAtMs = wallUs / 1000
             runset(filter, notBeforeUs: notBeforeUs) { [self] set in
-                if needsFresherRead(set.rows, offset: offset, view: view) {
+                if needsFresherRead(set.rows, offset: offset, view: view, askedAtMs: askedAtMs) {
                     world.stats.confirmingResolves += 1
                     trace("runset of \(filter) resolved at wall \((set.resolvedAtUs - baseUs) / 1000) would send a read from "
                           + "before the client's view: re-resolving")

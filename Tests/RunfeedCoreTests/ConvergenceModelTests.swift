@@ -226,6 +226,42 @@ final class ConvergenceModelTests: XCTestCase {
                       "no seed noticed the floor-only view: \(caught.prefix(3))")
     }
 
+    // MARK: A lagging read replica
+
+    /// Row reads and hydrates through a replica 0–`lag` behind, gated and labelled as the server does it
+    /// (`ReplicaGate`): a replica read counts as a read started at its snapshot. Every client converges and none is
+    /// sent an older version than it holds.
+    func testReplicaReadsCountAsStartedAtTheirSnapshot() {
+        let seeds = Self.envInt("RUNFEED_MODEL_SEEDS").map { max(20, $0 / 4) } ?? 60
+        for topo in [Topology.oneHost, .twoHostsSkewed, .everything] {
+            var failures: [String] = []
+            for seed in UInt64(1)...UInt64(seeds) {
+                let lag: Int64 = [30_000, 300_000, 1_500_000][Int(seed % 3)]
+                let (r, _) = Self.runOne(topo, seed: seed) { $0.replicaLagMaxUs = lag }
+                if let f = r.failure { failures.append("\(topo) seed \(seed) lag \(lag / 1000) ms: \(f)") }
+                if failures.count >= Self.maxFailures { break }
+            }
+            XCTAssertTrue(failures.isEmpty, failures.prefix(2).joined(separator: "\n"))
+        }
+    }
+
+    /// Negative control: replica reads not gated and labelled with their statement's start (as if the replica were
+    /// current) send clients older versions or leave them behind, and the model notices.
+    func testModelCatchesReplicaReadsLabelledAsCurrent() {
+        var caught: [String] = []
+        for seed in UInt64(1)...40 {
+            let (r, _) = Self.runOne(.oneHost, seed: seed) {
+                $0.replicaLagMaxUs = 1_500_000
+                $0.replicaLabelledAsCurrent = true
+            }
+            if let f = r.failure { caught.append(f) }
+        }
+        XCTAssertFalse(caught.isEmpty, "no seed noticed replica reads labelled as current")
+        if ProcessInfo.processInfo.environment["RUNFEED_MODEL_VERBOSE"] == "1" {
+            print("replica reads labelled as current: \(caught.count) of 40 seeds fail; first: \(caught.first ?? "")")
+        }
+    }
+
     // MARK: Regressions from reads older than the client's view, and "confirm before sending"
     //
     // A read that started before the client's view was read (a row or runset cached a moment ago, a read or

@@ -60,6 +60,19 @@ EXPECTED_FAMILIES = {
     "runfeed_postgres_queries_total": "counter",
     "runfeed_postgres_errors_total": "counter",
     "runfeed_postgres_query_seconds": "histogram",
+    "runfeed_postgres_timeouts_total": "counter",
+    "runfeed_postgres_dropped_total": "counter",
+    "runfeed_postgres_statements": "gauge",
+    "runfeed_postgres_stalled": "gauge",
+    "runfeed_postgres_queue_limit": "gauge",
+    "runfeed_request_timeouts_total": "counter",
+    "runfeed_replica_configured": "gauge",
+    "runfeed_replica_up": "gauge",
+    "runfeed_replica_lag_seconds": "gauge",
+    "runfeed_replica_gate_wait_seconds": "histogram",
+    "runfeed_replica_routes_total": "counter",
+    "runfeed_replica_fallbacks_total": "counter",
+    "runfeed_replica_position_samples_total": "counter",
     "runfeed_clickhouse_queries_total": "counter",
     "runfeed_clickhouse_errors_total": "counter",
     "runfeed_clickhouse_query_seconds": "histogram",
@@ -91,7 +104,16 @@ EXPECTED_SERIES = (
     + [f'runfeed_runset_resolves_total{{result="{r}"}}' for r in ("hit", "miss", "coalesced")]
     + [f'runfeed_membership_queries_total{{resolver="{r}"}}' for r in ("clickhouse", "postgres")]
     + ['runfeed_gap_reads_total{kind="list",source="cache"}', "runfeed_delivery_lag_seconds_count",
-       "runfeed_postgres_query_seconds_count", "runfeed_clickhouse_query_seconds_count"]
+       "runfeed_clickhouse_query_seconds_count", "runfeed_request_timeouts_total", "runfeed_replica_gate_wait_seconds_count"]
+    + [f'runfeed_postgres_{m}{{target="{t}"}}' for t in ("primary", "replica")
+       for m in ("queries_total", "errors_total", "timeouts_total", "query_seconds_count")]
+    + [f'runfeed_postgres_dropped_total{{target="{t}",reason="{r}"}}' for t in ("primary", "replica")
+       for r in ("deadline", "client_gone", "queue_full")]
+    + [f'runfeed_replica_routes_total{{route="{r}"}}' for r in
+       ("replica", "replica_after_wait", "primary_down", "primary_lagging", "primary_timed_out", "primary_gate_off",
+        "primary_positions_unknown")]
+    + [f'runfeed_replica_fallbacks_total{{reason="{r}"}}' for r in ("miss", "stale", "error", "moving")]
+    + [f'runfeed_replica_position_samples_total{{target="{t}"}}' for t in ("primary", "replica")]
 )
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
@@ -273,8 +295,10 @@ def test_requests_are_counted_and_timed_by_route_mode_and_status():
             assert [v for _, v in buckets] == sorted(v for _, v in buckets), buckets
             assert any(le != "+Inf" and float(le) >= 30 for le, _ in buckets), "live holds need buckets past 30 s"
     # The database histograms moved too, in seconds.
-    assert values["runfeed_postgres_query_seconds_count"] > 0
-    assert 0 < values["runfeed_postgres_query_seconds_sum"] / values["runfeed_postgres_query_seconds_count"] < 5
+    count = sum(values[f'runfeed_postgres_query_seconds_count{{target="{t}"}}'] for t in ("primary", "replica"))
+    total = sum(values[f'runfeed_postgres_query_seconds_sum{{target="{t}"}}'] for t in ("primary", "replica"))
+    assert count > 0
+    assert 0 < total / count < 5
 
 
 # --------------------------------------------------------------------------------------
@@ -364,6 +388,8 @@ def test_every_metric_the_dashboard_and_alerts_use_exists_on_a_worker():
     for fam in ("runfeed_requests_total", "runfeed_request_duration_seconds", "runfeed_held_polls", "runfeed_wakes_total",
                 "runfeed_backstop_deliveries_total", "runfeed_redis_reconnects_total", "runfeed_postgres_query_seconds",
                 "runfeed_clickhouse_query_seconds", "process_resident_memory_bytes", "process_open_fds",
+                "runfeed_postgres_queries_total", "runfeed_postgres_statements", "runfeed_postgres_stalled",
+                "runfeed_replica_lag_seconds", "runfeed_replica_routes_total",
                 "process_cpu_seconds_total"):
         assert fam in used, fam
 

@@ -258,12 +258,15 @@ def _replace_once(text, old, new):
     return text.replace(old, new)
 
 
-def render_shipped(name, tmp, https_port):
+def render_shipped(name, tmp, https_port, dead_workers=False):
     """nginx/<name> with its placeholders pointed at this stack, included in a minimal nginx.conf the way its
-    header says (inside `http {}`). Returns the path of that nginx.conf."""
+    header says (inside `http {}`). Returns the path of that nginx.conf. `dead_workers`: the upstream names a
+    socket nobody listens on."""
     text = (REPO_ROOT / "nginx" / name).read_text()
     workers = "\n".join(f"    server unix:{RUN_DIR}/worker-{n}.sock max_fails=3 fail_timeout=10s;"
                         for n in range(1, WORKERS + 1))
+    if dead_workers:
+        workers = f"    server unix:{tmp}/nobody-listens.sock max_fails=3 fail_timeout=10s;"
     text = _replace_once(text, "    server unix:/run/runfeed/runfeed.sock max_fails=3 fail_timeout=10s;", workers)
     if "upstream trigger_webapp" in text:
         port = urlsplit(WEBAPP_URL).port
@@ -344,9 +347,9 @@ class RunningNginx:
 def shipped_nginx(tmp_path):
     started = []
 
-    def start(name):
+    def start(name, **kw):
         port = pick_ports(1)[0]
-        conf = render_shipped(name, tmp_path, port)
+        conf = render_shipped(name, tmp_path, port, **kw)
         p = nginx_t(conf)
         assert p.returncode == 0, p.stderr
         n = RunningNginx(conf, port)
@@ -389,3 +392,12 @@ def test_shipped_standalone_config_answers_only_runfeed(shipped_nginx):
     assert (r.status_code, r.text) == (404, NOT_FOUND)       # runfeed's own 404
     r = https("GET", f"/api/v1/packets/{OFFLOADED_RUN}/payload.json", token=API_KEY, base=n.base)
     assert r.status_code == 404 and STANDIN not in r.headers  # nginx's: no webapp behind this variant
+
+
+@pytest.mark.parametrize("name", ["runfeed.conf", "runfeed-standalone.conf"])
+def test_shipped_configs_own_503_carries_retry_after(shipped_nginx, name):
+    """No worker answers: nginx's own 503 page is retryable like runfeed's (JSON body, Retry-After)."""
+    n = shipped_nginx(name, dead_workers=True)
+    r = https("GET", f"/realtime/v1/runs/{DEMO_RUN}", token=API_KEY, base=n.base)
+    assert r.status_code == 503, (r.status_code, r.text[:200])
+    assert r.text == '{"error":"Service Unavailable"}' and r.headers.get("retry-after") == "1", (r.headers, r.text)
