@@ -15,6 +15,7 @@ import hmac
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -197,14 +198,39 @@ def pg_array(elems):
 PSQL = "/usr/lib/postgresql/15/bin/psql" if os.path.exists("/usr/lib/postgresql/15/bin/psql") else (shutil.which("psql") or "psql")
 
 
-def psql(sql):
-    """Runs SQL with psql against DATABASE_URL; returns stdout lines (unaligned, tuples only)."""
+# The workers may read a streaming replica (`make test` runs one 50 ms behind). Most tests check something other
+# than replication lag, and write on the primary then read through the workers: each of their writes waits until
+# the replica has replayed it (read-your-writes for the test). test_replica.py, which measures the lag itself,
+# turns this off (WAIT_FOR_REPLICA = False).
+REPLICA_URL = _env("DATABASE_READ_REPLICA_URL")
+WAIT_FOR_REPLICA = True
+_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|TRUNCATE)\b", re.I)
+_LSN_MARK = "runfeed-test-lsn:"
+
+
+def _psql_run(url, sql):
     env = dict(os.environ, PGTZ="UTC")
-    p = subprocess.run([PSQL, DATABASE_URL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+    p = subprocess.run([PSQL, url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
                        input=sql, capture_output=True, text=True, env=env, timeout=60)
     if p.returncode != 0:
         raise RuntimeError(f"psql failed ({p.returncode}): {p.stderr.strip()}\nSQL: {sql}")
     return [line for line in p.stdout.split("\n") if line != ""]
+
+
+def psql(sql):
+    """Runs SQL with psql against DATABASE_URL; returns stdout lines (unaligned, tuples only). A write waits until
+    the read replica (if any) has replayed it, unless WAIT_FOR_REPLICA is off."""
+    wait = bool(REPLICA_URL) and WAIT_FOR_REPLICA and _WRITE.search(sql)
+    if not wait:
+        return _psql_run(DATABASE_URL, sql)
+    lines = _psql_run(DATABASE_URL, sql.rstrip().rstrip(";") + f";\nSELECT '{_LSN_MARK}' || pg_current_wal_lsn();\n")
+    lsn = lines.pop()[len(_LSN_MARK):]
+    deadline = time.monotonic() + 15
+    while _psql_run(REPLICA_URL, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") != ["t"]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the read replica did not replay {lsn} within 15 s")
+        time.sleep(0.01)
+    return lines
 
 
 def lit(v):

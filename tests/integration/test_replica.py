@@ -58,6 +58,15 @@ def set_delay(ms):
                0.05, f"recovery_min_apply_delay = {ms} ms")
 
 
+@pytest.fixture(autouse=True)
+def writes_do_not_wait_for_the_replica():
+    """This module measures what the lag does: its writes must not wait for the replica (conftest.WAIT_FOR_REPLICA)."""
+    import conftest
+    conftest.WAIT_FOR_REPLICA = False
+    yield
+    conftest.WAIT_FOR_REPLICA = True
+
+
 @pytest.fixture
 def delay():
     """Sets the replica's delay for one test and puts the stack's back afterwards."""
