@@ -195,7 +195,15 @@ class Stack:
         return out
 
     def metric(self, name, scraped=None):
-        return sum(v.get(name, 0) for v in (scraped or self.scrape()))
+        """The sum over workers of a series; a bare family name (no labels) sums all its label sets, so
+        `runfeed_postgres_queries_total` counts primary and replica statements alike."""
+        total = 0.0
+        for v in (scraped or self.scrape()):
+            if "{" in name:
+                total += v.get(name, 0)
+            else:
+                total += sum(x for k, x in v.items() if k == name or k.startswith(name + "{"))
+        return total
 
     def held(self, kind):
         return int(self.metric(f'runfeed_held_polls{{kind="{kind}"}}'))
@@ -634,7 +642,7 @@ def churn(stack, data, psql, redis, feeds, rate, seconds):
                 lags.append(found - t_pub)
 
     def d(name):
-        return sum(b.get(name, 0) for b in m1) - sum(a.get(name, 0) for a in m0)
+        return stack.metric(name, m1) - stack.metric(name, m0)
     nchg = len(changes)
     stack.wait_until("drain", lambda: stack.held("list") == 0, 30)
     return {"feeds": feeds, "tags": data.TAGS, "rate": rate, "seconds": round(elapsed, 1), "changes": nchg,
