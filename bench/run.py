@@ -211,6 +211,9 @@ class Stack:
     def restart_workers(self):
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "stack.sh"), "restart-workers"], check=True,
                        stdout=subprocess.DEVNULL)
+        self.wait_for_workers()
+
+    def wait_for_workers(self):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -227,14 +230,7 @@ class Stack:
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "stack.sh"), "start"], check=True, env=env,
                        stdout=subprocess.DEVNULL)
         self.keepalive = n
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.scrape()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("workers did not come back")
+        self.wait_for_workers()
 
     def wait_until(self, what, cond, timeout):
         deadline = time.monotonic() + timeout

@@ -953,24 +953,32 @@ def fcgi_get(addr, path, params=None, timeout=LIVE_TIMEOUT, **hkw):
     return fcgi_exchange(s, payload)
 
 
+def fcgi_read_answer(f):
+    """The STDOUT bytes of one answer, read from the file `f` up to its END_REQUEST (None if the connection
+    closes first); the connection can carry the next request afterwards."""
+    out = b""
+    while True:
+        hdr = f.read(8)
+        if len(hdr) < 8:
+            return None
+        rtype, clen, plen = hdr[1], (hdr[4] << 8) | hdr[5], hdr[6]
+        content = f.read(clen)
+        f.read(plen)
+        if rtype == FCGI_STDOUT:
+            out += content
+        elif rtype == FCGI_END_REQUEST:
+            return out
+
+
 def fcgi_exchange(s, payload, errors="strict"):
     """Sends a complete FastCGI request on the connected socket `s`, reads STDOUT records until
     END_REQUEST, closes the socket and parses the CGI response."""
     try:
         s.sendall(payload)
-        out = b""
         with s.makefile("rb") as f:
-            while True:
-                hdr = f.read(8)
-                if len(hdr) < 8:
-                    raise ConnectionError("FastCGI connection closed before END_REQUEST")
-                rtype, clen, plen = hdr[1], (hdr[4] << 8) | hdr[5], hdr[6]
-                content = f.read(clen)
-                f.read(plen)
-                if rtype == FCGI_STDOUT:
-                    out += content
-                elif rtype == FCGI_END_REQUEST:
-                    break
+            out = fcgi_read_answer(f)
+        if out is None:
+            raise ConnectionError("FastCGI connection closed before END_REQUEST")
     finally:
         s.close()
     head, _, body_bytes = out.partition(b"\r\n\r\n")

@@ -11,8 +11,8 @@ import socket
 import requests
 
 from conftest import (
-    DEMO_RUN, FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, _fcgi_params, _fcgi_record,
-    expected_body, headers, make_run, parse_metrics, run_url, wait_until, worker_sockets,
+    DEMO_RUN, FCGI_BEGIN_REQUEST, FCGI_PARAMS, FCGI_STDIN, _fcgi_params, _fcgi_record,
+    expected_body, fcgi_read_answer, headers, make_run, parse_metrics, run_url, wait_until, worker_sockets,
 )
 from pools import procs  # noqa: F401 (fixture)
 from test_pool import change, snap, start_poll, wait_held
@@ -29,19 +29,8 @@ def request_bytes(path, query="offset=-1", keep=True, request_id=1):
 
 
 def read_answer(f):
-    """STDOUT content up to END_REQUEST (None if the connection closes first)."""
-    out = b""
-    while True:
-        hdr = f.read(8)
-        if len(hdr) < 8:
-            return None
-        rtype, clen, plen = hdr[1], (hdr[4] << 8) | hdr[5], hdr[6]
-        content = f.read(clen)
-        f.read(plen)
-        if rtype == FCGI_STDOUT:
-            out += content
-        elif rtype == FCGI_END_REQUEST:
-            return out.decode()
+    out = fcgi_read_answer(f)
+    return None if out is None else out.decode()
 
 
 def connect_worker():

@@ -196,7 +196,10 @@ def test_a_replica_2s_behind_serves_the_hydrates_when_the_gate_may_wait_that_lon
     ClickHouse: membership from the Postgres resolver, on the replica too): the replica serves the hydrates, each
     change still arrives at its final version (about 2 s late, by design)."""
     delay(2000)
-    pool = procs.pool("replica", workers=2, env={"DATABASE_READ_REPLICA_URL": REPLICA_URL,
+    # Holds far longer than lag + gate wait (2 s + up to 3 s): with the test stack's 4 s hold a record could arrive
+    # late enough in a hold for its deadline to come before the gate let the replica read go, and the deadline's
+    # own read would deliver the change (correct, but not what this test measures).
+    pool = procs.pool("replica", workers=2, hold_ms=20000, env={"DATABASE_READ_REPLICA_URL": REPLICA_URL,
                                                   "REALTIME_BACKEND_NATIVE_REPLICA_LAG_MAX_DELAY_MS": "3000"})
     ng = procs.nginx({"pool": [pool.port]})
     figures, d = follow_changes(ng.url["pool"], pool.metrics, 6)
