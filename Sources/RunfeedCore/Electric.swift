@@ -324,7 +324,10 @@ public struct HTTPResponse: Sendable {
 
     /// CGI-style response text: `Status: 200 OK`, the headers, `Content-Length` (UTF-8 bytes, unless already
     /// present), a blank line, then the body. CR and LF are stripped from header names and values.
-    public func fastCGIText() -> String {
+    public func fastCGIText() -> String { fastCGIHead() + body }
+
+    /// The CGI header block (status, headers, a `Content-Length` unless given, the blank line); the body follows it.
+    public func fastCGIHead() -> String {
         var out = "Status: \(status) \(HTTPResponse.reasonPhrase(status))\r\n"
         var hasLength = false
         for (name, value) in headers {
@@ -335,7 +338,6 @@ public struct HTTPResponse: Sendable {
         }
         if !hasLength { out += "Content-Length: \(body.utf8.count)\r\n" }
         out += "\r\n"
-        out += body
         return out
     }
 

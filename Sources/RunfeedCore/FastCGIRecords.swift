@@ -22,6 +22,53 @@ public enum FastCGIRecords {
         return out
     }
 
+    /// `response(requestId:stdout:)` of `head` followed by `body` (the CGI header block and the content), copied
+    /// once into the records: a large answer is not first concatenated and converted to bytes.
+    public static func response(requestId: UInt16, head: String, body: String) -> [UInt8] {
+        var head = head
+        var body = body
+        return head.withUTF8 { h in
+            body.withUTF8 { b in
+                let total = h.count + b.count
+                let records = (total + maxContent - 1) / maxContent
+                let capacity = total + records * 15 + 16 + 16
+                return [UInt8](unsafeUninitializedCapacity: capacity) { out, count in
+                    var at = 0
+                    func header(_ type: UInt8, _ length: Int, _ padding: Int) {
+                        out[at] = version; out[at + 1] = type
+                        out[at + 2] = UInt8(requestId >> 8); out[at + 3] = UInt8(requestId & 0xff)
+                        out[at + 4] = UInt8(length >> 8); out[at + 5] = UInt8(length & 0xff)
+                        out[at + 6] = UInt8(padding); out[at + 7] = 0
+                        at += 8
+                    }
+                    // Copies `n` bytes of the logical stream head + body starting at `from`.
+                    func copy(from: Int, _ n: Int) {
+                        var from = from, n = n
+                        while n > 0 {
+                            let (src, offset) = from < h.count ? (UnsafeRawBufferPointer(h), from) : (UnsafeRawBufferPointer(b), from - h.count)
+                            let take = min(n, src.count - offset)
+                            UnsafeMutableRawPointer(out.baseAddress! + at).copyMemory(from: src.baseAddress! + offset, byteCount: take)
+                            at += take; from += take; n -= take
+                        }
+                    }
+                    var start = 0
+                    while start < total {
+                        let length = min(maxContent, total - start)
+                        let padding = (8 - length % 8) % 8
+                        header(stdout, length, padding)
+                        copy(from: start, length)
+                        for _ in 0..<padding { out[at] = 0; at += 1 }
+                        start += length
+                    }
+                    header(stdout, 0, 0)
+                    header(endRequest, 8, 0)
+                    for _ in 0..<8 { out[at] = 0; at += 1 }
+                    count = at
+                }
+            }
+        }
+    }
+
     /// The answer to a GET_VALUES management record: the values this side knows, as name-value pairs.
     public static func getValuesResult(_ values: [(String, String)]) -> [UInt8] {
         var body: [UInt8] = []

@@ -305,6 +305,15 @@ public enum ListDiff {
         return view.values.reduce(Int64.min) { max($0, $1.readAtUs) }
     }
 
+    /// `sendFloorUs` for a poll carrying `offset` (nil: a snapshot, `offset=-1`). A snapshot starts a new shape: the
+    /// client holds nothing of it, so any read may be sent (`Int64.min`) — a cached runset a moment old included —
+    /// and its offset's basis is that read's time, so its first live poll reads whatever changed since. Only a poll
+    /// with an offset can hold a view that a too-old read would regress.
+    public static func sendFloorUs(offset: Offset?, view: ListView?, skewMs: Int64, askedAtMs: Int64) -> Int64 {
+        guard let offset else { return view.map { sendFloorUs(basisMs: 0, view: $0, skewMs: skewMs) } ?? Int64.min }
+        return sendFloorUs(basisMs: offset.basisMs, view: view, skewMs: skewMs, askedAtMs: askedAtMs)
+    }
+
     /// Whether `rows` would send the client something read at or before `floorUs` (`sendFloorUs`): a read that
     /// old (a runset cached a moment ago, a resolve in flight, a cached row) may show a version older than the
     /// client holds — for a run its view no longer lists, or when the view is unknown — so such rows are

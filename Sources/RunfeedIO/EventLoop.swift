@@ -54,6 +54,8 @@ public final class EventLoop: @unchecked Sendable {
     private var loopThread: pthread_t?
 
     private var handlers: [Int32: FDHandler] = [:]
+    /// The event mask each fd registered in the epoll set has (muted ones included).
+    private var masks: [Int32: UInt32] = [:]
     private var timerHeap = TimerHeap()
     private var timerCallbacks: [TimerID: () -> Void] = [:]
     private var nextTimerID: TimerID = 1
@@ -110,24 +112,37 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: file descriptors
 
     /// Watches `fd` for `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP …), replacing any earlier watch of it.
+    /// An fd registered with the same mask (a muted one included) only gets the new handler: no system call.
+    /// Every fd must be unwatched before it is closed (its number is reused by the next socket).
     public func watch(fd: Int32, events: UInt32, _ handler: @escaping FDHandler) {
-        if handlers[fd] != nil {
-            runfeed_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events)
+        if let mask = masks[fd] {
+            if mask != events { runfeed_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events) }
         } else if runfeed_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, events) != 0 && errno == EEXIST {
             runfeed_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events)
         }
+        masks[fd] = events
         handlers[fd] = handler
     }
 
     /// Changes the event mask of a watched fd, keeping its handler.
     public func modify(fd: Int32, events: UInt32) {
-        guard handlers[fd] != nil else { return }
+        guard let mask = masks[fd], mask != events else { return }
         runfeed_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events)
+        masks[fd] = events
     }
 
     public func unwatch(fd: Int32) {
-        guard handlers.removeValue(forKey: fd) != nil else { return }
+        handlers.removeValue(forKey: fd)
+        guard masks.removeValue(forKey: fd) != nil else { return }
         runfeed_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, 0)
+    }
+
+    /// Stops handling `fd`'s events but leaves it registered, for an owner that will watch it again with the
+    /// same mask soon (a kept FastCGI connection between its requests and its held poll): that costs no
+    /// system call. An event arriving meanwhile unregisters it (level-triggered events would repeat).
+    public func mute(fd: Int32) {
+        guard masks[fd] != nil else { return }
+        handlers[fd] = { [unowned self] _ in self.unwatch(fd: fd) }
     }
 
     public var watchedCount: Int { handlers.count }

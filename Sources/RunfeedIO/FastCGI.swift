@@ -77,18 +77,18 @@ public final class FastCGIConnection: @unchecked Sendable {
         self.acceptedAtUs = monotonicUs()
     }
 
-    /// Sends `text` (CGI headers, blank line, body), then hands the connection back (kept) or closes it.
+    /// Sends `head` (CGI headers and the blank line) and `body`, then hands the connection back (kept) or closes it.
     /// Loop thread only. Returns false if the request was already answered.
     @discardableResult
-    public func respond(_ text: String, with writer: ResponseWriter) -> Bool {
+    public func respond(head: String, body: String, with writer: ResponseWriter) -> Bool {
         guard !answered else { return false }
         answered = true
-        writer.send(fd: fd, FastCGIRecords.response(requestId: requestId, stdout: Array(text.utf8))) { [self] ok in
+        writer.send(fd: fd, FastCGIRecords.response(requestId: requestId, head: head, body: body)) { [self] ok in
             if let done = onAnswered {
                 onAnswered = nil
                 done(self, ok)
             } else {
-                ResponseWriter.closeConnection(fd)
+                writer.closeConnection(fd)
             }
         }
         return true
@@ -124,7 +124,7 @@ public final class ResponseWriter {
     /// Writes `bytes`; `done(true)` once all are written, `done(false)` (after closing the socket) when the
     /// peer is gone or took nothing for `timeoutMs`.
     func send(fd: Int32, _ bytes: [UInt8], done: @escaping (Bool) -> Void) {
-        loop.unwatch(fd: fd)
+        loop.mute(fd: fd)
         let p = Pending(bytes, done)
         if let result = flush(fd, p) {
             finish(fd, p, result)
@@ -138,7 +138,7 @@ public final class ResponseWriter {
             p.timer = nil
             if let result = self.flush(fd, p) {
                 self.pending.removeValue(forKey: fd)
-                self.loop.unwatch(fd: fd)
+                self.loop.mute(fd: fd)
                 self.finish(fd, p, result)
             } else {
                 // The timeout counts from the last progress: a slow reader is fine, a stalled one is not.
@@ -166,7 +166,7 @@ public final class ResponseWriter {
     }
 
     private func finish(_ fd: Int32, _ p: Pending, _ ok: Bool) {
-        if !ok { Self.closeConnection(fd) }
+        if !ok { closeConnection(fd) }
         p.done(ok)
     }
 
@@ -176,8 +176,9 @@ public final class ResponseWriter {
         finish(fd, p, false)
     }
 
-    /// Ends a connection: half-close first so the peer reads the whole answer, then close.
-    static func closeConnection(_ fd: Int32) {
+    /// Ends a connection: out of the loop's epoll set, half-closed first so the peer reads the whole answer, then closed.
+    func closeConnection(_ fd: Int32) {
+        loop.unwatch(fd: fd)
         shutdown(fd, Int32(SHUT_WR))
         close(fd)
     }
@@ -385,7 +386,7 @@ public final class FastCGIServer {
         }
         guard let (id, keep, params) = request else { return false }
         c.idleSinceMs = nil
-        loop.unwatch(fd: fd)
+        loop.mute(fd: fd)  // its next owner (a held poll, the writer, the next wait) watches it again
         if c.served > 0 { reusedRequests += 1 }
         c.served += 1
         if !c.parser.isIdle {  // bytes behind the request (pipelining) are not served
@@ -418,9 +419,8 @@ public final class FastCGIServer {
 
     private func close(_ fd: Int32, _ c: Conn) {
         c.idleSinceMs = nil
-        loop.unwatch(fd: fd)
         conns.removeValue(forKey: fd)
-        ResponseWriter.closeConnection(fd)
+        writer.closeConnection(fd)
     }
 }
 

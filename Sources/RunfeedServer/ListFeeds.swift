@@ -159,7 +159,7 @@ final class ListFeedRegistry {
     /// Stores `view` (when it changed) before the answer carrying its token goes out, then answers.
     private func answer(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64,
                         from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, live: Bool,
-                        source: ViewSource, viewText: String? = nil) {
+                        source: ViewSource, viewText: String? = nil, memo: RunsetMemo? = nil) {
         let now = monotonicMs()
         guard changed, let view else {
             // The client's view is unchanged: its offset keeps the same token.
@@ -171,7 +171,7 @@ final class ListFeedRegistry {
                 views.touch(envId: request.envId, handle: request.handle)
             }
             server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), live: live,
-                               view: source)
+                               view: source, memo: memo)
             return
         }
         // Never 0 (no view) and never the previous token (a wrap-around of `&+ 1` could give 0).
@@ -183,7 +183,7 @@ final class ListFeedRegistry {
                    token: token, view: view, viewText: viewText) { [weak self] stored in
             if !stored { WorkerMetrics.shared.listViewStoreFailed.increment() }
             self?.server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
-                                     live: live, view: source)
+                                     live: live, view: source, memo: memo)
         }
     }
 
@@ -212,7 +212,9 @@ final class ListFeedRegistry {
             let emits: [ListEmit]
             let next: ListView
             let viewText: String?
+            var memo: RunsetMemo?
             if source == .snapshot {
+                memo = set.memo
                 // Every row as an insert; every snapshot of this resolve stores the same view: work it out once.
                 emits = ListDiff.diff(versions, view: nil).map { ListEmit(index: $0.index, operation: ListEmit.insert) }
                 if set.memo.snapshotView == nil {
@@ -230,7 +232,7 @@ final class ListFeedRegistry {
                    offsetMs: ListDiff.offsetMs(versions, floorMs: previous?.floorMs ?? 0),
                    basisMs: set.resolvedAtUs / 1000, from: previous, baseView: view, view: next,
                    changed: view != next || previous?.token == nil || previous?.token == 0, live: false, source: source,
-                   viewText: viewText)
+                   viewText: viewText, memo: memo)
         }
     }
 
@@ -253,8 +255,8 @@ final class ListFeedRegistry {
     /// Whether rows read for a client would send it something read before its view (`ListDiff.needsFresherRead`).
     private func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?, askedAtMs: Int64) -> Bool {
         let stale = ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
-                                              floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view,
-                                                                               skewMs: config.clockSkewMs, askedAtMs: askedAtMs))
+                                              floorUs: ListDiff.sendFloorUs(offset: offset, view: view, skewMs: config.clockSkewMs,
+                                                                               askedAtMs: askedAtMs))
         if stale { WorkerMetrics.shared.confirmingReads.increment() }
         return stale
     }

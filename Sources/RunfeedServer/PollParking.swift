@@ -62,7 +62,7 @@ final class PollParking {
         demand.end()
         if let t = timer { loop.cancel(t) }
         timer = nil
-        loop.unwatch(fd: fd)
+        loop.mute(fd: fd)  // the answer's writer or the kept connection's next wait takes it over
         channels.release(envId)
     }
 }

@@ -101,6 +101,9 @@ final class RunsetMemo {
     /// The view of a client sent every row (a snapshot), and the same as the shared store's base text.
     var snapshotView: ListView?
     var snapshotBase: String?
+    /// Snapshot bodies (every row as an insert, then up-to-date) by `Server.snapshotBodyKey`: the same for every
+    /// snapshot answered from this resolve with those columns and that API version.
+    var snapshotBodies: [String: String] = [:]
 }
 
 final class RunsetService {

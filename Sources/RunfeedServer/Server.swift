@@ -280,7 +280,7 @@ public final class Server: @unchecked Sendable {
     @discardableResult
     private func sendFeed(_ conn: FastCGIConnection, handle: String, columns: ColumnSet, legacyHeaderNames: Bool,
                           apiVersion: String?, rows: [(RunRow, String)], offset: Offset, live: Bool,
-                          extraHeaders: [(String, String)] = []) -> Int {
+                          extraHeaders: [(String, String)] = [], memo: RunsetMemo? = nil) -> Int {
         if live {
             // Now minus each emitted row's updatedAt.
             let now = wallMs()
@@ -288,9 +288,20 @@ public final class Server: @unchecked Sendable {
         }
         // One row (or none): the same body for every feed answered with that row version (its digest, not
         // its updatedAt, which two versions can share) — a fan-out encodes it once.
-        let body = rows.count > 1 ? feedBody(rows, columns, apiVersion) : encodedOnce(
-            "body|\(rows.first.map { "\($0.0.id)|\($0.0.digest)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
-        ) { feedBody(rows, columns, apiVersion) }
+        let body: String
+        if let memo, rows.count > 1 {
+            let key = columns.signature + (apiVersion == RunEncoder.currentApiVersion ? "|current" : "|legacy")
+            if let hit = memo.snapshotBodies[key] {
+                body = hit
+            } else {
+                body = feedBody(rows, columns, apiVersion)
+                memo.snapshotBodies[key] = body
+            }
+        } else {
+            body = rows.count > 1 ? feedBody(rows, columns, apiVersion) : encodedOnce(
+                "body|\(rows.first.map { "\($0.0.id)|\($0.0.digest)|\($0.1)" } ?? "")|\(columns.signature)|\(apiVersion == RunEncoder.currentApiVersion)"
+            ) { feedBody(rows, columns, apiVersion) }
+        }
         let offset = offset.text
         var response = ElectricResponse.feed(
             handle: handle, offset: offset, cursor: live ? String(nextCursor()) : nil, live: live,
@@ -356,7 +367,7 @@ public final class Server: @unchecked Sendable {
         if let slot = slots.removeValue(forKey: ObjectIdentifier(conn)) {
             limiter?.release(envId: slot.envId, member: slot.member)
         }
-        if conn.respond(response.fastCGIText(), with: writer) {
+        if conn.respond(head: response.fastCGIHead(), body: response.body, with: writer) {
             inFlight -= 1
             let us = monotonicUs() - conn.acceptedAtUs
             // An answer to a client that had already gone is counted as 499, not as what it would have been.
@@ -492,11 +503,13 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Answers a list feed: the rows (inserts or updates) then `up-to-date`.
-    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offset: Offset, live: Bool, view: ViewSource) {
+    /// `memo`: the resolve a snapshot's rows come from (its body is built once per columns and API version).
+    func answerList(_ request: ListFeedRequest, rows: [(RunRow, String)], offset: Offset, live: Bool, view: ViewSource,
+                    memo: RunsetMemo? = nil) {
         WorkerMetrics.shared.listAnswers(view.rawValue).increment()
         let bytes = sendFeed(request.conn, handle: request.handle, columns: request.columns,
                         legacyHeaderNames: request.legacyHeaderNames, apiVersion: request.apiVersion, rows: rows,
-                        offset: offset, live: live, extraHeaders: request.extraHeaders)
+                        offset: offset, live: live, extraHeaders: request.extraHeaders, memo: memo)
         WorkerMetrics.shared.listAnswerBytes(view.rawValue).increment(by: Int64(bytes))
     }
 

@@ -2002,8 +2002,7 @@ extension ConvergenceModel {
         func needsFresherRead(_ rows: [RunRow], offset: Offset?, view: ListView?, askedAtMs: Int64) -> Bool {
             guard p.confirmBeforeSend else { return false }
             return ListDiff.needsFresherRead(rows.map(RunVersion.init), view: view,
-                                             floorUs: ListDiff.sendFloorUs(basisMs: offset?.basisMs ?? 0, view: view, skewMs: p.clockSkewMs,
-                                                                           askedAtMs: askedAtMs))
+                                             floorUs: ListDiff.sendFloorUs(offset: offset, view: view, skewMs: p.clockSkewMs, askedAtMs: askedAtMs))
         }
 
         /// `ListFeedRegistry.resolveForClient`: a resolve whose rows may be sent to a client holding `view`,

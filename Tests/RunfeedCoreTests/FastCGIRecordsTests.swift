@@ -22,4 +22,16 @@ final class FastCGIRecordsTests: XCTestCase {
         XCTAssertEqual(Array(r[second..<second + 8]), [1, 6, 1, 2, 0, 10, 6, 0])
         XCTAssertEqual(r.count, second + 8 + 10 + 6 + 8 + 16)
     }
+
+    func testHeadAndBodyGiveTheSameRecordsAsTheirConcatenation() {
+        // Record boundaries inside the head, at its end, and inside the body; empty parts; multi-byte text.
+        let sizes: [(Int, Int)] = [(0, 0), (5, 0), (0, 7), (20, 2), (65_535, 0), (65_534, 3), (65_536, 131_070),
+                                   (100, 65_535 * 3 + 1), (70_000, 1)]
+        for (h, b) in sizes {
+            let head = String(repeating: "h", count: h)
+            let body = String(repeating: "é", count: b / 2) + (b % 2 == 1 ? "x" : "")
+            XCTAssertEqual(FastCGIRecords.response(requestId: 7, head: head, body: body),
+                           FastCGIRecords.response(requestId: 7, stdout: Array((head + body).utf8)), "head \(h), body \(b)")
+        }
+    }
 }

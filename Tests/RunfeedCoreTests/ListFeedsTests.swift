@@ -511,6 +511,19 @@ final class ListDiffMembersTests: XCTestCase {
         XCTAssertEqual(ListDiff.sendFloorUs(basisMs: 0, view: replaced, skewMs: 0), 25)
     }
 
+    func testSendFloorOfASnapshotAndOfAPollWithAnOffset() {
+        // A snapshot (no offset) holds nothing: any read may be sent, however old — a cached runset included.
+        XCTAssertEqual(ListDiff.sendFloorUs(offset: nil, view: nil, skewMs: 250, askedAtMs: 5_000), Int64.min)
+        XCTAssertFalse(ListDiff.needsFresherRead([rv("a", 5, 1, at: 1)], view: nil,
+                                                 floorUs: ListDiff.sendFloorUs(offset: nil, view: nil, skewMs: 250, askedAtMs: 5_000)))
+        // With an offset and no view (it was lost), reads must come after the poll asked, skew allowed.
+        let offset = Offset(updatedAtMs: 10, tail: 1_000, token: 7)
+        XCTAssertEqual(ListDiff.sendFloorUs(offset: offset, view: nil, skewMs: 250, askedAtMs: 5_000), 5_250_999)
+        XCTAssertEqual(ListDiff.sendFloorUs(offset: offset, view: nil, skewMs: 250, askedAtMs: 500), 1_250_999)
+        // With a view, its latest read.
+        XCTAssertEqual(ListDiff.sendFloorUs(offset: offset, view: ["a": ver(1, at: 70)], skewMs: 250, askedAtMs: 5_000), 70)
+    }
+
     // MARK: needsFresherRead
 
     func testNeedsFresherReadWithView() {

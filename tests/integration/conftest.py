@@ -1085,14 +1085,19 @@ HELD_RUN = 'runfeed_held_polls{kind="run"}'
 
 
 def start_live_on_each_worker(run, offset, **kw):
-    """Starts WORKERS live polls of `run`, one per worker. nginx's least_conn sends a request to the
-    worker holding the fewest connections, so polls started together may pile onto one worker; started
-    one at a time, each after the previous one is held, they land one per worker."""
+    """Starts live polls of `run` until every worker holds one (usually WORKERS polls). nginx's least_conn
+    sends a request to the worker holding the fewest connections, so polls started together may pile onto one
+    worker; started one at a time, each after the previous one is held, they spread over the workers."""
     futures = []
-    for _ in range(WORKERS):
+    start = [metric(s, HELD_RUN) for s in worker_metrics()]
+    per_worker = []
+    # A request still in flight from an earlier test counts in least_conn too (a tie then falls back to
+    # round-robin): keep adding polls, one at a time, until every worker holds one (every poll gets the change).
+    for _ in range(4 * WORKERS):
         before = metric_sum(worker_metrics(), HELD_RUN)
         futures.append(start_live(run, offset, **kw))
         wait_until(lambda: metric_sum(worker_metrics(), HELD_RUN) >= before + 1, 5, what="the poll to be held")
-    per_worker = [metric(s, HELD_RUN) for s in worker_metrics()]
-    assert all(n >= 1 for n in per_worker), f"polls not spread over the workers: {per_worker}"
-    return futures
+        per_worker = [metric(s, HELD_RUN) - b for s, b in zip(worker_metrics(), start)]
+        if all(n >= 1 for n in per_worker):
+            return futures
+    raise AssertionError(f"polls not spread over the workers (new held polls per worker): {per_worker}")
