@@ -66,10 +66,6 @@ public struct FastCGIRequestParser: Sendable {
 
     /// Consumes bytes; returns the events they complete. A failure means the connection must be closed.
     public mutating func feed<C: Collection>(_ bytes: C) throws(Failure) -> [Event] where C.Element == UInt8 {
-        if offset > 0 && offset == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            offset = 0
-        }
         buffer.append(contentsOf: bytes)
         var events: [Event] = []
         while buffer.count - offset >= 8 {
@@ -86,7 +82,11 @@ public struct FastCGIRequestParser: Sendable {
             offset += total
             if let e = try record(type: type, id: id, content: content) { events.append(e) }
         }
-        if offset > 64 * 1024 {
+        if offset == buffer.count {
+            // Everything read was consumed: drop the buffer (thousands of connections wait between requests).
+            buffer = []
+            offset = 0
+        } else if offset > 64 * 1024 {
             buffer.removeFirst(offset)
             offset = 0
         }
@@ -151,7 +151,8 @@ public struct FastCGIRequestParser: Sendable {
         dict.reserveCapacity(pairs.count)
         for (k, v) in pairs { dict[k] = v }
         current = nil
-        params.removeAll(keepingCapacity: true)
+        // Released, not kept: a connection then waits (held poll, idle keep-alive) without its request's bytes.
+        params = []
         return .request(id: c.id, keepConnection: c.keep, params: dict)
     }
 
