@@ -9,11 +9,14 @@ public struct ChangeRecord: Sendable, Equatable {
     public var tags: [String]?
     public var batchId: String?
     public var updatedAtMs: Int64?
+    /// runfeed's change capture only: the commit LSN (`16/B374D848`) of the transaction that made the change.
+    /// An extra field: upstream consumers and the workers ignore it.
+    public var lsn: String?
 
     public init(v: Int = 1, runId: String, envId: String, tags: [String]? = nil, batchId: String? = nil,
-                updatedAtMs: Int64? = nil) {
+                updatedAtMs: Int64? = nil, lsn: String? = nil) {
         self.v = v; self.runId = runId; self.envId = envId; self.tags = tags
-        self.batchId = batchId; self.updatedAtMs = updatedAtMs
+        self.batchId = batchId; self.updatedAtMs = updatedAtMs; self.lsn = lsn
     }
 
     public var isFull: Bool { tags != nil }
@@ -29,18 +32,20 @@ public struct ChangeRecord: Sendable, Equatable {
             let v = obj["v"]?.int64Value.flatMap { Int(exactly: $0) } ?? 0
             let tags = obj["tags"]?.arrayValue.map { $0.compactMap(\.stringValue) }
             return ChangeRecord(v: v, runId: runId, envId: obj["envId"]?.stringValue ?? "", tags: tags,
-                                batchId: obj["batchId"]?.stringValue, updatedAtMs: obj["updatedAtMs"]?.int64Value)
+                                batchId: obj["batchId"]?.stringValue, updatedAtMs: obj["updatedAtMs"]?.int64Value,
+                                lsn: obj["lsn"]?.stringValue)
         }
         return ChangeRecord(v: 0, runId: trimmed, envId: "")
     }
 
     /// Compact JSON: `v`, `runId`, `envId`, `tags` (omitted when nil), `batchId` (null when nil),
-    /// `updatedAtMs` (omitted when nil).
+    /// `updatedAtMs` (omitted when nil), `lsn` (omitted when nil).
     public func json() -> String {
         var out = "{\"v\":\(v),\"runId\":" + JSONText.quote(runId) + ",\"envId\":" + JSONText.quote(envId)
         if let tags { out += ",\"tags\":" + JSONText.array(tags) }
         out += ",\"batchId\":" + (batchId.map(JSONText.quote) ?? "null")
         if let updatedAtMs { out += ",\"updatedAtMs\":\(updatedAtMs)" }
+        if let lsn { out += ",\"lsn\":" + JSONText.quote(lsn) }
         return out + "}"
     }
 }

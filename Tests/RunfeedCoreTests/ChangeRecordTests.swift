@@ -57,4 +57,11 @@ final class ChangeRecordTests: XCTestCase {
         XCTAssertNil(Channels.envId(fromChannel: "realtime:run:{x}"))
         XCTAssertNil(Channels.envId(fromChannel: "realtime:env:clx9"))
     }
+
+    func testLSNFieldRoundTripsAndIsOptional() {
+        let r = ChangeRecord(v: 1, runId: "r", envId: "e", tags: [], batchId: nil, updatedAtMs: 5, lsn: "16/B374D848")
+        XCTAssertEqual(r.json(), #"{"v":1,"runId":"r","envId":"e","tags":[],"batchId":null,"updatedAtMs":5,"lsn":"16/B374D848"}"#)
+        XCTAssertEqual(ChangeRecord.parse(r.json()), r)
+        XCTAssertFalse(ChangeRecord(runId: "r", envId: "e").json().contains("lsn"))
+    }
 }
