@@ -178,6 +178,9 @@ case "${RUNFEED_DEMO_SIMULATOR:-auto}" in
     auto) if [[ $STATE == */test ]]; then DEMO_SIM=0; else DEMO_SIM=1; fi ;;
     *) die "RUNFEED_DEMO_SIMULATOR must be 0 or 1 (got '$RUNFEED_DEMO_SIMULATOR')" ;;
 esac
+# Change capture (`runfeed capture`, RUNFEED_CAPTURE): scripts/stack/capture.sh.
+# shellcheck source=scripts/stack/capture.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stack/capture.sh"
 
 # ClickHouse runs unless RUNFEED_CLICKHOUSE=0. Left unset, it is skipped with a
 # warning when clickhouse-server is not installed; RUNFEED_CLICKHOUSE=1 makes
@@ -382,6 +385,7 @@ wal_writer_delay = 10ms
 ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
+$(capture_pg_conf)
 EOF
     # The leaf of the local CA (tls_ensure), owned by postgres: the server refuses a key others can read.
     as_pg bash -c "cat > '$PG_DATA/server.crt'; chmod 0644 '$PG_DATA/server.crt'" <"$TLS_DIR/cert.pem"
@@ -547,6 +551,7 @@ SQL
         psql_super -c "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_USER\" ENCODING 'UTF8' TEMPLATE template0"
     fi
     psql_app -f "$RUNFEED_ROOT/db/postgres/schema.sql" >/dev/null
+    capture_bootstrap
 }
 
 pg_seed() {
@@ -1255,6 +1260,7 @@ write_demo_env() {
         echo "# Redis: RUNFEED_REDIS_MODE=$REDIS_MODE (plain | tls | cluster)"
         echo "RUNFEED_REDIS_MODE=$REDIS_MODE"
         printf '%s\n' "${REDIS_ENV[@]}"
+        capture_env
         if ((NGINX_BENCH)); then
             echo "# Benchmark stack (RUNFEED_NGINX_BENCH=1): nchan long-poll pub/sub and static JSON files"
             echo "RUNFEED_NGINX_WORKERS=$NGINX_WORKERS"
@@ -1402,6 +1408,7 @@ cmd_start() {
     else
         demo_stop
     fi
+    if ((with_workers)); then capture_start; else capture_stop; fi
     log "stack is up: https://127.0.0.1:$HTTPS_PORT (TLS)  http://127.0.0.1:$HTTP_PORT  demo page: http://127.0.0.1:$HTTP_PORT/demo/" \
         " webapp stand-in: http://127.0.0.1:$WEBAPP_PORT"
 }
@@ -1412,6 +1419,7 @@ cmd_stop() {
         return 0
     fi
     demo_stop
+    capture_stop
     nginx_stop
     webapp_stop
     workers_stop_all

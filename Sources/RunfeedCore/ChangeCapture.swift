@@ -44,6 +44,7 @@ public struct ChangeCapture: Sendable {
         public var skipped: Int64 = 0
         public var truncates: Int64 = 0
         public var malformed: Int64 = 0
+        public init() {}
     }
 
     public let settings: ChangeCaptureSettings

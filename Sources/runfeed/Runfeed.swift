@@ -12,7 +12,7 @@ struct Runfeed: ParsableCommand {
         commandName: "runfeed",
         abstract: "trigger.dev's realtime runs feed as FastCGI workers behind nginx.",
         version: "\(BuildInfo.version) (revision \(BuildInfo.revision))",
-        subcommands: [Serve.self, Publish.self, Token.self, Demo.self]
+        subcommands: [Serve.self, Publish.self, Token.self, Demo.self, Capture.self]
     )
 }
 
