@@ -88,6 +88,33 @@ seeds_bin["fastcgi"] = [b"\x07" + fcgi_request(), b"\x00" + fcgi_request(keep=0)
                         b"\x03" + fcgi_record(9, 0, fcgi_pairs({"FCGI_MAX_CONNS": "", "FCGI_MPXS_CONNS": ""})),
                         b"\x01" + fcgi_record(1, 1, struct.pack(">HB5x", 2, 0)), b"\x05" + fcgi_record(4, 9, b"\x85abc")]
 
+def pg_chunks(*frames):
+    return b"".join(struct.pack(">H", len(f)) + f for f in frames)
+def pg_tuple(*cols):
+    out = struct.pack(">h", len(cols))
+    for c in cols:
+        if c is None: out += b"n"
+        elif c == "~": out += b"u"
+        else: out += b"t" + struct.pack(">I", len(c.encode())) + c.encode()
+    return out
+def pg_w(msg, lsn=0x3000000):
+    return b"w" + struct.pack(">QQq", lsn, lsn + 64, 0) + msg
+_cols = [("id", 25), ("updatedAt", 1114), ("runTags", 1009), ("runtimeEnvironmentId", 25), ("batchId", 25)]
+pg_rel = b"R" + struct.pack(">I", 16390) + b"public\0TaskRun\0d" + struct.pack(">h", len(_cols)) + b"".join(
+    bytes([1 if n == "id" else 0]) + n.encode() + b"\0" + struct.pack(">Ii", oid, -1) for n, oid in _cols)
+pg_begin = b"B" + struct.pack(">QqI", 0x3000100, 1000, 741)
+pg_commit = b"C\0" + struct.pack(">QQq", 0x3000100, 0x3000180, 1000)
+pg_ins = b"I" + struct.pack(">I", 16390) + b"N" + pg_tuple("run_1", "2026-01-02 03:04:05.678", "{a,\"b c\"}", "env_1", None)
+pg_upd = b"U" + struct.pack(">I", 16390) + b"O" + pg_tuple("run_1", None, "{old}", "env_1", None) + b"N" + pg_tuple("run_1", "2026-01-02 03:04:05.679", "~", "env_1", "batch_1")
+pg_del = b"D" + struct.pack(">I", 16390) + b"K" + pg_tuple("run_1", None, None, None, None)
+pg_keep = b"k" + struct.pack(">Qq", 0x3000200, 5) + b"\1"
+seeds_bin["pgoutput"] = [
+    pg_chunks(pg_w(pg_rel), pg_w(pg_begin), pg_w(pg_ins), pg_w(pg_upd), pg_w(pg_del), pg_w(pg_commit), pg_keep),
+    pg_chunks(pg_rel, pg_begin, pg_ins, pg_commit), pg_chunks(pg_keep, pg_w(b"T" + struct.pack(">IbI", 1, 0, 16390))),
+    pg_chunks(pg_w(b"Y" + struct.pack(">I", 16400) + b"public\0TaskRunStatus\0"), pg_w(b"O" + struct.pack(">Q", 5) + b"origin\0")),
+    pg_chunks(pg_w(pg_rel), pg_w(pg_begin), *[pg_w(pg_ins)] * 70, pg_w(pg_commit) + b"\x05"),
+]
+
 for name, items in list(seeds.items()) + list(seeds_bin.items()):
     d = os.path.join(ROOT, name)
     shutil.rmtree(d, ignore_errors=True)

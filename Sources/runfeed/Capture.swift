@@ -36,7 +36,7 @@ struct Capture: ParsableCommand {
         if let address = config.metricsListen {
             do { try service.startStatus(address: address) } catch { throw ValidationError("\(error)") }
         }
-        log.info("capture: slot \(config.slot), publication \(config.publication), redis \(endpoint)")
+        log.info("capture: slot \(config.slot), publication \(config.publication), redis \(endpoint.description)")
         do {
             try service.run()
         } catch {
