@@ -22,7 +22,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             }
         }
         if let f = try? ReplicationFrame.parse(chunk), case .keepalive(let end, let t, let reply) = f {
-            precondition(PGOutputEncoder.keepalive(end: end, sendTimeUs: t, replyRequested: reply) == chunk)
+            let again = try? ReplicationFrame.parse(PGOutputEncoder.keepalive(end: end, sendTimeUs: t, replyRequested: reply))
+            precondition(again == f, "keepalive round trip")
         }
         try? capture.receive(frame: chunk)
         let pending = capture.pending(max: Int.max)
