@@ -38,7 +38,7 @@ class Capturer:
     def __init__(self, slot, publication=None, extra_env=None):
         _port_seq[0] += 1
         self.slot = slot
-        self.port = METRICS_PORT_BASE + (_port_seq[0] % 50)
+        self.port = METRICS_PORT_BASE + 1 + (_port_seq[0] % 8)
         env = dict(os.environ)
         env.update({
             "DATABASE_URL": DATABASE_URL, "RUNFEED_CAPTURE_SLOT": slot,
