@@ -339,6 +339,33 @@ def test_redis_unreachable_stops_confirming_then_publishes_the_backlog(slot):
         proxy.close()
 
 
+def test_redis_restart_publishes_what_was_committed_meanwhile(slot):
+    from test_redis_restart import start_redis, stop_redis
+    cap = start(slot)
+    cap.wait_state("active")
+    env_id, _ = make_env()
+    published0 = cap.metrics()["runfeed_capture_records_published_total"]
+    stop_redis()
+    try:
+        during = bulk_insert(env_id, 200, "caprr", 4)
+        wait_until(lambda: cap.metrics()["runfeed_capture_redis_up"] == 0, 30, what="the capturer to see Redis down")
+        wait_until(lambda: cap.metrics()["runfeed_capture_backlog_records"] == len(during), 30,
+                   what="every change of the outage waiting")
+        assert cap.metrics()["runfeed_capture_records_published_total"] == published0
+    finally:
+        start_redis()
+    wait_until(lambda: cap.metrics()["runfeed_capture_backlog_records"] == 0, 60, what="the backlog published")
+    m = cap.metrics()
+    assert m["runfeed_capture_records_published_total"] - published0 == len(during)
+    assert m["runfeed_capture_redis_up"] == 1 and m["runfeed_capture_lag_seconds"] == 0
+    sub = Subscriber(env_id)
+    try:
+        later = bulk_insert(env_id, 3, "caprr")
+        sub.wait_for(later, 30)
+    finally:
+        sub.close()
+
+
 def test_postgres_restart_resumes_from_the_slot(slot):
     from test_faults import PG_BIN, pg_ctl, pg_up
     if not os.path.exists(f"{PG_BIN}/pg_ctl"):
