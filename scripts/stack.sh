@@ -1496,6 +1496,7 @@ cmd_status() {
     else
         echo "demo      off       (simulator not running)"
     fi
+    capture_status
     return $ok
 }
 

@@ -75,6 +75,15 @@ capture_start() {
     log "capture: pid $pid, metrics http://127.0.0.1:$CAPTURE_METRICS_PORT/metrics (log: $CAPTURE_LOG; RUNFEED_CAPTURE=0 to skip)"
 }
 
+# One line for `stack.sh status` (informational: a capturer that is off is not a failure).
+capture_status() {
+    if capture_alive; then
+        echo "capture   running   runfeed capture  metrics=http://127.0.0.1:$CAPTURE_METRICS_PORT/metrics  pid=$(pid_from "$CAPTURE_PID")  log=$CAPTURE_LOG"
+    else
+        echo "capture   off       (RUNFEED_CAPTURE=$CAPTURE)"
+    fi
+}
+
 # For demo.env: whether the stack runs a capturer, and its metrics port (a test-started capturer uses it too).
 capture_env() {
     echo "RUNFEED_CAPTURE=$CAPTURE"
