@@ -19,10 +19,13 @@
 # <service>_stop and <service>_status; STACK_SERVICES below lists them in start order (`stop` goes in
 # reverse, `status` in this order). scripts/stack/tls.sh holds the local CA that the TLS listeners share;
 # scripts/stack/templates/ the ClickHouse configuration, rendered like nginx/local.conf.template by
-# render_template (scripts/lib.sh). To add a service: write scripts/stack/<name>.sh with those three
-# functions (start reads STACK_SEED and STACK_WITH_WORKERS; status prints its line(s) and returns false when
-# it should run but does not; an optional <name>_demo_env prints extra demo.env lines) and put <name> in
-# STACK_SERVICES after the services it needs.
+# render_template (scripts/lib.sh).
+#
+# To add a service: write scripts/stack/<name>.sh with those three functions (start reads STACK_SEED and
+# STACK_WITH_WORKERS; status prints its line(s) and returns false when the service should run but does not)
+# and put <name> in STACK_SERVICES after the services it needs. It may also define hooks that other services
+# call through stack_hook: <name>_pg_conf (lines for PostgreSQL's runfeed.conf), <name>_bootstrap (after the
+# schema is applied) and <name>_demo_env (lines for demo.env).
 #
 # Only processes recorded in the state dir's pid files are ever signalled. System
 # services (a packaged postgres/redis/nginx on default ports) are never touched.
@@ -41,6 +44,14 @@ for _svc in "${STACK_SERVICES[@]}"; do
     source "$STACK_LIB_DIR/$_svc.sh"
 done
 unset _svc
+
+# stack_hook HOOK — <service>_HOOK of every service in STACK_SERVICES that defines it, in order.
+stack_hook() {
+    local svc
+    for svc in "${STACK_SERVICES[@]}"; do
+        if declare -F "${svc}_$1" >/dev/null; then "${svc}_$1"; fi
+    done
+}
 
 # What `start` asks of the services (0 for every other command).
 STACK_SEED=0

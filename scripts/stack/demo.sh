@@ -103,11 +103,7 @@ write_demo_env() {
             echo "RUNFEED_BENCH_NCHAN_PUB_URL=http://127.0.0.1:$HTTP_PORT/bench/nchan/pub/"
             echo "RUNFEED_BENCH_NCHAN_STATUS_URL=http://127.0.0.1:$HTTP_PORT/bench/nchan/status"
         fi
-        # A service may add its own lines: <service>_demo_env, when defined, prints them.
-        local svc
-        for svc in "${STACK_SERVICES[@]}"; do
-            if declare -F "${svc}_demo_env" >/dev/null; then "${svc}_demo_env"; fi
-        done
+        stack_hook demo_env   # lines of other services (scripts/stack.sh)
     } >"$DEMO_ENV.new"
     mv -f "$DEMO_ENV.new" "$DEMO_ENV"
     log "wrote $DEMO_ENV"
@@ -197,8 +193,10 @@ simulator_start() {
 # demo_examples — `scripts/stack.sh examples`: what to try against the seeded stack.
 demo_examples() {
     [[ -s $DEMO_ENV ]] || die "$DEMO_ENV not found: run \`scripts/stack.sh start --seed\` first"
+    set -a
     # shellcheck disable=SC1090
-    set -a; . "$DEMO_ENV"; set +a
+    . "$DEMO_ENV"
+    set +a
     [[ -n ${RUNFEED_API_KEY:-} ]] || die "no demo data in the database: run \`scripts/stack.sh start --seed\`"
     local bin=${RUNFEED_BIN#"$RUNFEED_ROOT"/}
     local ch_note

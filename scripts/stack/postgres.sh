@@ -126,6 +126,8 @@ ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
 EOF
+    # Settings other services need (<service>_pg_conf, scripts/stack.sh).
+    stack_hook pg_conf | as_pg tee -a "$PG_DATA/runfeed.conf" >/dev/null
     # The leaf of the local CA (tls_ensure), owned by postgres: the server refuses a key others can read.
     as_pg bash -c "cat > '$PG_DATA/server.crt'; chmod 0644 '$PG_DATA/server.crt'" <"$TLS_DIR/cert.pem"
     as_pg bash -c "umask 077; cat > '$PG_DATA/server.key'" <"$TLS_DIR/key.pem"
@@ -166,6 +168,7 @@ SQL
         psql_super -c "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_USER\" ENCODING 'UTF8' TEMPLATE template0"
     fi
     psql_app -f "$RUNFEED_ROOT/db/postgres/schema.sql" >/dev/null
+    stack_hook bootstrap   # what other services need in the database (<service>_bootstrap, scripts/stack.sh)
 }
 
 pg_seed() {
