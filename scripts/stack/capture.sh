@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Change capture for the local stack (issue 16): `runfeed capture` streams the "TaskRun" changes of a logical
-# replication slot (pgoutput) and publishes a change record for each. Sourced by scripts/stack.sh after its
-# settings; uses its helpers (log, warn, die, pid_alive, stop_pid, psql_super, …).
+# replication slot (pgoutput) and publishes a change record for each. Service hooks capture_start /
+# capture_stop / capture_status, and capture_pg_conf / capture_bootstrap / capture_demo_env for the other
+# services (stack_hook). Sourced by scripts/stack.sh.
 #
 #   RUNFEED_CAPTURE               1 = run `runfeed capture` with the stack, 0 = don't
 #                                 [1; 0 when RUNFEED_STATE ends in /test: the tests start their own]
@@ -47,7 +48,7 @@ capture_stop() {
     rm -f "$CAPTURE_PID"
 }
 
-capture_start() {
+capture_run() {
     local pid
     capture_stop
     ((CAPTURE)) || { log "capture: off (RUNFEED_CAPTURE=0)"; return 0; }
@@ -75,17 +76,27 @@ capture_start() {
     log "capture: pid $pid, metrics http://127.0.0.1:$CAPTURE_METRICS_PORT/metrics (log: $CAPTURE_LOG; RUNFEED_CAPTURE=0 to skip)"
 }
 
-# One line for `stack.sh status` (informational: a capturer that is off is not a failure).
+# --- service hooks (scripts/stack.sh) -------------------------------------------------------------
+
+# After the workers (it runs their binary) and the demo: a capturer unless RUNFEED_CAPTURE=0 or --no-workers.
+capture_start() {
+    if ((STACK_WITH_WORKERS)); then capture_run; else capture_stop; fi
+}
+
+# capture_status — its line; false when it should run (RUNFEED_CAPTURE=1) but does not.
 capture_status() {
     if capture_alive; then
         echo "capture   running   runfeed capture  metrics=http://127.0.0.1:$CAPTURE_METRICS_PORT/metrics  pid=$(pid_from "$CAPTURE_PID")  log=$CAPTURE_LOG"
+    elif ((CAPTURE)); then
+        echo "capture   stopped   (RUNFEED_CAPTURE=1)"
+        return 1
     else
-        echo "capture   off       (RUNFEED_CAPTURE=$CAPTURE)"
+        echo "capture   off       (RUNFEED_CAPTURE=0)"
     fi
 }
 
 # For demo.env: whether the stack runs a capturer, and its metrics port (a test-started capturer uses it too).
-capture_env() {
+capture_demo_env() {
     echo "RUNFEED_CAPTURE=$CAPTURE"
     echo "RUNFEED_CAPTURE_METRICS_PORT=$CAPTURE_METRICS_PORT"
 }
