@@ -187,14 +187,11 @@ public struct RunVersion: Sendable, Equatable {
 
 /// One row to send: its index in the rows given to `ListDiff.diff` and the Electric operation.
 public struct ListEmit: Sendable, Equatable {
-    public static let insert = "insert"
-    public static let update = "update"
-
     public var index: Int
-    /// `"insert"` or `"update"`.
-    public var operation: String
+    /// `.insert` (the client does not hold the run) or `.update` (it holds an older version).
+    public var operation: ChangeOperation
 
-    public init(index: Int, operation: String) {
+    public init(index: Int, operation: ChangeOperation) {
         self.index = index
         self.operation = operation
     }
@@ -220,13 +217,13 @@ public enum ListDiff {
         for i in latestPerRun(rows) {
             let r = rows[i]
             guard let view else {
-                emits.append(ListEmit(index: i, operation: ListEmit.update))
+                emits.append(ListEmit(index: i, operation: .update))
                 continue
             }
             if let prev = view[r.runId] {
-                if prev.isSupersededBy(r.version) { emits.append(ListEmit(index: i, operation: ListEmit.update)) }
+                if prev.isSupersededBy(r.version) { emits.append(ListEmit(index: i, operation: .update)) }
             } else {
-                emits.append(ListEmit(index: i, operation: ListEmit.insert))
+                emits.append(ListEmit(index: i, operation: .insert))
             }
         }
         return emits

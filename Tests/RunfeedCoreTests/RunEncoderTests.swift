@@ -209,7 +209,7 @@ final class RunEncoderTests: XCTestCase {
     }
 
     func testChangeMessageKeyFormat() {
-        let msg = RunEncoder.changeMessage(runId: "cm123", valueJSON: #"{"id":"cm123"}"#, operation: "insert")
+        let msg = RunEncoder.changeMessage(runId: "cm123", valueJSON: #"{"id":"cm123"}"#, operation: .insert)
         XCTAssertEqual(msg, #"{"key":"\"public\".\"TaskRun\"/\"cm123\"","value":{"id":"cm123"},"headers":{"operation":"insert"}}"#)
         let obj = JSONValue.parse(msg)!.objectValue!
         XCTAssertEqual(obj["key"], .string("\"public\".\"TaskRun\"/\"cm123\""))
@@ -237,7 +237,7 @@ final class RunEncoderTests: XCTestCase {
 
     func testLegacyRewriteFullRow() {
         let row = RunRow(raw: sampleRaw([.status: "DEQUEUED"]))!
-        let body = RunEncoder.body([RunEncoder.changeMessage(runId: row.id, valueJSON: RunEncoder.valueJSON(row, columns: .all), operation: "insert")])
+        let body = RunEncoder.body([RunEncoder.changeMessage(runId: row.id, valueJSON: RunEncoder.valueJSON(row, columns: .all), operation: .insert)])
         XCTAssertTrue(RunEncoder.rewriteForLegacyApiVersion(body, apiVersion: nil).contains(#""status":"EXECUTING""#))
         XCTAssertTrue(RunEncoder.rewriteForLegacyApiVersion(body, apiVersion: "2025-07-16").contains(#""status":"DEQUEUED""#))
     }
