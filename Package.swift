@@ -61,6 +61,8 @@ let package = Package(
 
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
         .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
+        // The server's wiring in process: real registries and loop, fake store, runsets, views and subscriber.
+        .testTarget(name: "RunfeedServerTests", dependencies: ["RunfeedServer", "RunfeedIO", "RunfeedCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
