@@ -1,4 +1,4 @@
-// Environment-variable helpers and Redis pub/sub settings (§7.1, §9 configuration).
+// Environment-variable helpers and Redis pub/sub settings.
 
 /// A read-only view of environment variables with fallback chains.
 public struct Environment: Sendable {

@@ -1,4 +1,4 @@
-// Row model and the Electric shape-log encoding of TaskRun rows (§4.4, §4.5, §5).
+// Row model and the Electric shape-log encoding of TaskRun rows: schema header, change messages and column values.
 #if canImport(Glibc)
 import Glibc
 #endif

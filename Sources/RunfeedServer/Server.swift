@@ -160,8 +160,8 @@ public final class Server: @unchecked Sendable {
         switch route {
         case .run(let friendlyId):
             serveRun(conn, ctx: ctx, query: query, friendlyId: friendlyId, demand: demand)
-        case .runs:
-            serveTags(conn, ctx: ctx, query: query, demand: demand)
+        case .tagFeed:
+            serveTagFeed(conn, ctx: ctx, query: query, demand: demand)
         case .batch(let friendlyId):
             serveBatch(conn, ctx: ctx, query: query, friendlyId: friendlyId, demand: demand)
         }
@@ -193,7 +193,7 @@ public final class Server: @unchecked Sendable {
                 if draining {
                     responder.answer(feed.liveReply(offset: offset, row: nil, readBasisMs: nil))
                 } else {
-                    withLiveSlot(conn, envId: ctx.envId) { self.feeds.startLive(feed, offset: offset) }
+                    admitLive(conn, envId: ctx.envId) { self.feeds.startLive(feed, offset: offset) }
                 }
             } else {
                 snapshot(feed, query: query)
@@ -231,9 +231,10 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// Takes a per-environment concurrency slot for a live poll, then runs `start`; 429 when the
-    /// environment is at its limit, 500 when the limit cannot be read (reference §3).
-    private func withLiveSlot(_ conn: FastCGIConnection, envId: String, _ start: @escaping () -> Void) {
+    /// Admits a live poll under its environment's concurrency limit, then runs `start`: 429 when the
+    /// environment already holds as many live polls as its limit allows, 500 when the count of held polls
+    /// cannot be read.
+    private func admitLive(_ conn: FastCGIConnection, envId: String, _ start: @escaping () -> Void) {
         guard let limiter else {
             start()
             return
@@ -242,7 +243,7 @@ public final class Server: @unchecked Sendable {
             switch admission {
             case .admitted(let member):
                 guard !conn.isAnswered else {
-                    // Answered while waiting for the slot (deadline, client gone): nothing holds it.
+                    // Answered while waiting for admission (deadline, client gone): nothing holds it.
                     limiter.release(envId: envId, member: member)
                     return
                 }
@@ -262,16 +263,16 @@ public final class Server: @unchecked Sendable {
 
     // MARK: list feeds
 
-    private func serveTags(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, demand: Demand) {
+    private func serveTagFeed(_ conn: FastCGIConnection, ctx: AuthContext, query: FeedQuery, demand: Demand) {
         let tags: [String]
-        switch TagFilter.parse(query.tags) {
+        switch TagsParameter.parse(query.tags) {
         case .failure(let e):
             fail(conn, e)
             return
         case .success(let t):
             tags = t
         }
-        if let scopes = ctx.scopes, !scopes.authorizes(any: RouteResources.runsList(tags: tags)) {
+        if let scopes = ctx.scopes, !scopes.authorizes(any: RouteResources.tagFeed(tags: tags)) {
             fail(conn, .unauthorized)
             return
         }
@@ -279,7 +280,7 @@ public final class Server: @unchecked Sendable {
         var handle: String
         var floor: Int64
         var extra: [(String, String)] = []
-        if case .at = query.offset, let h = query.handle, case .runs(let pinned, _, _)? = ListHandle.parse(h) {
+        if case .at = query.offset, let h = query.handle, case .tagFeed(let pinned, _, _)? = ListHandle.parse(h) {
             // The window is pinned in the handle; re-clamp it so a stale or crafted handle cannot widen it.
             // The connection keeps its handle; only the effective floor moves (the maximum age slides).
             floor = CreatedAtWindow.repin(floorMs: pinned, nowMs: now, maxAgeMs: config.createdAtMaxAgeMs,
@@ -290,7 +291,7 @@ public final class Server: @unchecked Sendable {
                                           bucketMs: config.createdAtBucketMs)
             floor = w.floorMs
             if w.clamped { extra.append(("x-runfeed-created-at-clamped", String(config.createdAtMaxAgeMs))) }
-            handle = ListHandle.mintRuns(floorMs: floor, seq: responder.nextCursor(), nonce: ListHandle.randomNonce()).text
+            handle = ListHandle.mintTagFeed(floorMs: floor, seq: responder.nextCursor(), nonce: ListHandle.randomNonce()).text
         }
         extra.append(("x-runfeed-created-at-floor", String(floor)))
         let request = makeListRequest(conn, ctx: ctx, query: query, filter: ListFilter(kind: .tags(tags), floorMs: floor),
@@ -336,7 +337,7 @@ public final class Server: @unchecked Sendable {
             if draining {
                 lists.send(request.reply(rows: [], offset: offset, live: true), view: .none)
             } else {
-                withLiveSlot(request.conn, envId: request.envId) { self.lists.startLive(request, offset: offset) }
+                admitLive(request.conn, envId: request.envId) { self.lists.startLive(request, offset: offset) }
             }
         } else {
             // A live request whose handle had to be replaced (a new window) starts over with a snapshot.
@@ -381,7 +382,7 @@ public final class Server: @unchecked Sendable {
         subscriber.shutdown()
         let deadline = monotonicMs() + config.drainTimeoutMs
         func check() {
-            // Every request answered and written, every concurrency slot released.
+            // Every request answered and written, every live admission released.
             let idle = responder.inFlight == 0 && responder.writer.inProgress == 0
                 && (limiter?.pending ?? 0) == 0
             if idle || monotonicMs() >= deadline {

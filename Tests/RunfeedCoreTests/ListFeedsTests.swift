@@ -3,9 +3,9 @@ import XCTest
 
 // MARK: Tags parameter
 
-final class TagFilterTests: XCTestCase {
+final class TagsParameterTests: XCTestCase {
     private func ok(_ raw: String?, file: StaticString = #filePath, line: UInt = #line) -> [String]? {
-        switch TagFilter.parse(raw) {
+        switch TagsParameter.parse(raw) {
         case .success(let t): return t
         case .failure(let e): XCTFail("unexpected error \(e.body)", file: file, line: line); return nil
         }
@@ -13,7 +13,7 @@ final class TagFilterTests: XCTestCase {
 
     /// The issue messages of a 400 Query Error (fails if the parse succeeded).
     private func messages(_ raw: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
-        guard case .failure(let e) = TagFilter.parse(raw) else {
+        guard case .failure(let e) = TagsParameter.parse(raw) else {
             XCTFail("expected an error for \(raw.debugDescription)", file: file, line: line); return []
         }
         XCTAssertEqual(e.status, 400, file: file, line: line)
@@ -77,14 +77,14 @@ final class TagFilterTests: XCTestCase {
         XCTAssertEqual(messages("tab\there"), [#"Invalid tag: "tab\there""#])
         for c in (0x00...0x1F).map({ UInt8($0) }) + [0x7F] {
             let t = "x" + String(decoding: [c], as: UTF8.self)
-            if case .success = TagFilter.parse(t) { XCTFail("0x\(String(c, radix: 16)) accepted") }
+            if case .success = TagsParameter.parse(t) { XCTFail("0x\(String(c, radix: 16)) accepted") }
         }
-        XCTAssertTrue(TagFilter.isValid(" "))
-        XCTAssertFalse(TagFilter.isValid(""))
+        XCTAssertTrue(TagsParameter.isValid(" "))
+        XCTAssertFalse(TagsParameter.isValid(""))
     }
 
     func testErrorBodyIsWellFormedJSON() {
-        guard case .failure(let e) = TagFilter.parse("ok,a\"b\\c\u{1}") else { return XCTFail() }
+        guard case .failure(let e) = TagsParameter.parse("ok,a\"b\\c\u{1}") else { return XCTFail() }
         XCTAssertEqual(e.body, #"{"error":"Query Error","details":[{"message":"Invalid tag: \"a\\\"b\\\\c\\u0001\"","path":["tags"]}]}"#)
     }
 
@@ -114,8 +114,8 @@ final class TagFilterTests: XCTestCase {
 
 final class ListHandleTests: XCTestCase {
     func testRunsHandleText() {
-        let h = ListHandle.mintRuns(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d")
-        XCTAssertEqual(h, .runs(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d"))
+        let h = ListHandle.mintTagFeed(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d")
+        XCTAssertEqual(h, .tagFeed(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d"))
         XCTAssertEqual(h.text, "runs_1759996500000_42_0a1b2c3d")
         XCTAssertEqual(ListHandle.parse(h.text), h)
         XCTAssertEqual(h.seq, 42)
@@ -136,22 +136,22 @@ final class ListHandleTests: XCTestCase {
     }
 
     func testExtremeNumbersRoundTrip() {
-        for h in [ListHandle.runs(floorMs: 0, seq: 0, nonce: "ffffffff"),
-                  .runs(floorMs: Int64.max, seq: UInt64.max, nonce: "01234567"),
+        for h in [ListHandle.tagFeed(floorMs: 0, seq: 0, nonce: "ffffffff"),
+                  .tagFeed(floorMs: Int64.max, seq: UInt64.max, nonce: "01234567"),
                   .batch(batchId: "b", seq: UInt64.max, nonce: "89abcdef")] {
             XCTAssertEqual(ListHandle.parse(h.text), h)
         }
     }
 
     func testMintNormalizes() {
-        XCTAssertEqual(ListHandle.mintRuns(floorMs: -5, seq: 1, nonce: "0a1b2c3d"), .runs(floorMs: 0, seq: 1, nonce: "0a1b2c3d"))
+        XCTAssertEqual(ListHandle.mintTagFeed(floorMs: -5, seq: 1, nonce: "0a1b2c3d"), .tagFeed(floorMs: 0, seq: 1, nonce: "0a1b2c3d"))
         for bad in ["", "ABCDEF01", "0a1b2c3", "0a1b2c3d4", "0a1b2c3g"] {
-            let h = ListHandle.mintRuns(floorMs: 1, seq: 1, nonce: bad)
+            let h = ListHandle.mintTagFeed(floorMs: 1, seq: 1, nonce: bad)
             XCTAssertTrue(ListHandle.isValidNonce(h.nonce), bad)
             XCTAssertEqual(ListHandle.parse(h.text), h)
             XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintBatch(batchId: "b", seq: 1, nonce: bad).nonce))
         }
-        XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintRuns(floorMs: 1, seq: 1).nonce))
+        XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintTagFeed(floorMs: 1, seq: 1).nonce))
     }
 
     func testRandomNonce() {
@@ -168,7 +168,7 @@ final class ListHandleTests: XCTestCase {
     }
 
     func testMintedHandlesAreValidRequestHandles() {
-        XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintRuns(floorMs: Int64.max, seq: UInt64.max).text))
+        XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintTagFeed(floorMs: Int64.max, seq: UInt64.max).text))
         XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintBatch(batchId: "cm5q0x1y20003abcdefghijkl", seq: 1 << 53).text))
     }
 

@@ -5,8 +5,8 @@ final class RouteTests: XCTestCase {
     func testMatchesTheThreeRoutes() {
         XCTAssertEqual(Route.match(path: "/realtime/v1/runs/run_123"), .run(friendlyId: "run_123"))
         XCTAssertEqual(Route.match(path: "/realtime/v1/runs/run_123/"), .run(friendlyId: "run_123"))
-        XCTAssertEqual(Route.match(path: "/realtime/v1/runs"), .runs)
-        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/"), .runs)
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs"), .tagFeed)
+        XCTAssertEqual(Route.match(path: "/realtime/v1/runs/"), .tagFeed)
         XCTAssertEqual(Route.match(path: "/realtime/v1/batches/batch_9"), .batch(friendlyId: "batch_9"))
     }
 
