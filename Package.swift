@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "runfeed",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "runfeed", targets: ["runfeed"]),
         .executable(name: "runfeed-load", targets: ["runfeed-load"]),
