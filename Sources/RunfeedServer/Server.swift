@@ -41,7 +41,7 @@ public final class Server: @unchecked Sendable {
         let db = LoopDatabase(config: config, loop: loop, log: log)
         self.db = db
         WorkerMetrics.shared.pgQueueLimit.set(config.pgQueueLimit)
-        subscriber = config.redis.makeSubscriber(loop: loop, sharded: config.redisSharded,
+        subscriber = config.redis.makeSubscriber(loop: loop, sharded: config.redis.shardedPubSub,
                                                  pingIntervalMs: config.redisPingIntervalMs, pongTimeoutMs: config.redisPingTimeoutMs)
         auth = Authenticator(db: db, ttlMs: config.authCacheTtlMs, maxEntries: config.authCacheMaxEntries,
                              additionalKeysEnabled: config.additionalApiKeys, log: log)

@@ -55,7 +55,7 @@ struct Demo: ParsableCommand {
     func run() throws {
         // Before anything else: SIGINT/SIGTERM/SIGHUP are taken synchronously by the waits between moves.
         ProcessSignals.blockProcessSignals()
-        let environment = Environment(processEnvironment())
+        let environment = ProcessEnvironment(processEnvironment())
         guard let dbURL = environment.string(["DATABASE_URL"]) else {
             throw ValidationError("DATABASE_URL is not set")
         }
@@ -63,11 +63,11 @@ struct Demo: ParsableCommand {
         let chURL = clickhouseUrl ?? environment.string(
             ["RUNFEED_CLICKHOUSE_URL", "REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL", "CLICKHOUSE_URL"])
         if chURL != nil { initializeCurl() }
-        let redis = RedisSettings.pubsub(from: environment)
+        let redis = RedisEndpoint.pubsub(from: environment)
         var sim = DemoSimulator(
             db: PGConnection(conninfo: dbURL),
-            redis: RedisEndpoint.pubsub(redis, environment: environment).makeClient(),
-            publishVerb: redis.useShardedPubSub ? "SPUBLISH" : "PUBLISH",
+            redis: redis.makeClient(),
+            publishVerb: redis.shardedPubSub ? "SPUBLISH" : "PUBLISH",
             clickhouse: chURL.map { ClickHouseMirror(url: $0) },
             envId: envId, tag: tag, restartAfterMs: Int64(restartAfter * 1000), errorRate: errorRate,
             refreshCreatedAt: refreshCreatedAt)
