@@ -58,10 +58,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench/load/Tool"),
 
-        .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
-        .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
         // The server's wiring in process: real registries and loop, fake store, runsets, views and subscriber.
         .testTarget(name: "RunfeedServerTests", dependencies: ["RunfeedServer", "RunfeedIO", "RunfeedCore"]),
+        .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
+        .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
