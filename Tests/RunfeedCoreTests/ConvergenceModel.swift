@@ -1575,7 +1575,7 @@ extension ConvergenceModel {
             }
         }
 
-        /// `Server.answerLive`.
+        /// `RunFeedRequest.liveReply`, answered.
         func answerLive(_ req: Request, offset: Offset, row: RunRow?, readBasisMs: Int64?, ending: Ending,
                         sendFloorUs: Int64? = nil) {
             guard case .run(let runId) = req.client.kind else { return }
@@ -1592,6 +1592,7 @@ extension ConvergenceModel {
                                       handle: "run-" + runId, view: nil, ending: ending, worker: id))
         }
 
+        /// `ListFeedRegistry.send`.
         func answerList(_ req: Request, rows: [(RunRow, ChangeOperation)], offset: Offset, handle: String, view: ListView?, ending: Ending,
                         sendFloorUs: Int64? = nil) {
             world.respond(req, Answer(rows: rows, offset: offset, handle: handle, view: view, ending: ending, worker: id,

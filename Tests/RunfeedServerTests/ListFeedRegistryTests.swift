@@ -59,4 +59,26 @@ final class ListFeedRegistryTests: XCTestCase {
         XCTAssertTrue(h.answers.replies.isEmpty)
         XCTAssertEqual(h.lists.count, 1)
     }
+
+    func testTheBackstopAtTheDeadlineAnswersUpToDateAfterAFreshResolve() throws {
+        let h = try FeedHarness(holdMs: 50)
+        let old = makeRow(id: "run_old", env: env, updatedMs: 1_700_000_001_000, tags: ["orders"])
+        h.runsets.rows = [old]
+        let held = holding(h, [old])
+        h.lists.startLive(h.tagRequest(env: env, tags: ["orders"], handle: handle), offset: held)
+        let resolvesWhenHeld = h.runsets.resolves
+        XCTAssertTrue(h.answers.replies.isEmpty)
+
+        h.runUntilAnswered()
+
+        // The deadline resolved the list once more and found nothing the client does not hold.
+        XCTAssertEqual(h.runsets.resolves, resolvesWhenHeld + 1)
+        XCTAssertEqual(h.answers.replies.count, 1)
+        let reply = try XCTUnwrap(h.answers.replies.first)
+        XCTAssertTrue(reply.live)
+        XCTAssertTrue(reply.rows.isEmpty)
+        XCTAssertEqual(reply.offset.updatedAtMs, held.updatedAtMs)
+        XCTAssertGreaterThan(reply.offset.basisMs, held.basisMs, "the basis moves to the backstop's read")
+        XCTAssertEqual(h.lists.count, 0)
+    }
 }
