@@ -24,13 +24,11 @@ struct Capture: ParsableCommand {
         let dict = processEnvironment()
         let config: CaptureConfig
         do { config = try CaptureConfig.from(environment: dict) } catch { throw ValidationError("\(error)") }
-        let environment = Environment(dict)
-        let settings = RedisSettings.pubsub(from: environment)
-        let endpoint = RedisEndpoint.pubsub(settings, environment: environment)
+        let endpoint = RedisEndpoint.pubsub(from: ProcessEnvironment(dict))
         let level = LogLevel(rawValue: logLevel ?? dict["RUNFEED_LOG_LEVEL"] ?? "info") ?? .info
         let format = LogFormat(rawValue: dict["RUNFEED_LOG_FORMAT"] ?? "text") ?? .text
         let log = Logger(level: level, format: format)
-        let service = CaptureService(config: config, publishVerb: settings.useShardedPubSub ? "SPUBLISH" : "PUBLISH",
+        let service = CaptureService(config: config, publishVerb: endpoint.shardedPubSub ? "SPUBLISH" : "PUBLISH",
                                      makeRedis: { endpoint.makeClient() },
                                      log: { message, isError in isError ? log.error(message) : log.info(message) })
         if let address = config.metricsListen {
