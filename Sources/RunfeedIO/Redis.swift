@@ -50,11 +50,10 @@ extension RedisEndpoint {
 
 /// TLS client contexts by settings, built once per process.
 public enum TLSContexts {
-    nonisolated(unsafe) private static var contexts: [RedisTLS: TLSClientContext] = [:]
-    private static let lock = Mutex()
+    private static let contexts = Lock<[RedisTLS: TLSClientContext]>([:])
 
     public static func context(for settings: RedisTLS) throws -> TLSClientContext {
-        try lock.withLock {
+        try contexts.withLock { contexts in
             if let c = contexts[settings] { return c }
             let c = try TLSClientContext(settings)
             contexts[settings] = c
@@ -274,7 +273,7 @@ public final class RedisSubscriber {
         session.started(nowMs: monotonicMs())
         let host = endpoint.host, port = endpoint.port
         // Only the loop thread touches `self`: the resolver thread carries it opaquely and hands it back.
-        let me = UncheckedSendableRef(self)
+        let me = LoopBox(self, loop: loop)
         startThread(name: "redis-dns") { [loop] in
             let result = Result { try SocketAddress.resolve(host: host, port: port) }
             loop.execute { me.value.resolved(result, attempt: mine) }
@@ -495,10 +494,4 @@ public final class RedisSubscriber {
         }
         if wrote, phase == .open { flush() }
     }
-}
-
-/// A reference carried across a thread without being used there (it is only dereferenced back on the loop).
-struct UncheckedSendableRef<T: AnyObject>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
