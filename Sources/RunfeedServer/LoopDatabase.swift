@@ -15,7 +15,7 @@ enum ReadNeed: Equatable {
 
 /// The Postgres pools as seen from the event loop: queries run on the pools' threads, completions come back
 /// on the loop thread. With a read replica, reads are routed by the replica gate (`ReplicaGate`).
-final class LoopDatabase: @unchecked Sendable {
+final class LoopDatabase {
     let primary: PostgresPool
     let replica: PostgresPool?
     let monitor: ReplicaMonitor

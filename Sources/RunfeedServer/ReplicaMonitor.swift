@@ -3,7 +3,7 @@ import RunfeedIO
 
 /// The loop side of the database's own bookkeeping, on connections of its own (never behind request queries):
 /// health probes of the primary and the replica, and the replica gate's position samples and waiting reads.
-final class ReplicaMonitor: @unchecked Sendable {  // state touched only on the loop
+final class ReplicaMonitor {  // loop-confined
     enum Route {
         case replica(ReplicaWatermark?)
         /// The replica, after the read waited for its watermark.

@@ -16,7 +16,7 @@ protocol MembershipResolver: AnyObject {
 }
 
 /// Resolves membership in ClickHouse's `task_runs_v2` (filled by trigger.dev's replication).
-final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // state touched only on the loop
+final class ClickHouseResolver: MembershipResolver {  // loop-confined
     let name = "clickhouse"
     private let pool: ClickHousePool
     private let loop: EventLoop

@@ -96,7 +96,7 @@ extension Server {
 }
 
 /// Partial results of one health check; touched only on the loop.
-final class HealthProbe: @unchecked Sendable {
+final class HealthProbe {
     var pg: ReplicaMonitor.Probe?
     var replica: ReplicaMonitor.Probe?
     var chOK: Bool?
