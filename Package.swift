@@ -61,6 +61,8 @@ let package = Package(
 
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
         .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
+        // The blocking pool and the loop hand-over, with real threads and a real event loop (no sockets).
+        .testTarget(name: "RunfeedIOTests", dependencies: ["RunfeedIO", "RunfeedCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
