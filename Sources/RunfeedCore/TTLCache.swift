@@ -4,8 +4,7 @@
 ///
 /// When a new key would exceed `maxEntries`, expired entries are evicted first, then the oldest-inserted entry
 /// (FIFO; setting an existing key counts as a fresh insertion). All operations are O(1) amortized: a dictionary
-/// plus an insertion-order queue with lazy deletion. Not thread-safe: confine it to one thread or use
-/// `LockedTTLCache`.
+/// plus an insertion-order queue with lazy deletion. Not thread-safe: confine it to one thread.
 public final class BoundedTTLCache<Key: Hashable, Value> {
     private struct Entry {
         var value: Value
