@@ -17,25 +17,12 @@ endif
 
 SWIFT ?= swift
 
-# Integration-test stack: its own state dir and ports, so it can run next to `make run`. Every port
-# lies below the kernel's ephemeral range (32768-60999), as do those of `make run` and `make bench`.
-TEST_STATE      ?= $(CURDIR)/.runfeed/test
-TEST_PG_PORT    ?= 25433
-# The test stack's PostgreSQL has a streaming read replica that lags on purpose, so every test goes through the
-# replica gate (tests/integration/test_replica.py changes the delay live).
-TEST_PG_REPLICA_PORT ?= 27433
-TEST_PG_REPLICA_DELAY_MS ?= 50
-TEST_REDIS_PORT ?= 26380
-TEST_HTTPS_PORT ?= 8444
-TEST_HTTP_PORT  ?= 8081
-TEST_WEBAPP_PORT ?= 23031
-TEST_CH_HTTP_PORT ?= 18124
-TEST_CH_TCP_PORT  ?= 19001
-TEST_METRICS_BASE ?= 19200
-TEST_WORKERS    ?= 2
-TEST_SERVE_ARGS ?= --hold-ms 4000 --log-level debug
-TEST_BIN        ?= $(CURDIR)/.build/debug/runfeed
-PYTEST_ARGS     ?= -q
+# The integration tests' throwaway stack (state dir, ports, binary, pytest arguments) is configured in
+# scripts/test-integration.sh alone: its TEST_* variables (TEST_STATE, TEST_PG_PORT, TEST_PG_REPLICA_PORT,
+# TEST_REDIS_PORT, TEST_HTTPS_PORT, TEST_HTTP_PORT, TEST_WEBAPP_PORT, TEST_CH_HTTP_PORT, TEST_CH_TCP_PORT,
+# TEST_METRICS_BASE, TEST_WORKERS, TEST_BIN, …) and PYTEST_ARGS reach it through the environment, so
+# `make test TEST_PG_PORT=25999 PYTEST_ARGS="-q -x"` works as it always did (make exports variables given on
+# its command line).
 
 .PHONY: bench help deps build build-info run stop status logs test test-model test-redis-modes test-sanitizers clean fuzz
 
@@ -74,46 +61,19 @@ status:
 logs:
 	@bash scripts/stack.sh logs
 
-# Unit tests first; then a fresh stack (debug binary, short holds, ClickHouse
-# unless RUNFEED_CLICKHOUSE=0) for tests/integration. The test stack is always stopped afterwards; its logs stay
-# in $(TEST_STATE)/log and are printed when a test fails.
+# Unit tests first; then a fresh stack (debug binary, short holds, ClickHouse unless RUNFEED_CLICKHOUSE=0) for
+# tests/integration (scripts/test-integration.sh run). The test stack is always stopped afterwards; its logs
+# stay in its state dir's log/ and are printed when a test fails.
 test: deps build-info
 	$(SWIFT) build
 	$(SWIFT) test
 	bash fuzz/run.sh 10
-	@export RUNFEED_STATE="$(TEST_STATE)" \
-	        RUNFEED_PG_PORT="$(TEST_PG_PORT)" \
-	        RUNFEED_PG_REPLICA=1 \
-	        RUNFEED_PG_REPLICA_PORT="$(TEST_PG_REPLICA_PORT)" \
-	        RUNFEED_PG_REPLICA_DELAY_MS="$(TEST_PG_REPLICA_DELAY_MS)" \
-	        RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
-	        RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" \
-	        RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
-	        RUNFEED_WEBAPP_PORT="$(TEST_WEBAPP_PORT)" \
-	        RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" \
-	        RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
-	        RUNFEED_METRICS_PORT_BASE="$(TEST_METRICS_BASE)" \
-	        RUNFEED_WORKERS="$(TEST_WORKERS)" \
-	        RUNFEED_BIN="$(TEST_BIN)" \
-	        RUNFEED_SERVE_ARGS="$(TEST_SERVE_ARGS)" \
-	        RUNFEED_DEMO_SIMULATOR=0; \
-	trap 'bash scripts/stack.sh stop' EXIT; \
-	trap 'exit 130' INT TERM; \
-	rc=0; \
-	{ bash scripts/stack.sh clean \
-	  && bash scripts/stack.sh start --seed \
-	  && set -a && . "$$RUNFEED_STATE/demo.env" && set +a \
-	  && python3 -m pytest $(PYTEST_ARGS) tests/integration; } || rc=$$?; \
-	if [ "$$rc" -ne 0 ]; then \
-	    echo "integration tests failed (exit $$rc); stack logs follow" >&2; \
-	    LOG_LINES=80 bash scripts/stack.sh logs || true; \
-	fi; \
-	exit $$rc
+	bash scripts/test-integration.sh run
 
 # The Redis topology matrix (scripts/test-redis-modes.sh): REDIS_MODES (tls cluster), each on its own stack.
 test-redis-modes: deps build-info
 	$(SWIFT) build
-	RUNFEED_BIN="$(TEST_BIN)" PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test-redis-modes.sh
+	bash scripts/test-redis-modes.sh
 
 # The convergence model (Tests/RunfeedCoreTests/ConvergenceModelTests.swift) over more seeds than make test
 # runs: MODEL_SEEDS per topology (7 topologies; about 1 s per 100 seeds in a debug build).
@@ -131,12 +91,7 @@ test-sanitizers: deps build-info
 	bash scripts/test-sanitizers.sh $(SANITIZERS)
 
 clean:
-	-RUNFEED_STATE="$(TEST_STATE)" RUNFEED_PG_PORT="$(TEST_PG_PORT)" RUNFEED_REDIS_PORT="$(TEST_REDIS_PORT)" \
-	    RUNFEED_PG_REPLICA_PORT="$(TEST_PG_REPLICA_PORT)" \
-	    RUNFEED_HTTPS_PORT="$(TEST_HTTPS_PORT)" RUNFEED_HTTP_PORT="$(TEST_HTTP_PORT)" \
-	    RUNFEED_WEBAPP_PORT="$(TEST_WEBAPP_PORT)" \
-	    RUNFEED_CH_HTTP_PORT="$(TEST_CH_HTTP_PORT)" RUNFEED_CH_TCP_PORT="$(TEST_CH_TCP_PORT)" \
-	    bash scripts/stack.sh clean
+	-bash scripts/test-integration.sh clean
 	-bash scripts/stack.sh clean
 	rm -rf .build .build-fuzz
 

@@ -316,3 +316,46 @@ show_log() {
         printf -- '-----\n' >&2
     fi
 }
+
+# render_template TEMPLATE DEST [NAME=VALUE]... — write DEST from the file TEMPLATE (atomically: DEST.new, then
+# renamed): every @NAME@ becomes VALUE, literally. The lines between a line holding only @IF_X@ and the next
+# line holding only @ENDIF@ are kept when IF_X=1 is among the arguments and dropped when IF_X=0 is; the marker
+# lines never are. An @IF_X@ without a value, a nested or unclosed block, or a placeholder (upper case,
+# '@'-wrapped) left unreplaced is an error naming TEMPLATE. The local stack's nginx.conf
+# (nginx/local.conf.template) and ClickHouse config (scripts/stack/templates/) are rendered this way.
+render_template() {
+    local src=$1 dest=$2 pair name line out='' keep=1 in_block=0
+    shift 2
+    local -A vals=()
+    for pair in "$@"; do
+        [[ $pair == *=* ]] || die "render_template: '$pair' is not NAME=VALUE"
+        vals[${pair%%=*}]=${pair#*=}
+    done
+    [[ -r $src ]] || die "template $src not found"
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line =~ ^@(IF_[A-Z0-9_]+)@$ ]]; then
+            ((in_block)) && die "$src: nested $line"
+            name=${BASH_REMATCH[1]}
+            [[ -n ${vals[$name]+set} ]] || die "$src: $line has no value (render_template ... $name=0|1)"
+            in_block=1 keep=0
+            [[ ${vals[$name]} == 1 ]] && keep=1
+            continue
+        fi
+        if [[ $line == '@ENDIF@' ]]; then
+            ((in_block)) || die "$src: @ENDIF@ without @IF_…@"
+            in_block=0 keep=1
+            continue
+        fi
+        ((keep)) && out+=$line$'\n'
+    done <"$src"
+    ((in_block)) && die "$src: @IF_…@ without @ENDIF@"
+    # Literal replacement (no `&` expansion in bash >= 5.2).
+    shopt -u patsub_replacement 2>/dev/null || true
+    for name in "${!vals[@]}"; do
+        [[ $name == IF_* ]] && continue
+        out=${out//"@$name@"/"${vals[$name]}"}
+    done
+    [[ $out =~ @[A-Z_]+@ ]] && die "$src: placeholder ${BASH_REMATCH[0]} left unreplaced"
+    printf '%s' "$out" >"$dest.new"
+    mv -f "$dest.new" "$dest"
+}

@@ -19,7 +19,7 @@ def stop_redis():
 
 
 def start_redis():
-    """Starts Redis again exactly as scripts/stack.sh's redis_start does (same port, pid file, dir and
+    """Starts Redis again exactly as redis_start in scripts/stack/redis.sh does (same port, pid file, dir and
     log), so `stack.sh stop` still manages it. Only Redis is touched: `stack.sh start --no-workers`
     would also bring back Redis, but it re-runs every other step of the stack (PostgreSQL bootstrap,
     ClickHouse, an nginx reload) in the middle of the suite."""
