@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "runfeed",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "runfeed", targets: ["runfeed"]),
         .executable(name: "runfeed-load", targets: ["runfeed-load"]),
@@ -59,6 +58,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench/load/Tool"),
 
+        // The server's wiring in process: real registries and loop, fake store, runsets, views and subscriber.
+        .testTarget(name: "RunfeedServerTests", dependencies: ["RunfeedServer", "RunfeedIO", "RunfeedCore"]),
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
         .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
         // The blocking pool and the loop hand-over, with real threads and a real event loop (no sockets).

@@ -1,4 +1,4 @@
-// Credentials, HS256 public access tokens and secret keys (§2).
+// Credentials, HS256 public access tokens and secret keys.
 
 import CCrypto
 
@@ -153,7 +153,7 @@ public enum Credential: Equatable, Sendable {
 public enum GitBranch {
     static let strippedPrefixes = ["refs/heads/", "refs/remotes/", "refs/tags/", "refs/pull/", "refs/merge/", "refs/release/"]
 
-    /// Normalizes an `x-trigger-branch` value (§2.1 step 4): one known `refs/…/` prefix is stripped; any other
+    /// Normalizes an `x-trigger-branch` value (before the preview branch is looked up): one known `refs/…/` prefix is stripped; any other
     /// `refs/…` value, or an empty result, is nil.
     public static func normalize(_ header: String?) -> String? {
         guard let b = sanitize(header), !b.isEmpty else { return nil }

@@ -1,4 +1,4 @@
-// Redis change records and channel names (§7).
+// Redis change records and channel names.
 
 public struct ChangeRecord: Sendable, Equatable {
     public var v: Int

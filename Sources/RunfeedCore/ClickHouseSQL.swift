@@ -1,4 +1,4 @@
-// ClickHouse run-id resolution (§8.1, §8.2) and the Postgres membership/hydration statements (§6.2).
+// ClickHouse run-id resolution and the Postgres membership/hydration statements.
 
 public enum ClickHouseSQL {
     public static let defaultTable = "trigger_dev.task_runs_v2"
@@ -97,7 +97,7 @@ public enum ClickHouseSQL {
     }
 }
 
-/// Parameterized Postgres statements for list feeds (§6.2 "Membership without ClickHouse", hydration).
+/// Parameterized Postgres statements for list feeds: membership without ClickHouse, and hydration.
 public enum PostgresListSQL {
     /// The 26 wire columns in `RunColumn` order, then `"runtimeEnvironmentId"` and `"batchId"`: exactly the
     /// 28 values `RunRow(raw:)` expects.
@@ -127,7 +127,7 @@ public enum PostgresListSQL {
         return (sql, params)
     }
 
-    /// Batch-feed membership (no time window, unlike upstream's implicit 7 days; §12.2).
+    /// Batch-feed membership (no time window, unlike upstream's implicit 7 days, so old batches resolve).
     /// Params: `$1` env id, `$2` internal batch id.
     public static func batch(envId: String, batchId: String, limit: Int) -> (sql: String, params: [String?]) {
         ("SELECT \"id\" FROM \"TaskRun\" WHERE \"runtimeEnvironmentId\" = $1 AND \"batchId\" = $2"

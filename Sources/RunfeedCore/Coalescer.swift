@@ -1,4 +1,4 @@
-// Wake coalescing per env channel (§9 "Notifier") and the FIFO resolve admission gate (§9 "caches").
+// Wake coalescing per env channel (leading edge, then one batch per window) and the FIFO resolve admission gate.
 
 extension ChangeRecord {
     /// Folds a later record for the same run into an earlier one: the later record's fields win, except that a

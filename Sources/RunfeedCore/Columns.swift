@@ -1,4 +1,4 @@
-// The 26 TaskRun columns served on the wire (§5.1), column sets and skipColumns resolution (§5.3).
+// The 26 TaskRun columns served on the wire, column sets and skipColumns resolution.
 
 public enum RunColumn: String, CaseIterable, Sendable {
     case id, taskIdentifier, createdAt, updatedAt, startedAt, delayUntil, queuedAt, expiredAt, completedAt
@@ -73,7 +73,7 @@ public struct ColumnSet: Hashable, Sendable {
 
 public enum SkipColumns {
     /// Columns that may never be skipped. Upstream reserves id, taskIdentifier, friendlyId, status and
-    /// createdAt; updatedAt is added as hardening because the SDK's schema requires it (§5.3).
+    /// createdAt; updatedAt is added as hardening because the SDK's schema requires it.
     public static let reserved: Set<RunColumn> = [.id, .taskIdentifier, .friendlyId, .status, .createdAt, .updatedAt]
 
     /// The JWT claim `realtime.skipColumns` wins when present (even `[]`); otherwise the query parameter is split

@@ -1,7 +1,7 @@
-// Environment-variable helpers and Redis pub/sub settings (§7.1, §9 configuration).
+// Environment-variable helpers and Redis endpoints.
 
 /// A read-only view of environment variables with fallback chains.
-public struct Environment: Sendable {
+public struct ProcessEnvironment: Sendable {
     public let values: [String: String]
 
     public init(_ dict: [String: String]) { values = dict }
@@ -49,44 +49,57 @@ public struct Environment: Sendable {
     }
 }
 
-public struct RedisSettings: Sendable, Equatable {
+/// A Redis server to connect to: the pub/sub Redis of the change records, or the one the concurrency limit is kept in.
+public struct RedisEndpoint: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var username: String?
     public var password: String?
-    /// nil when no `*_TLS_DISABLED` variable is set.
-    public var tlsDisabled: Bool?
-    public var clusterMode: Bool
-    /// `REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED` (default true); only meaningful in cluster mode.
-    public var shardedEnabled: Bool
+    /// nil: plain TCP.
+    public var tls: RedisTLS?
+    /// A Redis Cluster: `host:port` is one of its nodes (the seed the slot map is read from).
+    public var cluster: Bool
+    /// Pub/sub with SSUBSCRIBE/SPUBLISH (a cluster with sharded pub/sub enabled).
+    public var shardedPubSub: Bool
 
-    public init(host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
-                tlsDisabled: Bool? = nil, clusterMode: Bool = false, shardedEnabled: Bool = true) {
-        self.host = host; self.port = port; self.username = username; self.password = password
-        self.tlsDisabled = tlsDisabled; self.clusterMode = clusterMode; self.shardedEnabled = shardedEnabled
+    public init(host: String, port: Int, username: String? = nil, password: String? = nil, tls: RedisTLS? = nil,
+                cluster: Bool = false, shardedPubSub: Bool = false) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.cluster = cluster
+        self.shardedPubSub = cluster && shardedPubSub
     }
 
-    /// Use SSUBSCRIBE/SPUBLISH (cluster mode with sharded pub/sub enabled).
-    public var useShardedPubSub: Bool { clusterMode && shardedEnabled }
+    /// `AUTH [username] password` (ACL user when a username is set), sent first on every connection.
+    public var authArgs: [String]? {
+        guard let password, !password.isEmpty else { return nil }
+        if let username, !username.isEmpty { return ["AUTH", username, password] }
+        return ["AUTH", password]
+    }
 
-    /// TLS unless `…TLS_DISABLED` is true: upstream's default (managed Redis services require TLS).
-    public var usesTLS: Bool { tlsDisabled != true }
+    public var description: String { "\(tls == nil ? "redis" : "rediss")://\(host):\(port)" }
 
-    /// Resolves each field from `REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_*`, then `PUBSUB_REDIS_*`, then `REDIS_*`.
-    public static func pubsub(from env: Environment) -> RedisSettings {
+    /// The pub/sub Redis as configured: each field from `REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_*`, then
+    /// `PUBSUB_REDIS_*`, then `REDIS_*`. TLS (with `RedisTLS.from`) unless `…TLS_DISABLED` is true: upstream's default
+    /// (managed Redis services require TLS). Sharded pub/sub in cluster mode unless
+    /// `REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED` is false.
+    public static func pubsub(from env: ProcessEnvironment) -> RedisEndpoint {
         func names(_ field: String) -> [String] {
             ["REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_" + field, "PUBSUB_REDIS_" + field, "REDIS_" + field]
         }
         var port = Int(env.int(names("PORT"), default: 6379))
         if port <= 0 || port > 65535 { port = 6379 }
-        return RedisSettings(
+        return RedisEndpoint(
             host: env.string(names("HOST")) ?? "127.0.0.1",
             port: port,
             username: env.string(names("USERNAME")),
             password: env.string(names("PASSWORD")),
-            tlsDisabled: env.optionalBool(names("TLS_DISABLED")),
-            clusterMode: env.bool(names("CLUSTER_MODE_ENABLED"), default: false),
-            shardedEnabled: env.bool(["REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED"], default: true))
+            tls: env.optionalBool(names("TLS_DISABLED")) == true ? nil : RedisTLS.from(env),
+            cluster: env.bool(names("CLUSTER_MODE_ENABLED"), default: false),
+            shardedPubSub: env.bool(["REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED"], default: true))
     }
 }
 
@@ -108,7 +121,7 @@ public struct RedisTLS: Sendable, Hashable {
     }
 
     /// `RUNFEED_REDIS_TLS_{CA_FILE,CERT_FILE,KEY_FILE,SERVER_NAME}`: for every Redis connection that uses TLS.
-    public static func from(_ env: Environment) -> RedisTLS {
+    public static func from(_ env: ProcessEnvironment) -> RedisTLS {
         RedisTLS(caFile: env.string(["RUNFEED_REDIS_TLS_CA_FILE"]), certFile: env.string(["RUNFEED_REDIS_TLS_CERT_FILE"]),
                  keyFile: env.string(["RUNFEED_REDIS_TLS_KEY_FILE"]), serverName: env.string(["RUNFEED_REDIS_TLS_SERVER_NAME"]))
     }

@@ -1,4 +1,4 @@
-// The tag feed's `createdAt` look-back window: duration grammar, clamp, bucketing and handle re-pinning (§8.3).
+// The tag feed's `createdAt` look-back window: duration grammar, clamp, bucketing and handle re-pinning.
 
 public enum CreatedAtWindow {
     /// The default look-back when the request has no `createdAt`.
@@ -54,7 +54,7 @@ public enum CreatedAtWindow {
         return total
     }
 
-    /// The window floor for a request (§8.3): `now − parse(createdAt ?? "24h")`. When the text is unparseable,
+    /// The window floor for a request: `now − parse(createdAt ?? "24h")`. When the text is unparseable,
     /// or the floor would be older than `now − maxAgeMs`, the floor becomes `now − maxAgeMs` and `clamped` is
     /// true. The result is then floored to a multiple of `bucketMs` (≤ 0 disables bucketing). A negative
     /// `maxAgeMs` counts as 0.

@@ -1,4 +1,4 @@
-// Electric shape-protocol requests and responses (§1.2, §1.4, §1.5, §4).
+// Electric shape-protocol requests and responses: query parameters, offsets, errors, CORS and feed replies.
 
 // MARK: Offsets
 
@@ -30,7 +30,7 @@ public struct Offset: Hashable, Sendable {
         return "\(updatedAtMs)_\(max(0, tail))" + String(repeating: "0", count: 20 - t.utf8.count) + t
     }
 
-    /// The offset floor (§4.6): the first segment, with non-positive values counting as 0.
+    /// The offset floor: the first segment, with non-positive values counting as 0.
     public var floorMs: Int64 { max(0, updatedAtMs) }
 
     /// Accepts `<digits>_<digits>`: 1…19 digits fitting in Int64 first; then 1…19 digits (no token) or
@@ -104,7 +104,7 @@ public struct ValidationIssue: Sendable, Equatable {
     public var json: String { "{\"message\":" + JSONText.quote(message) + ",\"path\":" + JSONText.array(path) + "}" }
 }
 
-/// An error reply: status, JSON body and extra headers (§1.4).
+/// An error reply: status, JSON body and extra headers.
 public struct RequestError: Error, Sendable {
     public var status: Int
     public var body: String
@@ -166,7 +166,7 @@ public struct RequestError: Error, Sendable {
 
 // MARK: Requests
 
-/// The Electric query parameters of a feed request (§1.2).
+/// The Electric query parameters of a feed request.
 public struct FeedQuery: Sendable, Equatable {
     public var offset: OffsetParam
     /// `handle`, or the legacy `shape_id` (an empty value counts as absent).
@@ -348,7 +348,7 @@ public struct HTTPResponse: Sendable {
 }
 
 public enum ElectricResponse {
-    /// A 200 shape-log response (§4.2, §4.3). Pass `schema` on non-live replies and `cursor` on live ones.
+    /// A 200 shape-log response (modern or legacy header names). Pass `schema` on non-live replies and `cursor` on live ones.
     public static func feed(handle: String, offset: String, cursor: String?, live: Bool, schema: String?, body: String,
                             upToDate: Bool, legacyHeaderNames: Bool) -> HTTPResponse {
         var h: [(String, String)] = [
@@ -369,7 +369,7 @@ public enum ElectricResponse {
         return HTTPResponse(status: 200, headers: h, body: body)
     }
 
-    /// The CORS headers for errors and preflights (§1.5): the origin echoed with `vary: Origin`, or none.
+    /// The CORS headers for errors and preflights: the origin echoed with `vary: Origin`, or none.
     /// Only a syntactically valid origin is echoed (see `isValidOrigin`); anything else gets no CORS headers.
     static func corsEcho(_ origin: String?) -> [(String, String)] {
         guard let origin, isValidOrigin(origin) else { return [] }
@@ -424,7 +424,7 @@ public enum ElectricResponse {
         s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
-    /// A JSON error reply with the error's extra headers and echoed CORS (§1.4, §1.5).
+    /// A JSON error reply with the error's extra headers and echoed CORS.
     public static func error(_ e: RequestError, origin: String?) -> HTTPResponse {
         var h: [(String, String)] = [("content-type", "application/json")]
         h.append(contentsOf: e.extraHeaders)
@@ -436,11 +436,11 @@ public enum ElectricResponse {
         return HTTPResponse(status: e.status, headers: h, body: e.body)
     }
 
-    /// The unauthenticated `OPTIONS` preflight reply (§1.5).
+    /// The unauthenticated `OPTIONS` preflight reply: 200 `{}` with the CORS headers when there is an Origin.
     public static func options(origin: String?, requestHeaders: String?) -> HTTPResponse {
         var h: [(String, String)] = [("content-type", "application/json")]
         let cors = corsEcho(origin)
-        // Like remix-utils' cors (§1.5): without an Origin there is no CORS to answer.
+        // Like remix-utils' cors: without an Origin there is no CORS to answer.
         guard !cors.isEmpty else { return HTTPResponse(status: 200, headers: h, body: "{}") }
         h.append(contentsOf: cors)
         h.append(("access-control-allow-methods", "GET,HEAD,PUT,PATCH,POST,DELETE"))
@@ -451,7 +451,7 @@ public enum ElectricResponse {
         return HTTPResponse(status: 200, headers: h, body: "{}")
     }
 
-    /// Any non-empty `x-trigger-electric-version` selects the modern header names (§1.3).
+    /// Any non-empty `x-trigger-electric-version` selects the modern header names.
     public static func isModernClient(electricVersionHeader: String?) -> Bool {
         guard let v = electricVersionHeader else { return false }
         return !v.isEmpty

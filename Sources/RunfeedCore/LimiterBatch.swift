@@ -1,4 +1,4 @@
-/// The per-environment live-poll limit (reference §3) as batched Redis commands. The data layout is the
+/// The per-environment live-poll limit (429 over it) as batched Redis commands. The data layout is the
 /// reference's — a sorted set per environment (hash-tagged here, `tr:realtime:native:concurrency:{<envId>}`, so a
 /// cluster keeps an environment's set in its channel's slot), members scored
 /// by admission time and dropped after 5 minutes — but a burst of admissions costs one script call per
@@ -39,8 +39,8 @@ public struct LimiterBatch: Sendable {
         return out
         """
 
-    /// The commands, in the order they are sent: releases first (a slot freed in the same burst is
-    /// free for the admissions), then one script call per environment.
+    /// The commands, in the order they are sent: releases first (an admission released in the same burst
+    /// makes room for the new ones), then one script call per environment.
     public private(set) var commands: [[String]] = []
     /// For each operation: which command answers it, and for an admission its position in that
     /// command's reply.

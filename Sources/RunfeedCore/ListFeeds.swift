@@ -1,4 +1,4 @@
-// Tag-list and batch feeds: tag parameter, handles, filters and the working-set diff (§1.1–1.2, §4.6, §9).
+// Tag-list and batch feeds: tag parameter, handles, filters and the working-set diff.
 //
 // Tags are compared byte-wise (UTF-8), like Postgres `@>` and ClickHouse `hasAll` do. Swift's `String` equality
 // is canonical equivalence (NFC "é" == NFD "é"), which would merge tags the database keeps apart, so tag
@@ -32,12 +32,12 @@ enum TagBytes {
 
 // MARK: Tags parameter
 
-public enum TagFilter {
+public enum TagsParameter {
     public static let maxTags = 100
     /// Per tag, in Unicode scalars.
     public static let maxTagLength = 500
 
-    /// Parses the `tags` query parameter (§1.2, HEAD validation §1.1): split on `,` with no trimming; nil or
+    /// Parses the `tags` query parameter (validated the same for HEAD and GET): split on `,` with no trimming; nil or
     /// empty means no filter (`[]`). An empty element, or one containing 0x00–0x1f, 0x7f, `\` or `"`, is a 400
     /// "Query Error" with the issue `Invalid tag: "<t>"` (the tag JSON-quoted). More than 100 elements, or an
     /// element longer than 500 characters, is also a 400. The result is sorted byte-wise and deduplicated.
@@ -83,35 +83,35 @@ public enum TagFilter {
 
 // MARK: Handles
 
-/// A list-feed handle (§4.6): `runs_<floorMs>_<seq>_<nonce>` pins the tag feed's window;
+/// A list-feed handle: `runs_<floorMs>_<seq>_<nonce>` pins the tag feed's window;
 /// `batch_<batchId>_<seq>_<nonce>` names one batch connection. The nonce is 8 lowercase hex digits.
 public enum ListHandle: Equatable, Sendable {
-    case runs(floorMs: Int64, seq: UInt64, nonce: String)
+    case tagFeed(floorMs: Int64, seq: UInt64, nonce: String)
     case batch(batchId: String, seq: UInt64, nonce: String)
 
     public var text: String {
         switch self {
-        case .runs(let f, let s, let n): return "runs_\(f)_\(s)_\(n)"
+        case .tagFeed(let f, let s, let n): return "runs_\(f)_\(s)_\(n)"
         case .batch(let b, let s, let n): return "batch_\(b)_\(s)_\(n)"
         }
     }
 
     public var seq: UInt64 {
         switch self {
-        case .runs(_, let s, _), .batch(_, let s, _): return s
+        case .tagFeed(_, let s, _), .batch(_, let s, _): return s
         }
     }
 
     public var nonce: String {
         switch self {
-        case .runs(_, _, let n), .batch(_, _, let n): return n
+        case .tagFeed(_, _, let n), .batch(_, _, let n): return n
         }
     }
 
     /// A `runs_` handle. A negative floor is stored as 0 and an invalid nonce is replaced by a random one, so
     /// the text always parses back.
-    public static func mintRuns(floorMs: Int64, seq: UInt64, nonce: String = randomNonce()) -> ListHandle {
-        .runs(floorMs: max(0, floorMs), seq: seq, nonce: isValidNonce(nonce) ? nonce : randomNonce())
+    public static func mintTagFeed(floorMs: Int64, seq: UInt64, nonce: String = randomNonce()) -> ListHandle {
+        .tagFeed(floorMs: max(0, floorMs), seq: seq, nonce: isValidNonce(nonce) ? nonce : randomNonce())
     }
 
     /// A `batch_` handle (`batchId` is the internal id). An invalid nonce is replaced by a random one.
@@ -151,7 +151,7 @@ public enum ListHandle: Equatable, Sendable {
         let runsPrefix = Array("runs_".utf8), batchPrefix = Array("batch_".utf8)
         if head.starts(with: runsPrefix) {
             guard let floor = parseUInt64(head.dropFirst(runsPrefix.count)), floor <= UInt64(Int64.max) else { return nil }
-            return .runs(floorMs: Int64(floor), seq: seq, nonce: nonce)
+            return .tagFeed(floorMs: Int64(floor), seq: seq, nonce: nonce)
         }
         if head.starts(with: batchPrefix) {
             let id = head.dropFirst(batchPrefix.count)
@@ -187,14 +187,11 @@ public struct RunVersion: Sendable, Equatable {
 
 /// One row to send: its index in the rows given to `ListDiff.diff` and the Electric operation.
 public struct ListEmit: Sendable, Equatable {
-    public static let insert = "insert"
-    public static let update = "update"
-
     public var index: Int
-    /// `"insert"` or `"update"`.
-    public var operation: String
+    /// `.insert` (the client does not hold the run) or `.update` (it holds an older version).
+    public var operation: ChangeOperation
 
-    public init(index: Int, operation: String) {
+    public init(index: Int, operation: ChangeOperation) {
         self.index = index
         self.operation = operation
     }
@@ -220,13 +217,13 @@ public enum ListDiff {
         for i in latestPerRun(rows) {
             let r = rows[i]
             guard let view else {
-                emits.append(ListEmit(index: i, operation: ListEmit.update))
+                emits.append(ListEmit(index: i, operation: .update))
                 continue
             }
             if let prev = view[r.runId] {
-                if prev.isSupersededBy(r.version) { emits.append(ListEmit(index: i, operation: ListEmit.update)) }
+                if prev.isSupersededBy(r.version) { emits.append(ListEmit(index: i, operation: .update)) }
             } else {
-                emits.append(ListEmit(index: i, operation: ListEmit.insert))
+                emits.append(ListEmit(index: i, operation: .insert))
             }
         }
         return emits
@@ -444,7 +441,7 @@ public enum ListViewCodec {
 
 // MARK: Filters
 
-/// What a list feed selects (§1.1, §8.4).
+/// What a list feed selects: the runs of an environment carrying any of some tags (created since a floor), or the runs of one batch.
 public struct ListFilter: Hashable, Sendable {
     public enum Kind: Hashable, Sendable {
         /// Runs carrying all of these tags (sorted byte-wise, deduplicated; `[]` = every run of the env).
@@ -540,7 +537,7 @@ public struct ListFilter: Hashable, Sendable {
         }
     }
 
-    /// The runset cache key (§9): `<envId>|<sorted tags JSON>|<batchId or "">|<floorMs>|<limit>|<skip signature>`.
+    /// The runset cache key: `<envId>|<sorted tags JSON>|<batchId or "">|<floorMs>|<limit>|<skip signature>`.
     /// Non-ASCII characters in the tags JSON are `\uXXXX`-escaped so that the key is pure ASCII and therefore
     /// compares byte-exactly even as a Swift `String`.
     public func cacheKey(envId: String, limit: Int, columns: ColumnSet) -> String {

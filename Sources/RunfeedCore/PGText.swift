@@ -66,6 +66,14 @@ public enum PGText {
         return out
     }
 
+    /// Epoch milliseconds → UTC ISO 8601 with milliseconds, `2026-06-11T08:15:02.120Z` (log lines; years 1–9999):
+    /// `epochMsToTimestamp` with the ISO separator and zone.
+    public static func epochMsToISO8601(_ ms: Int64) -> String {
+        var t = Array(epochMsToTimestamp(ms).utf8)
+        t[10] = UInt8(ascii: "T")
+        return String(decoding: t, as: UTF8.self) + "Z"
+    }
+
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]` (a `T` separator is also accepted). Nil when malformed
     /// or out of range. Fractional digits beyond microseconds are truncated.
     public static func parseTimestamp(_ s: String) -> CivilTimestamp? {

@@ -1,7 +1,7 @@
 /// The realtime routes runfeed serves, matched on the decoded request path.
 public enum Route: Equatable, Sendable {
     case run(friendlyId: String)
-    case runs
+    case tagFeed
     case batch(friendlyId: String)
 
     /// Matches `/realtime/v1/runs/:runId`, `/realtime/v1/runs` and `/realtime/v1/batches/:batchId`
@@ -14,7 +14,7 @@ public enum Route: Equatable, Sendable {
         let parts = p.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
         switch (parts.count, parts.first) {
         case (1, "runs"):
-            return .runs
+            return .tagFeed
         case (2, "runs"):
             return validId(parts[1]).map { .run(friendlyId: $0) }
         case (2, "batches"):
@@ -62,7 +62,7 @@ public struct RequestLabels: Equatable, Hashable, Sendable {
     public init(method: String, path: String, queryString: String) {
         switch Route.match(path: path) {
         case .run?: route = "run"
-        case .runs?: route = "runs"
+        case .tagFeed?: route = "runs"
         case .batch?: route = "batch"
         case nil: route = "other"
         }

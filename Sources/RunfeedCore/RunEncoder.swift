@@ -1,4 +1,4 @@
-// Row model and the Electric shape-log encoding of TaskRun rows (§4.4, §4.5, §5).
+// Row model and the Electric shape-log encoding of TaskRun rows: schema header, change messages and column values.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -136,9 +136,9 @@ public enum RunEncoder {
     }
 
     /// `{"key":…,"value":<valueJSON>,"headers":{"operation":"<operation>"}}`.
-    public static func changeMessage(runId: String, valueJSON: String, operation: String) -> String {
+    public static func changeMessage(runId: String, valueJSON: String, operation: ChangeOperation) -> String {
         "{\"key\":" + JSONText.quote(key(runId: runId)) + ",\"value\":" + valueJSON
-            + ",\"headers\":{\"operation\":" + JSONText.quote(operation) + "}}"
+            + ",\"headers\":{\"operation\":" + JSONText.quote(operation.rawValue) + "}}"
     }
 
     public static let upToDate = "{\"headers\":{\"control\":\"up-to-date\"}}"
@@ -197,4 +197,14 @@ public enum RunEncoder {
         }
         return changed ? String(decoding: out, as: UTF8.self) : haystack
     }
+}
+
+/// The `operation` header of a change message: how the client applies the row to what it holds.
+public enum ChangeOperation: String, Sendable, Hashable {
+    /// A row the client does not hold.
+    case insert
+    /// A newer version of a row the client holds.
+    case update
+    /// A row the client holds that left the shape.
+    case delete
 }

@@ -1,4 +1,4 @@
-// Hold timing (§4.8) and the single-run live-poll decision machine.
+// Hold timing (the hold with its jitter) and the single-run live-poll decision machine.
 
 public enum HoldTiming {
     /// `base × (1 − jitter + 2·jitter·unit)`, rounded to the nearest ms; `unit` is a U(0,1) sample.

@@ -1,4 +1,4 @@
-// Scope grammar and matching for public access tokens (§2.3, §2.4).
+// Scope grammar and matching for public access tokens.
 
 /// A resource a request touches: `type` with an id, or the collection (`id == nil`).
 public struct Resource: Sendable, Equatable, Hashable {
@@ -56,7 +56,7 @@ public struct ScopeSet: Sendable {
     }
 }
 
-/// The resources each route checks with action `read` (§2.4); any one match grants access.
+/// The resources each route checks with action `read`; any one match grants access.
 public enum RouteResources {
     public static func run(friendlyId: String, taskIdentifier: String, runTags: [String],
                            batchFriendlyId: String?) -> [Resource] {
@@ -66,7 +66,7 @@ public enum RouteResources {
         return out
     }
 
-    public static func runsList(tags: [String]) -> [Resource] {
+    public static func tagFeed(tags: [String]) -> [Resource] {
         [Resource(type: "runs"), Resource(type: "tags")] + tags.map { Resource(type: "tags", id: $0) }
     }
 

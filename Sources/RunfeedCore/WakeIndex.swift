@@ -1,4 +1,4 @@
-// Per-process index of waiting list feeds, for matching change records (§9 "Router").
+// Per-process index of waiting list feeds, for matching change records to the feeds they can wake.
 
 /// The list feeds of one process, indexed per environment so that a change record reaches only the feeds it
 /// may concern:

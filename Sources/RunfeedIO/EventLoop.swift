@@ -114,8 +114,6 @@ public final class EventLoop: @unchecked Sendable {
         timerCallbacks.removeValue(forKey: id)
     }
 
-    public var pendingTimerCount: Int { timerCallbacks.count }
-
     // MARK: file descriptors
 
     /// Watches `fd` for `events` (EPOLLIN, EPOLLOUT, EPOLLRDHUP …), replacing any earlier watch of it.
@@ -154,8 +152,6 @@ public final class EventLoop: @unchecked Sendable {
         guard masks[fd] != nil else { return }
         handlers[fd] = { [unowned self] _ in self.unwatch(fd: fd) }
     }
-
-    public var watchedCount: Int { handlers.count }
 
     // MARK: running
 

@@ -13,14 +13,12 @@ public struct FastCGIRequestInfo: Sendable {
     public var queryString: String
     /// HTTP request headers, lower-cased with dashes (`HTTP_X_TRIGGER_BRANCH` → `x-trigger-branch`).
     public var headers: [String: String]
-    public var remoteAddr: String?
 
-    public init(method: String, path: String, queryString: String, headers: [String: String], remoteAddr: String? = nil) {
+    public init(method: String, path: String, queryString: String, headers: [String: String]) {
         self.method = method
         self.path = path
         self.queryString = queryString
         self.headers = headers
-        self.remoteAddr = remoteAddr
     }
 
     /// Builds the info from CGI-style `NAME=value` params.
@@ -38,7 +36,7 @@ public struct FastCGIRequestInfo: Sendable {
         var query = params["QUERY_STRING"] ?? ""
         if query.isEmpty, let q = uri.firstIndex(of: "?") { query = String(uri[uri.index(after: q)...]) }
         return FastCGIRequestInfo(method: params["REQUEST_METHOD"] ?? "GET", path: path, queryString: query,
-                                  headers: headers, remoteAddr: params["REMOTE_ADDR"])
+                                  headers: headers)
     }
 }
 

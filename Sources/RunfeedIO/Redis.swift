@@ -5,46 +5,11 @@ import RunfeedCore
 import Glibc
 #endif
 
-public struct RedisEndpoint: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var username: String?
-    public var password: String?
-    /// nil: plain TCP.
-    public var tls: RedisTLS?
-    /// A Redis Cluster: `host:port` is one of its nodes (the seed the slot map is read from).
-    public var cluster: Bool
-    public init(host: String, port: Int, username: String? = nil, password: String? = nil, tls: RedisTLS? = nil,
-                cluster: Bool = false) {
-        self.host = host
-        self.port = port
-        self.username = username
-        self.password = password
-        self.tls = tls
-        self.cluster = cluster
-    }
-
-    /// `AUTH [username] password` (ACL user when a username is set), sent first on every connection.
-    public var authArgs: [String]? {
-        guard let password, !password.isEmpty else { return nil }
-        if let username, !username.isEmpty { return ["AUTH", username, password] }
-        return ["AUTH", password]
-    }
-
-    public var description: String { "\(tls == nil ? "redis" : "rediss")://\(host):\(port)" }
-
+extension RedisEndpoint {
     /// The shared TLS context of this endpoint's settings (nil without TLS). Certificates load once per process.
     public func tlsContext() throws -> TLSClientContext? {
         guard let tls else { return nil }
         return try TLSContexts.context(for: tls)
-    }
-}
-
-extension RedisEndpoint {
-    /// The pub/sub Redis as configured (`…PUBSUB_REDIS_*` → `PUBSUB_REDIS_*` → `REDIS_*`, TLS unless disabled).
-    public static func pubsub(_ settings: RedisSettings, environment: Environment) -> RedisEndpoint {
-        RedisEndpoint(host: settings.host, port: settings.port, username: settings.username, password: settings.password,
-                      tls: settings.usesTLS ? RedisTLS.from(environment) : nil, cluster: settings.clusterMode)
     }
 }
 

@@ -11,14 +11,17 @@ public final class StatusHTTPServer {
     private let loop: EventLoop
     private let fd: Int32
     private let handler: Handler
+    /// Answers are written by the same writer as the feeds' (a reader that stalls is dropped after its timeout).
+    private let writer: ResponseWriter
     private var clients: [Int32: Client] = [:]
 
     private final class Client {
         var input: [UInt8] = []
-        var output: [UInt8] = []
-        var written = 0
         var answered = false
     }
+
+    /// A scraper that takes nothing of its answer for this long is disconnected.
+    static let writeTimeoutMs: Int64 = 10_000
 
     /// Listens on `host:port` (IPv4).
     public init(loop: EventLoop, address: String, handler: @escaping Handler) throws {
@@ -28,6 +31,7 @@ public final class StatusHTTPServer {
         let host = String(address[..<colon])
         self.loop = loop
         self.handler = handler
+        writer = ResponseWriter(loop: loop, timeoutMs: Self.writeTimeoutMs)
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError("socket: errno \(errno)") }
         var one: Int32 = 1
@@ -74,7 +78,8 @@ public final class StatusHTTPServer {
     private func readable(_ c: Int32, _ events: UInt32) {
         guard let client = clients[c] else { return }
         if client.answered {
-            flush(c)
+            // More input or EOF while the answer is being built: nothing more is read.
+            loop.mute(fd: c)
             return
         }
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -96,29 +101,15 @@ public final class StatusHTTPServer {
         let path = String(target.split(separator: "?", maxSplits: 1).first ?? "/")
         client.answered = true
         handler(method, path) { [weak self] status, contentType, body in
-            guard let self, let client = self.clients[c] else { return }
+            guard let self, self.clients.removeValue(forKey: c) != nil else { return }
             let reason = status == 200 ? "OK" : (status == 404 ? "Not Found" : (status == 503 ? "Service Unavailable" : "Error"))
             let bytes = Array(body.utf8)
             let header = "HTTP/1.0 \(status) \(reason)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\nConnection: close\r\n\r\n"
-            client.output = Array(header.utf8) + bytes
-            self.loop.modify(fd: c, events: EV_OUT)
-            self.flush(c)
-        }
-    }
-
-    private func flush(_ c: Int32) {
-        guard let client = clients[c], !client.output.isEmpty else { return }
-        while client.written < client.output.count {
-            let n = client.output.withUnsafeBytes { buf in
-                write(c, buf.baseAddress! + client.written, buf.count - client.written)
+            // Written, then closed (one request per connection); the writer closes it itself when the peer is gone.
+            self.writer.send(fd: c, Array(header.utf8) + bytes) { [writer = self.writer] ok in
+                if ok { writer.closeConnection(c) }
             }
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                break
-            }
-            client.written += n
         }
-        drop(c)
     }
 
     private func drop(_ c: Int32) {

@@ -71,7 +71,7 @@ public final class Supervisor {
             let sig = nextSignal(timeoutMs: 1000)
             switch sig {
             case SIGCHLD:
-                reap(respawn: true)
+                reap()
             case SIGHUP:
                 rollingRestart()
             case SIGTERM, SIGINT:
@@ -156,7 +156,7 @@ public final class Supervisor {
     }
 
     /// Collects exited workers; restarts the ones that were not retired on purpose.
-    private func reap(respawn: Bool) {
+    private func reap() {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
@@ -166,7 +166,7 @@ public final class Supervisor {
             workers.removeValue(forKey: slot)
             let how = runfeed_wifsignaled(status) != 0 ? "signal \(runfeed_wtermsig(status))" : "status \(runfeed_wexitstatus(status))"
             log("supervisor: worker \(slot) pid \(pid) exited (\(how)) after \(monotonicMs() - w.startedAt) ms")
-            if respawn { respawnSlot(slot, crashedQuickly: monotonicMs() - w.startedAt < 1000) }
+            respawnSlot(slot, crashedQuickly: monotonicMs() - w.startedAt < 1000)
         }
     }
 
@@ -202,7 +202,7 @@ public final class Supervisor {
             kill(old.pid, SIGTERM)
             waitExit(old.pid, timeoutMs: options.drainTimeoutMs + 5_000)
         }
-        reap(respawn: true)
+        reap()
         log("supervisor: rolling restart done")
     }
 

@@ -45,7 +45,8 @@ final class Authenticator {
     /// Key lookups in flight (nil: the database failed).
     private var keyFlights = SingleFlight<String, EnvRecord??>()
     private var byId: BoundedTTLCache<String, EnvRecord?>
-    private var branches: BoundedTTLCache<String, String?>
+    /// Preview-branch environments by parent environment and branch name (nil: no such branch).
+    private var branches: BoundedTTLCache<BranchKey, String?>
     /// Revoked keys of an environment (by id) with when their grace period ends (epoch ms).
     private var graceKeys: BoundedTTLCache<String, [(key: String, endsMs: Int64)]>
     /// Additional API keys by key hash, and their lookups in flight.
@@ -286,7 +287,7 @@ final class Authenticator {
             done(.success(ctx))
             return
         }
-        let cacheKey = env.id + "\u{0}" + branch
+        let cacheKey = BranchKey(parentEnvId: env.id, branch: branch)
         if let cached = branches.get(cacheKey, nowMs: monotonicMs()) {
             finishBranch(ctx, childId: cached, done)
             return
@@ -414,4 +415,10 @@ final class Authenticator {
                                       scopes: ScopeSet(claims.scopes), skipColumnsClaim: claims.skipColumns)))
         }
     }
+}
+
+/// A preview branch of an environment.
+struct BranchKey: Hashable {
+    let parentEnvId: String
+    let branch: String
 }

@@ -4,7 +4,7 @@ import RunfeedIO
 import Glibc
 #endif
 
-/// Per-environment limit on held live polls (reference §3): a sorted set per environment on the
+/// Per-environment limit on held live polls (a poll over it is refused 429, and 500 when the count cannot be read): a sorted set per environment on the
 /// rate-limit Redis, `tr:realtime:native:concurrency:{<envId>}`, with members that expire after 5 min.
 /// Admission and release run on their own blocking Redis connections (a `BlockingPool`, never on the event
 /// loop); completions come back on the loop. Loop-confined.

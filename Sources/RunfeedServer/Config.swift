@@ -6,8 +6,8 @@ import RunfeedIO
 public struct ServerConfig: Sendable {
     public var listen: String
     public var databaseURL: String
+    /// The pub/sub Redis of the change records.
     public var redis: RedisEndpoint
-    public var redisSharded: Bool
     /// The subscriber sends PING after this long without a reply, and fails the connection when the PING is not
     /// answered within `redisPingTimeoutMs`: a silent connection is replaced within their sum (+1 s tick).
     public var redisPingIntervalMs: Int64
@@ -71,7 +71,7 @@ public struct ServerConfig: Sendable {
 
     /// Reads the configuration. Early `REALTIME_NOTIFIER_*` names are accepted as aliases.
     public static func from(environment dict: [String: String]) throws -> ServerConfig {
-        let env = Environment(dict)
+        let env = ProcessEnvironment(dict)
         func names(_ suffix: String) -> [String] { [prefix + suffix, "REALTIME_NOTIFIER_" + suffix] }
         guard let db = env.string(["DATABASE_URL"]) else {
             throw ConfigError("DATABASE_URL is not set")
@@ -91,7 +91,6 @@ public struct ServerConfig: Sendable {
         gate.maxDelayMs = lagSetting("MAX_DELAY_MS", 1_000)
         gate.observedFloorTtlMs = lagSetting("OBSERVED_FLOOR_TTL_MS", 60_000)
         let poolSize = Int(max(1, env.int(["RUNFEED_PG_POOL_SIZE"], default: 4)))
-        let rs = RedisSettings.pubsub(from: env)
         let tls = RedisTLS.from(env)
         if let key = tls.keyFile, tls.certFile == nil {
             throw ConfigError("RUNFEED_REDIS_TLS_KEY_FILE (\(key)) needs RUNFEED_REDIS_TLS_CERT_FILE")
@@ -99,9 +98,7 @@ public struct ServerConfig: Sendable {
         return ServerConfig(
             listen: env.string(["RUNFEED_LISTEN"]) ?? "127.0.0.1:9000",
             databaseURL: db,
-            redis: RedisEndpoint(host: rs.host, port: rs.port, username: rs.username, password: rs.password,
-                                 tls: rs.usesTLS ? tls : nil, cluster: rs.clusterMode),
-            redisSharded: rs.useShardedPubSub,
+            redis: RedisEndpoint.pubsub(from: env),
             redisPingIntervalMs: max(100, env.int(["RUNFEED_REDIS_PING_INTERVAL_MS"], default: 5_000)),
             redisPingTimeoutMs: max(100, env.int(["RUNFEED_REDIS_PING_TIMEOUT_MS"], default: 5_000)),
             holdMs: env.int(names("LIVE_POLL_TIMEOUT_MS"), default: 20_000),

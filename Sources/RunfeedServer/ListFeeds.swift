@@ -29,7 +29,19 @@ final class ListFeedRequest {
 
     var envId: String { ctx.envId }
     /// Working sets are per environment and per connection handle.
-    var workingSetKey: String { ctx.envId + "\u{0}" + handle }
+    var workingSetKey: WorkingSetKey { WorkingSetKey(envId: ctx.envId, handle: handle) }
+
+    /// The answer with `rows` (then `up-to-date`) at `offset`.
+    func reply(rows: [(RunRow, ChangeOperation)], offset: Offset, live: Bool, memo: RunsetMemo? = nil) -> FeedReply {
+        FeedReply(conn: conn, handle: handle, offset: offset, columns: columns, legacyHeaderNames: legacyHeaderNames,
+                  apiVersion: apiVersion, rows: rows, live: live, extraHeaders: extraHeaders, memo: memo)
+    }
+}
+
+/// A list connection of an environment: the key of its client's working set (view).
+struct WorkingSetKey: Hashable {
+    let envId: String
+    let handle: String
 }
 
 /// Where the view of a list client came from, for the metrics.
@@ -97,27 +109,34 @@ struct LocalView {
 final class ListFeedRegistry {
     private let loop: EventLoop
     private let channels: EnvChannels
-    private let runsets: RunsetService
-    private let views: SharedViews
+    private let runsets: RunsetSource
+    private let views: ListViewStore
+    private let runRows: RunRowSource
+    private let answering: FeedAnswering
+    /// Whether the database is not keeping up (a backstop then answers on what the client holds).
+    private let databaseStalled: () -> Bool
     private let config: ServerConfig
-    weak var server: Server?
 
     private var feeds: [UInt64: LiveListFeed] = [:]
     /// Live requests whose client view is being loaded from the shared store.
     private var loading: [UInt64: (request: ListFeedRequest, offset: Offset)] = [:]
     private var index = WakeIndex<UInt64>()
-    private var localViews: BoundedTTLCache<String, LocalView>
+    private var localViews: BoundedTTLCache<WorkingSetKey, LocalView>
     private var coalescers: [String: LeadingEdgeCoalescer] = [:]
     private var coalesceTimers: [String: EventLoop.TimerID] = [:]
     /// Hydrates asked by feeds' machines this loop turn, per environment (see `act(.hydrate)`).
     private var pendingHydrates: [String: [UInt64: Set<String>]] = [:]
     private var nextId: UInt64 = 1
 
-    init(loop: EventLoop, channels: EnvChannels, runsets: RunsetService, views: SharedViews, config: ServerConfig) {
+    init(loop: EventLoop, channels: EnvChannels, runsets: RunsetSource, views: ListViewStore, rows: RunRowSource,
+         answering: FeedAnswering, databaseStalled: @escaping () -> Bool, config: ServerConfig) {
         self.loop = loop
         self.channels = channels
         self.runsets = runsets
         self.views = views
+        self.runRows = rows
+        self.answering = answering
+        self.databaseStalled = databaseStalled
         self.config = config
         localViews = BoundedTTLCache(ttlMs: config.workingSetTtlMs, maxEntries: config.workingSetMaxEntries)
         channels.onRecord.append { [weak self] env, record in self?.offer(env: env, record: record) }
@@ -157,7 +176,7 @@ final class ListFeedRegistry {
     }
 
     /// Stores `view` (when it changed) before the answer carrying its token goes out, then answers.
-    private func answer(_ request: ListFeedRequest, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64,
+    private func answer(_ request: ListFeedRequest, rows: [(RunRow, ChangeOperation)], offsetMs: Int64, basisMs: Int64,
                         from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, live: Bool,
                         source: ViewSource, viewText: String? = nil, memo: RunsetMemo? = nil) {
         let now = monotonicMs()
@@ -170,8 +189,8 @@ final class ListFeedRegistry {
                 localViews.set(request.workingSetKey, local, nowMs: now)
                 views.touch(envId: request.envId, handle: request.handle)
             }
-            server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), live: live,
-                               view: source, memo: memo)
+            send(request.reply(rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token), live: live,
+                               memo: memo), view: source)
             return
         }
         // Never 0 (no view) and never the previous token (a wrap-around of `&+ 1` could give 0).
@@ -182,9 +201,16 @@ final class ListFeedRegistry {
         views.save(envId: request.envId, handle: request.handle, base: base, baseView: base == nil ? nil : baseView,
                    token: token, view: view, viewText: viewText) { [weak self] stored in
             if !stored { WorkerMetrics.shared.listViewStoreFailed.increment() }
-            self?.server?.answerList(request, rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
-                                     live: live, view: source, memo: memo)
+            self?.send(request.reply(rows: rows, offset: Offset(updatedAtMs: offsetMs, tail: basisMs, token: token),
+                                     live: live, memo: memo), view: source)
         }
+    }
+
+    /// Sends a list answer, counted by where the client's view came from.
+    func send(_ reply: FeedReply, view: ViewSource) {
+        WorkerMetrics.shared.listAnswers(view.rawValue).increment()
+        let bytes = answering.answer(reply)
+        WorkerMetrics.shared.listAnswerBytes(view.rawValue).increment(by: Int64(bytes))
     }
 
     // MARK: non-live
@@ -205,7 +231,7 @@ final class ListFeedRegistry {
     private func resolveAndAnswer(_ request: ListFeedRequest, previous: Offset?, view: ListView?, source: ViewSource) {
         resolveForClient(request, notBeforeUs: notBefore(previous), offset: previous, view: view, demand: request.demand) { [self] result in
             guard case .success(let set) = result else {
-                server?.fail(request.conn, .unavailable)
+                answering.fail(request.conn, .unavailable)
                 return
             }
             let versions = set.rows.map(RunVersion.init)
@@ -216,7 +242,7 @@ final class ListFeedRegistry {
             if source == .snapshot {
                 memo = set.memo
                 // Every row as an insert; every snapshot of this resolve stores the same view: work it out once.
-                emits = ListDiff.diff(versions, view: nil).map { ListEmit(index: $0.index, operation: ListEmit.insert) }
+                emits = ListDiff.diff(versions, view: nil).map { ListEmit(index: $0.index, operation: .insert) }
                 if set.memo.snapshotView == nil {
                     set.memo.snapshotView = ListDiff.replace(nil, versions, emits: emits, membersReadAtUs: membersReadAtUs(set))
                     set.memo.snapshotBase = ListViewCodec.encodeBase(set.memo.snapshotView!)
@@ -293,7 +319,7 @@ final class ListFeedRegistry {
     private func park(id: UInt64, _ request: ListFeedRequest, offset: Offset, view: ListView?, source: ViewSource) {
         // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
         guard !request.conn.isAnswered else { return }
-        server?.parked(request.conn)
+        answering.parked(request.conn)
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
@@ -330,9 +356,8 @@ final class ListFeedRegistry {
         let now = monotonicUs()
         var cached: [RunRow] = []
         for r in missed {
-            guard let store = server?.store,
-                  let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
-                  let row = store.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
+            guard let freshAfter = channels.gapReadFreshAfter(env, runId: r.runId, sinceMs: basis, covered: true, nowUs: now),
+                  let row = runRows.cachedRow(envId: env, runId: r.runId, freshAfter: freshAfter) else { break }
             cached.append(row)
         }
         if cached.count == missed.count,
@@ -353,7 +378,7 @@ final class ListFeedRegistry {
         case .resolve:
             let notBeforeUs = feed.resolveNotBeforeUs
             feed.resolveNotBeforeUs = 0
-            if !feed.parking.deadlinePending, server?.db.stalled == true {
+            if !feed.parking.deadlinePending, databaseStalled() {
                 // The backstop while the database is not keeping up: answered on what the client holds.
                 act(feed, feed.machine.handle(.resolved(nil)))
                 return
@@ -409,7 +434,7 @@ final class ListFeedRegistry {
         guard !ids.isEmpty else { return }
         let startedMs = wallMs()
         let demands = QueryDemands(wanted.keys.compactMap { feeds[$0]?.parking.demand })
-        runsets.hydrate(envId: env, ids: ids, freshAfter: monotonicUs(), demands: demands) { [self] result in
+        runsets.hydrate(envId: env, ids: ids, freshAfter: monotonicUs(), demands: demands, fromPrimary: false) { [self] result in
             guard case .success(let rows) = result, config.staleRowRereads else {
                 deliverHydrate(wanted, result: result, startedMs: startedMs)
                 return
@@ -457,7 +482,7 @@ final class ListFeedRegistry {
         act(feed, feed.machine.handle(.hydrated(sorted.map(RunVersion.init))))
     }
 
-    private func finish(_ feed: LiveListFeed, rows: [(RunRow, String)], basisMs: Int64) {
+    private func finish(_ feed: LiveListFeed, rows: [(RunRow, ChangeOperation)], basisMs: Int64) {
         guard feeds.removeValue(forKey: feed.id) != nil else { return }
         feed.parking.unpark()
         index.remove(feed.id)
@@ -469,7 +494,7 @@ final class ListFeedRegistry {
     /// Answers every held poll with `up-to-date` now (drain).
     func answerAll() {
         for (_, l) in loading {
-            server?.answerList(l.request, rows: [], offset: l.offset, live: true, view: .none)
+            send(l.request.reply(rows: [], offset: l.offset, live: true), view: .none)
         }
         loading = [:]
         for feed in Array(feeds.values) { act(feed, feed.machine.handle(.aborted)) }

@@ -84,16 +84,5 @@ struct LineLogHandler: LogHandler {
         _ = write(2, &bytes, bytes.count)
     }
 
-    static func timestamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        func p(_ v: Int32, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        return "\(p(tmv.tm_year + 1900, 4))-\(p(tmv.tm_mon + 1, 2))-\(p(tmv.tm_mday, 2))T\(p(tmv.tm_hour, 2)):\(p(tmv.tm_min, 2)):\(p(tmv.tm_sec, 2)).\(p(Int32(ts.tv_nsec / 1_000_000), 3))Z"
-    }
+    static func timestamp() -> String { PGText.epochMsToISO8601(wallMs()) }
 }

@@ -1,6 +1,48 @@
 import RunfeedCore
 import RunfeedIO
 
+/// One run-feed request after auth and lookup: everything needed to answer it.
+final class RunFeedRequest {
+    let conn: FastCGIConnection
+    let envId: String
+    let runId: String
+    /// The request's database deadline (until it is held; a held poll has its own).
+    let demand: Demand?
+    let columns: ColumnSet
+    let legacyHeaderNames: Bool
+    let apiVersion: String?
+    var handle: String { "run-" + runId }
+
+    init(conn: FastCGIConnection, envId: String, runId: String, demand: Demand? = nil, columns: ColumnSet,
+         legacyHeaderNames: Bool, apiVersion: String?) {
+        self.conn = conn
+        self.demand = demand
+        self.envId = envId
+        self.runId = runId
+        self.columns = columns
+        self.legacyHeaderNames = legacyHeaderNames
+        self.apiVersion = apiVersion
+    }
+
+    /// The answer with `rows` (then `up-to-date`) at `offset`.
+    func reply(rows: [(RunRow, ChangeOperation)], offset: Offset, live: Bool) -> FeedReply {
+        FeedReply(conn: conn, handle: handle, offset: offset, columns: columns, legacyHeaderNames: legacyHeaderNames,
+                  apiVersion: apiVersion, rows: rows, live: live)
+    }
+
+    /// The answer to a live poll: the row if the client does not hold it, else `up-to-date` with the client's
+    /// view (its basis moved to `readBasisMs` when a read confirmed it).
+    func liveReply(offset: Offset, row: RunRow?, readBasisMs: Int64?) -> FeedReply {
+        let view = RunClientView(offset)
+        if let row, view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest) {
+            return reply(rows: [(row, .update)],
+                         offset: Offset(updatedAtMs: row.updatedAtMs, tail: row.readAtUs / 1000, token: row.digest), live: true)
+        }
+        return reply(rows: [], offset: Offset(updatedAtMs: offset.updatedAtMs, tail: readBasisMs ?? offset.basisMs, token: view.token),
+                     live: true)
+    }
+}
+
 /// A parked live poll of one run.
 final class LiveRunFeed {
     let id: UInt64
@@ -32,33 +74,36 @@ final class LiveRunFeed {
 final class RunFeedRegistry {
     private let loop: EventLoop
     private let channels: EnvChannels
+    private let store: RunRowSource
+    private let answering: FeedAnswering
     private let config: ServerConfig
-    weak var server: Server?
+    private let log: Logger
 
     private var feeds: [UInt64: LiveRunFeed] = [:]
-    private var byRun: [String: Set<UInt64>] = [:]
+    private var byRun: [RunKey: Set<UInt64>] = [:]
     private var byEnv: [String: Set<UInt64>] = [:]
     private var nextId: UInt64 = 1
 
-
-    init(loop: EventLoop, channels: EnvChannels, config: ServerConfig) {
+    init(loop: EventLoop, channels: EnvChannels, store: RunRowSource, answering: FeedAnswering, config: ServerConfig,
+         log: Logger) {
         self.loop = loop
         self.channels = channels
+        self.store = store
+        self.answering = answering
         self.config = config
+        self.log = log
         channels.onRecord.append { [weak self] env, record in self?.received(env: env, record: record) }
         channels.onResubscribed.append { [weak self] env in self?.wakeAll(env: env) }
     }
 
     var count: Int { feeds.count }
 
-    private static func runKey(_ envId: String, _ runId: String) -> String { envId + "\u{0}" + runId }
-
     // MARK: feeds
 
     func startLive(_ request: RunFeedRequest, offset: Offset) {
         // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
         guard !request.conn.isAnswered else { return }
-        server?.parked(request.conn)
+        answering.parked(request.conn)
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()
@@ -70,7 +115,7 @@ final class RunFeedRegistry {
                                parking: parking)
         nextId += 1
         feeds[feed.id] = feed
-        byRun[Self.runKey(env, request.runId), default: []].insert(feed.id)
+        byRun[RunKey(envId: env, runId: request.runId), default: []].insert(feed.id)
         byEnv[env, default: []].insert(feed.id)
 
         parking.arm(config, onDeadline: { [weak self] in self?.event(feed, .deadline) },
@@ -95,7 +140,7 @@ final class RunFeedRegistry {
         case .aborted:
             feed.request.conn.clientGone = true
             WorkerMetrics.shared.runAbort.increment()
-            server?.log.debug("live poll aborted by client run=\(feed.request.runId) held=\(feeds.count - 1)")
+            log.debug("live poll aborted by client run=\(feed.request.runId) held=\(feeds.count - 1)")
         case .notified:
             WorkerMetrics.shared.runNotify.increment()
             if let u = recordUpdatedAtMs { feed.recordUpdatedAtMs = max(feed.recordUpdatedAtMs ?? u, u) }
@@ -111,10 +156,9 @@ final class RunFeedRegistry {
             return
         case .readRow:
             let r = feed.request
-            guard let store = server?.store else { return }
             feed.readIsBackstop = feed.machine.state == .reading(.backstop)
             let read = feed.readIsBackstop ? store.readRowBatched : store.readRow
-            read(r.envId, r.runId, freshAfter, feed.parking.demand) { [weak self] result in
+            read(r.envId, r.runId, freshAfter, feed.parking.demand) { [weak self, store] result in
                 guard let self, self.feeds[feed.id] != nil else { return }
                 if case .success(let row?) = result,
                    feed.machine.view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest),
@@ -159,14 +203,14 @@ final class RunFeedRegistry {
 
     private func finish(_ feed: LiveRunFeed, row: RunRow?) {
         remove(feed)
-        server?.answerLive(feed.request, offset: feed.offset, row: row, readBasisMs: feed.lastReadBasisMs)
+        answering.answer(feed.request.liveReply(offset: feed.offset, row: row, readBasisMs: feed.lastReadBasisMs))
     }
 
     private func remove(_ feed: LiveRunFeed) {
         guard feeds.removeValue(forKey: feed.id) != nil else { return }
         feed.parking.unpark()
         let env = feed.request.envId
-        let key = Self.runKey(env, feed.request.runId)
+        let key = RunKey(envId: env, runId: feed.request.runId)
         byRun[key]?.remove(feed.id)
         if byRun[key]?.isEmpty == true { byRun.removeValue(forKey: key) }
         byEnv[env]?.remove(feed.id)
@@ -188,10 +232,16 @@ final class RunFeedRegistry {
     }
 
     private func received(env: String, record: ChangeRecord) {
-        guard let ids = byRun[Self.runKey(env, record.runId)] else { return }
+        guard let ids = byRun[RunKey(envId: env, runId: record.runId)] else { return }
         let now = monotonicUs()
         for id in ids {
             if let feed = feeds[id] { event(feed, .notified, notifiedAt: now, recordUpdatedAtMs: record.updatedAtMs) }
         }
     }
+}
+
+/// A run of an environment (run ids are unique, but a record's channel, not its run id, names the environment).
+struct RunKey: Hashable {
+    let envId: String
+    let runId: String
 }

@@ -55,7 +55,7 @@ struct Demo: ParsableCommand {
     func run() throws {
         // Before anything else: SIGINT/SIGTERM/SIGHUP are taken synchronously by the waits between moves.
         ProcessSignals.blockProcessSignals()
-        let environment = Environment(processEnvironment())
+        let environment = ProcessEnvironment(processEnvironment())
         guard let dbURL = environment.string(["DATABASE_URL"]) else {
             throw ValidationError("DATABASE_URL is not set")
         }
@@ -63,11 +63,11 @@ struct Demo: ParsableCommand {
         let chURL = clickhouseUrl ?? environment.string(
             ["RUNFEED_CLICKHOUSE_URL", "REALTIME_BACKEND_NATIVE_CLICKHOUSE_URL", "CLICKHOUSE_URL"])
         if chURL != nil { initializeCurl() }
-        let redis = RedisSettings.pubsub(from: environment)
+        let redis = RedisEndpoint.pubsub(from: environment)
         var sim = DemoSimulator(
             db: PGConnection(conninfo: dbURL),
-            redis: RedisEndpoint.pubsub(redis, environment: environment).makeClient(),
-            publishVerb: redis.useShardedPubSub ? "SPUBLISH" : "PUBLISH",
+            redis: redis.makeClient(),
+            publishVerb: redis.shardedPubSub ? "SPUBLISH" : "PUBLISH",
             clickhouse: chURL.map { ClickHouseMirror(url: $0) },
             envId: envId, tag: tag, restartAfterMs: Int64(restartAfter * 1000), errorRate: errorRate,
             refreshCreatedAt: refreshCreatedAt)
@@ -114,24 +114,12 @@ private func waitForSignal(ms: Int64) -> Int32? {
 
 /// One line on stdout with a UTC timestamp, written at once (stdout is usually a log file).
 private func say(_ line: String) {
-    let bytes = Array((utcStamp(wallMs()) + " " + line + "\n").utf8)
+    let bytes = Array((PGText.epochMsToISO8601(wallMs()) + " " + line + "\n").utf8)
     var done = 0
     while done < bytes.count {
         let n = bytes[done...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
         if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
     }
-}
-
-private func utcStamp(_ ms: Int64) -> String {
-    var t = time_t(ms / 1000)
-    var parts = tm()
-    gmtime_r(&t, &parts)
-    func pad(_ v: Int32, _ n: Int) -> String {
-        let s = String(v)
-        return String(repeating: "0", count: max(0, n - s.count)) + s
-    }
-    return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-        + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
 }
 
 /// A run as the simulator sees it.
@@ -353,8 +341,6 @@ private final class ClickHouseMirror {
 
     func mirror(runIds: [String], db: PGConnection) throws {
         let ms = try createdAtHasMillis()
-        let idArray = "{" + runIds.map { "\"" + $0.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
         func stamp(_ col: String) -> String {
             "CASE WHEN $2 = '1' THEN (\(col) / 1000)::text || '.' || lpad((\(col) % 1000)::text, 3, '0') "
                 + "ELSE (\(col) / 1000)::text END"
@@ -377,7 +363,7 @@ private final class ClickHouseMirror {
                 '_version', u_ms, '_is_deleted', 0)::text,
                 "id", "runtimeEnvironmentId", (c_ms / 1000)::text
             FROM src
-            """, [idArray, ms ? "1" : "0"])
+            """, [PGText.arrayLiteralParam(runIds), ms ? "1" : "0"])
         guard !rows.rows.isEmpty else { return }
         var lines: [String] = []
         var stale: [String] = []
@@ -392,11 +378,5 @@ private final class ClickHouseMirror {
         _ = try connection.query("INSERT INTO \(Self.table) (\(Self.columns)) SELECT environment_id, organization_id, "
             + "project_id, run_id, friendly_id, batch_id, root_run_id, tags, created_at, updated_at, _version + 1, 1 "
             + "FROM \(Self.table) FINAL WHERE _is_deleted = 0 AND (" + stale.joined(separator: " OR ") + ")")
-    }
-}
-
-private extension String {
-    func replacingAll(_ target: String, _ replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

@@ -141,14 +141,14 @@ struct Publish: ParsableCommand {
     var bare = false
 
     func run() throws {
-        let environment = Environment(processEnvironment())
-        let settings = RedisSettings.pubsub(from: environment)
+        let environment = ProcessEnvironment(processEnvironment())
+        let redis = RedisEndpoint.pubsub(from: environment)
         let record = ChangeRecord(v: 1, runId: runId, envId: env,
                                   tags: tags.map { $0.isEmpty ? [] : $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
                                   batchId: batch, updatedAtMs: updatedAtMs)
-        let client = RedisEndpoint.pubsub(settings, environment: environment).makeClient()
+        let client = redis.makeClient()
         // The worker's rule: sharded pub/sub only in cluster mode with …_SHARDED_ENABLED (default 1).
-        let verb = settings.useShardedPubSub ? "SPUBLISH" : "PUBLISH"
+        let verb = redis.shardedPubSub ? "SPUBLISH" : "PUBLISH"
         let reply = try client.command([verb, Channels.env(env), bare ? runId : record.json()])
         switch reply {
         case .integer(let n):

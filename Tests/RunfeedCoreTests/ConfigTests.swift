@@ -1,8 +1,8 @@
 import XCTest
 @testable import RunfeedCore
 
-final class EnvironmentTests: XCTestCase {
-    let env = Environment(["A": "", "B": "  ", "C": "x", "D": "y", "N": " 42 ", "BAD": "4x", "F": "0.15", "E": "1e3",
+final class ProcessEnvironmentTests: XCTestCase {
+    let env = ProcessEnvironment(["A": "", "B": "  ", "C": "x", "D": "y", "N": " 42 ", "BAD": "4x", "F": "0.15", "E": "1e3",
                            "T1": "1", "T2": "TRUE", "T3": "yes", "F1": "0", "F2": "false", "F3": "No", "G": "maybe"])
 
     func testString() {
@@ -34,16 +34,15 @@ final class EnvironmentTests: XCTestCase {
     }
 }
 
-final class RedisSettingsTests: XCTestCase {
+final class RedisEndpointTests: XCTestCase {
     func testDefaults() {
-        let s = RedisSettings.pubsub(from: Environment([:]))
-        XCTAssertEqual(s, RedisSettings(host: "127.0.0.1", port: 6379, username: nil, password: nil, tlsDisabled: nil, clusterMode: false))
-        XCTAssertTrue(s.shardedEnabled)
-        XCTAssertFalse(s.useShardedPubSub)
+        let e = RedisEndpoint.pubsub(from: ProcessEnvironment([:]))
+        XCTAssertEqual(e, RedisEndpoint(host: "127.0.0.1", port: 6379, username: nil, password: nil, tls: RedisTLS(), cluster: false))
+        XCTAssertFalse(e.shardedPubSub)
     }
 
     func testPerFieldFallback() {
-        let s = RedisSettings.pubsub(from: Environment([
+        let e = RedisEndpoint.pubsub(from: ProcessEnvironment([
             "REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_HOST": "native.redis",
             "PUBSUB_REDIS_HOST": "pubsub.redis",
             "PUBSUB_REDIS_PORT": "6380",
@@ -53,36 +52,39 @@ final class RedisSettingsTests: XCTestCase {
             "REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_USERNAME": "",
             "PUBSUB_REDIS_USERNAME": "user",
         ]))
-        XCTAssertEqual(s.host, "native.redis")
-        XCTAssertEqual(s.port, 6380)
-        XCTAssertEqual(s.username, "user")
-        XCTAssertEqual(s.password, "secret")
-        XCTAssertEqual(s.tlsDisabled, true)
-        XCTAssertFalse(s.clusterMode)
+        XCTAssertEqual(e.host, "native.redis")
+        XCTAssertEqual(e.port, 6380)
+        XCTAssertEqual(e.username, "user")
+        XCTAssertEqual(e.password, "secret")
+        XCTAssertNil(e.tls)
+        XCTAssertFalse(e.cluster)
     }
 
     func testClusterAndSharded() {
-        let s = RedisSettings.pubsub(from: Environment(["REDIS_CLUSTER_MODE_ENABLED": "1"]))
-        XCTAssertTrue(s.clusterMode)
-        XCTAssertTrue(s.useShardedPubSub)
-        let off = RedisSettings.pubsub(from: Environment(["REDIS_CLUSTER_MODE_ENABLED": "1",
-                                                          "REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED": "0"]))
-        XCTAssertFalse(off.useShardedPubSub)
-        XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "false"])).tlsDisabled, false)
+        let e = RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_CLUSTER_MODE_ENABLED": "1"]))
+        XCTAssertTrue(e.cluster)
+        XCTAssertTrue(e.shardedPubSub)
+        let off = RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_CLUSTER_MODE_ENABLED": "1",
+                                                                 "REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED": "0"]))
+        XCTAssertTrue(off.cluster)
+        XCTAssertFalse(off.shardedPubSub)
+        // Sharded pub/sub exists only in cluster mode.
+        XCTAssertFalse(RedisEndpoint.pubsub(from: ProcessEnvironment(["REALTIME_BACKEND_NATIVE_PUBSUB_REDIS_SHARDED_ENABLED": "1"])).shardedPubSub)
     }
 
     func testTLSIsUpstreamsDefault() {
-        XCTAssertTrue(RedisSettings.pubsub(from: Environment([:])).usesTLS)
-        XCTAssertTrue(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "false"])).usesTLS)
-        XCTAssertFalse(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "true"])).usesTLS)
-        XCTAssertTrue(RedisSettings.pubsub(from: Environment(["REDIS_TLS_DISABLED": "true",
-                                                             "PUBSUB_REDIS_TLS_DISABLED": "false"])).usesTLS)
-        let tls = RedisTLS.from(Environment(["RUNFEED_REDIS_TLS_CA_FILE": "/ca.pem", "RUNFEED_REDIS_TLS_SERVER_NAME": "r.example"]))
-        XCTAssertEqual(tls, RedisTLS(caFile: "/ca.pem", serverName: "r.example"))
+        XCTAssertNotNil(RedisEndpoint.pubsub(from: ProcessEnvironment([:])).tls)
+        XCTAssertNotNil(RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_TLS_DISABLED": "false"])).tls)
+        XCTAssertNil(RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_TLS_DISABLED": "true"])).tls)
+        XCTAssertNotNil(RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_TLS_DISABLED": "true",
+                                                                       "PUBSUB_REDIS_TLS_DISABLED": "false"])).tls)
+        let env = ProcessEnvironment(["RUNFEED_REDIS_TLS_CA_FILE": "/ca.pem", "RUNFEED_REDIS_TLS_SERVER_NAME": "r.example"])
+        XCTAssertEqual(RedisTLS.from(env), RedisTLS(caFile: "/ca.pem", serverName: "r.example"))
+        XCTAssertEqual(RedisEndpoint.pubsub(from: env).tls, RedisTLS(caFile: "/ca.pem", serverName: "r.example"))
     }
 
     func testBadPortFallsBack() {
-        XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_PORT": "99999"])).port, 6379)
-        XCTAssertEqual(RedisSettings.pubsub(from: Environment(["REDIS_PORT": "abc"])).port, 6379)
+        XCTAssertEqual(RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_PORT": "99999"])).port, 6379)
+        XCTAssertEqual(RedisEndpoint.pubsub(from: ProcessEnvironment(["REDIS_PORT": "abc"])).port, 6379)
     }
 }

@@ -357,7 +357,7 @@ extension ConvergenceModel {
     }
 
     struct Answer {
-        var rows: [(RunRow, String)]
+        var rows: [(RunRow, ChangeOperation)]
         var offset: Offset
         var handle: String
         /// Model-only: the view the server associates with the answer's token (lists), to check it is faithful.
@@ -1550,19 +1550,19 @@ extension ConvergenceModel {
             let requestedAt = wallMs
             readRow(runId, freshAfter: freshAfter) { [self] row in
                 let basis = row.map { $0.readAtUs / 1000 } ?? requestedAt
-                world.respond(req, Answer(rows: row.map { [($0, "insert")] } ?? [],
+                world.respond(req, Answer(rows: row.map { [($0, .insert)] } ?? [],
                                           offset: Offset(updatedAtMs: row?.updatedAtMs ?? 0, tail: basis, token: row?.digest ?? 0),
                                           handle: "run-" + runId, view: nil, ending: .snapshot, worker: id))
             }
         }
 
-        /// `Server.answerLive`.
+        /// `RunFeedRequest.liveReply`, answered.
         func answerLive(_ req: Request, offset: Offset, row: RunRow?, readBasisMs: Int64?, ending: Ending,
                         sendFloorUs: Int64? = nil) {
             guard case .run(let runId) = req.client.kind else { return }
             let view = RunClientView(offset)
             if let row, view.isNew(updatedAtMs: row.updatedAtMs, digest: row.digest) {
-                world.respond(req, Answer(rows: [(row, "update")],
+                world.respond(req, Answer(rows: [(row, .update)],
                                           offset: Offset(updatedAtMs: row.updatedAtMs, tail: row.readAtUs / 1000, token: row.digest),
                                           handle: "run-" + runId, view: nil, ending: ending, worker: id,
                                           sendFloorUs: sendFloorUs))
@@ -1573,7 +1573,8 @@ extension ConvergenceModel {
                                       handle: "run-" + runId, view: nil, ending: ending, worker: id))
         }
 
-        func answerList(_ req: Request, rows: [(RunRow, String)], offset: Offset, handle: String, view: ListView?, ending: Ending,
+        /// `ListFeedRegistry.send`.
+        func answerList(_ req: Request, rows: [(RunRow, ChangeOperation)], offset: Offset, handle: String, view: ListView?, ending: Ending,
                         sendFloorUs: Int64? = nil) {
             world.respond(req, Answer(rows: rows, offset: offset, handle: handle, view: view, ending: ending, worker: id,
                                       sendFloorUs: sendFloorUs))
@@ -1845,7 +1846,7 @@ extension ConvergenceModel {
         }
 
         /// `ListFeedRegistry.answer`: stores a changed view under a fresh token before the answer goes out.
-        func listAnswer(_ req: Request, rows: [(RunRow, String)], offsetMs: Int64, basisMs: Int64, handle: String,
+        func listAnswer(_ req: Request, rows: [(RunRow, ChangeOperation)], offsetMs: Int64, basisMs: Int64, handle: String,
                         from previous: Offset?, baseView: ListView?, view: ListView?, changed: Bool, ending: Ending,
                         sendFloorUs: Int64? = nil) {
             let now = monoMs
@@ -1876,7 +1877,7 @@ extension ConvergenceModel {
             resolveForClient(filter, notBeforeUs: listNotBeforeUs(nil), offset: nil, view: nil) { [self] set in
                 let versions = set.rows.map(RunVersion.init)
                 var emits = ListDiff.diff(versions, view: nil)
-                emits = emits.map { ListEmit(index: $0.index, operation: ListEmit.insert) }
+                emits = emits.map { ListEmit(index: $0.index, operation: .insert) }
                 let next = ListDiff.replace(nil, versions, emits: emits)
                 listAnswer(req, rows: emits.map { (set.rows[$0.index], $0.operation) },
                            offsetMs: ListDiff.offsetMs(versions, floorMs: 0), basisMs: set.resolvedAtUs / 1000, handle: handle,
@@ -2029,7 +2030,7 @@ extension ConvergenceModel {
             listAct(feed, feed.machine.handle(.hydrated(sorted.map(RunVersion.init))))
         }
 
-        func listFinish(_ feed: LiveListFeed, rows: [(RunRow, String)], basisMs: Int64, ending: Ending) {
+        func listFinish(_ feed: LiveListFeed, rows: [(RunRow, ChangeOperation)], basisMs: Int64, ending: Ending) {
             guard listFeeds.removeValue(forKey: feed.id) != nil else { return }
             unpark(feed.parking)
             index.remove(feed.id)

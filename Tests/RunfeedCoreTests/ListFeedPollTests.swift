@@ -2,7 +2,7 @@ import XCTest
 @testable import RunfeedCore
 
 final class ListFeedPollTests: XCTestCase {
-    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+    private func e(_ i: Int, _ op: ChangeOperation) -> ListEmit { ListEmit(index: i, operation: op) }
 
     /// What the client holds at the start of most tests: a and b, both read at t=100.
     let held: ListView = ["a": RowVersion(digest: 1, readAtUs: 100), "b": RowVersion(digest: 2, readAtUs: 100)]
@@ -137,13 +137,13 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.handle(.records(["a"])), .hold)
         XCTAssertEqual(p.pending, ["a"])
         XCTAssertEqual(p.handle(.resolved(unchanged())), .hydrate(["a"]))
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 950, 5, at: 300)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 950, 5, at: 300)])), .answer([e(0, .update)]))
     }
 
     func testHydrateThatEmitsAnswers() {
         var p = hydrating(["a", "b", "c"])
         let rows = [rv("c", 1_200, 3, at: 200), rv("a", 900, 1, at: 200), rv("b", 950, 9, at: 200)]
-        XCTAssertEqual(p.handle(.hydrated(rows)), .answer([e(0, "insert"), e(2, "update")]))
+        XCTAssertEqual(p.handle(.hydrated(rows)), .answer([e(0, .insert), e(2, .update)]))
         XCTAssertTrue(p.isDone)
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(9, at: 200), "c": ver(3, at: 200)])
         XCTAssertTrue(p.viewChanged)
@@ -152,7 +152,7 @@ final class ListFeedPollTests: XCTestCase {
 
     func testHydrateAnswerKeepsRunsItDidNotList() {
         var p = hydrating(["b"])
-        XCTAssertEqual(p.handle(.hydrated([rv("b", 10, 9, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("b", 10, 9, at: 200)])), .answer([e(0, .update)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(9, at: 200)])
         XCTAssertEqual(p.offsetMs, floor)
     }
@@ -160,7 +160,7 @@ final class ListFeedPollTests: XCTestCase {
     func testPendingRecordsAreDroppedWhenTheHydrateAnswers() {
         var p = hydrating(["a"])
         XCTAssertEqual(p.handle(.records(["b"])), .hold)
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 900, 7, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 900, 7, at: 200)])), .answer([e(0, .update)]))
         XCTAssertEqual(p.pending, [])
     }
 
@@ -214,24 +214,24 @@ final class ListFeedPollTests: XCTestCase {
 
     func testSameMillisecondDifferentContentIsAnUpdate() {
         var p = hydrating(["a"])
-        XCTAssertEqual(p.handle(.hydrated([rv("a", floor, 5, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", floor, 5, at: 200)])), .answer([e(0, .update)]))
         XCTAssertEqual(p.view?["a"], ver(5, at: 200))
         XCTAssertEqual(p.offsetMs, floor)
     }
 
     func testEarlierStampedDifferentContentIsAnUpdate() {
         var p = hydrating(["a"])
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 1, 5, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 1, 5, at: 200)])), .answer([e(0, .update)]))
         XCTAssertEqual(p.offsetMs, floor)
     }
 
     func testRunMissingFromTheViewIsAnInsert() {
         var p = hydrating(["c"])
-        XCTAssertEqual(p.handle(.hydrated([rv("c", 5, 3, at: 50)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("c", 5, 3, at: 50)])), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view?["c"], ver(3, at: 50))
         var q = ListFeedPoll(view: [:], floorMs: 0)
         XCTAssertEqual(q.start(.replay(["c"])), .hydrate(["c"]))
-        XCTAssertEqual(q.handle(.hydrated([rv("c", 5, 3, at: 50)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(q.handle(.hydrated([rv("c", 5, 3, at: 50)])), .answer([e(0, .insert)]))
         XCTAssertEqual(q.view, ["c": ver(3, at: 50)])
     }
 
@@ -239,7 +239,7 @@ final class ListFeedPollTests: XCTestCase {
         var p = ListFeedPoll(view: nil, floorMs: floor)
         XCTAssertEqual(p.start(.replay(["a"])), .resolve)
         let rows = [rv("a", 900, 1, at: 200), rv("b", 2_000, 2, at: 200), rv("c", 5, 3, at: 200)]
-        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, "update"), e(1, "update"), e(2, "update")]))
+        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, .update), e(1, .update), e(2, .update)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 200), "b": ver(2, at: 200), "c": ver(3, at: 200),
                                 "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
@@ -256,7 +256,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertTrue(p.viewChanged)
         // A run that joins later is an insert.
         XCTAssertEqual(p.handle(.records(["a"])), .hydrate(["a"]))
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 5, 1, at: 300)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 5, 1, at: 300)])), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 300)])
     }
 
@@ -287,7 +287,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.start(.resolve), .resolve)
         // a unchanged, b gone, c joins.
         let rows = [rv("c", 1_500, 3, at: 200), rv("a", 900, 1, at: 200)]
-        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "c": ver(3, at: 200), "#members": members(at: 200)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertEqual(p.offsetMs, 1_500)
@@ -357,7 +357,7 @@ final class ListFeedPollTests: XCTestCase {
     func testBackstopAnswerWithoutDropsKeepsTheMembershipTime() {
         var p = backstopping(heldWithMembers)
         let rows = [rv("c", 1_200, 3, at: 200)] + unchanged()
-        XCTAssertEqual(p.handle(.resolved(rows, membersReadAtUs: 300)), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.resolved(rows, membersReadAtUs: 300)), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(2, at: 100), "c": ver(3, at: 200),
                                 "#members": members(at: 150)])
         XCTAssertTrue(p.viewChanged)
@@ -366,7 +366,7 @@ final class ListFeedPollTests: XCTestCase {
     func testNilViewResolveUsesTheMembershipTime() {
         var p = ListFeedPoll(view: nil, floorMs: floor)
         XCTAssertEqual(p.start(.resolve), .resolve)
-        XCTAssertEqual(p.handle(.resolved(unchanged(), membersReadAtUs: 180)), .answer([e(0, "update"), e(1, "update")]))
+        XCTAssertEqual(p.handle(.resolved(unchanged(), membersReadAtUs: 180)), .answer([e(0, .update), e(1, .update)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 200), "b": ver(2, at: 200), "#members": members(at: 180)])
         XCTAssertTrue(p.viewChanged)
         var q = ListFeedPoll(view: nil, floorMs: floor)
@@ -379,7 +379,7 @@ final class ListFeedPollTests: XCTestCase {
     func testHydrateLeavesTheMembershipTime() {
         var p = holding(heldWithMembers)
         XCTAssertEqual(p.handle(.records(["c"])), .hydrate(["c"]))
-        XCTAssertEqual(p.handle(.hydrated([rv("c", 5, 3, at: 200)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("c", 5, 3, at: 200)])), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view, heldWithMembers.merging(["c": ver(3, at: 200)]) { $1 })
         XCTAssertEqual(p.view?["#members"], members(at: 150))
     }
@@ -396,7 +396,7 @@ final class ListFeedPollTests: XCTestCase {
     func testBackstopWithNewRowsAnswers() {
         var p = resolving(endsPoll: true)
         let rows = [rv("a", 900, 1, at: 200), rv("b", 1_100, 7, at: 200)]
-        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(1, "update")]))
+        XCTAssertEqual(p.handle(.resolved(rows)), .answer([e(1, .update)]))
         XCTAssertTrue(p.isDone)
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(7, at: 200)])
         XCTAssertTrue(p.viewChanged)
@@ -446,7 +446,7 @@ final class ListFeedPollTests: XCTestCase {
     func testDeadlineDuringHydrateThatEmitsAnswersAtOnce() {
         var p = hydrating(["a"])
         XCTAssertEqual(p.handle(.deadline), .hold)
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 900, 5, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 900, 5, at: 200)])), .answer([e(0, .update)]))
         XCTAssertTrue(p.isDone)
     }
 
@@ -457,7 +457,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.handle(.deadline), .hold)
         XCTAssertEqual(p.handle(.hydrated(unchanged())), .resolve)
         XCTAssertEqual(p.state, .resolving(endsPoll: true))
-        XCTAssertEqual(p.handle(.resolved([rv("a", 900, 1, at: 300), rv("b", 990, 8, at: 300)])), .answer([e(1, "update")]))
+        XCTAssertEqual(p.handle(.resolved([rv("a", 900, 1, at: 300), rv("b", 990, 8, at: 300)])), .answer([e(1, .update)]))
     }
 
     func testDeadlineDuringNonEndingResolveBackstopsAfterIt() {
@@ -467,7 +467,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.state, .resolving(endsPoll: false))
         // The result, if it has something new, answers.
         var q = p
-        XCTAssertEqual(q.handle(.resolved([rv("c", 1, 3, at: 200)] + unchanged())), .answer([e(0, "insert")]))
+        XCTAssertEqual(q.handle(.resolved([rv("c", 1, 3, at: 200)] + unchanged())), .answer([e(0, .insert)]))
         // If not, the poll must still end: through the backstop.
         XCTAssertEqual(p.handle(.resolved(unchanged())), .resolve)
         XCTAssertEqual(p.state, .resolving(endsPoll: true))
@@ -493,7 +493,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.state, .holding)
         // It can still answer later.
         XCTAssertEqual(p.handle(.records(["b"])), .hydrate(["b"]))
-        XCTAssertEqual(p.handle(.hydrated([rv("b", 1, 4, at: 300)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("b", 1, 4, at: 300)])), .answer([e(0, .update)]))
     }
 
     func testResyncWhileHydratingWaitsForTheRead() {
@@ -527,7 +527,7 @@ final class ListFeedPollTests: XCTestCase {
     func testResyncWaitingForAnAnsweringReadIsDropped() {
         var p = hydrating(["a"])
         XCTAssertEqual(p.handle(.resync), .hold)
-        XCTAssertEqual(p.handle(.hydrated([rv("a", 1, 9, at: 300)])), .answer([e(0, "update")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("a", 1, 9, at: 300)])), .answer([e(0, .update)]))
         XCTAssertEqual(p.handle(.resolved(unchanged())), .finishSilently)
     }
 
@@ -575,7 +575,7 @@ final class ListFeedPollTests: XCTestCase {
             XCTAssertEqual(p.view, held)
         }
         var answered = hydrating(["c"])
-        XCTAssertEqual(answered.handle(.hydrated([rv("c", 1, 3, at: 200)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(answered.handle(.hydrated([rv("c", 1, 3, at: 200)])), .answer([e(0, .insert)]))
         let view = answered.view
         for ev in events {
             XCTAssertEqual(answered.handle(ev), .finishSilently, "\(ev)")
@@ -595,7 +595,7 @@ final class ListFeedPollTests: XCTestCase {
         XCTAssertEqual(p.handle(.hydrated([rv("a", 900, 1, at: 150)])), .hydrate(["b"]))  // a unchanged
         XCTAssertEqual(p.handle(.hydrated([])), .hold)                      // b no longer matches
         XCTAssertEqual(p.handle(.records(["c"])), .hydrate(["c"]))
-        XCTAssertEqual(p.handle(.hydrated([rv("c", 400, 3, at: 50)])), .answer([e(0, "insert")]))
+        XCTAssertEqual(p.handle(.hydrated([rv("c", 400, 3, at: 50)])), .answer([e(0, .insert)]))
         XCTAssertEqual(p.view, ["a": ver(1, at: 100), "b": ver(2, at: 100), "c": ver(3, at: 50)])
         XCTAssertTrue(p.viewChanged)
         XCTAssertEqual(p.offsetMs, floor)
@@ -605,13 +605,13 @@ final class ListFeedPollTests: XCTestCase {
     func testViewCarriesIntoTheNextPoll() {
         // The next poll starts from the view the first one ended with: the row it sent is not sent again.
         var first = hydrating(["a"])
-        XCTAssertEqual(first.handle(.hydrated([rv("a", 900, 5, at: 200)])), .answer([e(0, "update")]))
+        XCTAssertEqual(first.handle(.hydrated([rv("a", 900, 5, at: 200)])), .answer([e(0, .update)]))
         var next = ListFeedPoll(view: first.view, floorMs: first.offsetMs)
         XCTAssertEqual(next.start(.replay(["a"])), .hydrate(["a"]))
         XCTAssertEqual(next.handle(.hydrated([rv("a", 900, 5, at: 300)])), .hold)
         XCTAssertEqual(next.handle(.records(["a"])), .hydrate(["a"]))
         XCTAssertEqual(next.handle(.hydrated([rv("a", 900, 1, at: 150)])), .hold)  // an older read of the old row
         XCTAssertEqual(next.handle(.deadline), .resolve)
-        XCTAssertEqual(next.handle(.resolved([rv("a", 900, 6, at: 400), rv("b", 800, 2, at: 400)])), .answer([e(0, "update")]))
+        XCTAssertEqual(next.handle(.resolved([rv("a", 900, 6, at: 400), rv("b", 800, 2, at: 400)])), .answer([e(0, .update)]))
     }
 }

@@ -3,9 +3,9 @@ import XCTest
 
 // MARK: Tags parameter
 
-final class TagFilterTests: XCTestCase {
+final class TagsParameterTests: XCTestCase {
     private func ok(_ raw: String?, file: StaticString = #filePath, line: UInt = #line) -> [String]? {
-        switch TagFilter.parse(raw) {
+        switch TagsParameter.parse(raw) {
         case .success(let t): return t
         case .failure(let e): XCTFail("unexpected error \(e.body)", file: file, line: line); return nil
         }
@@ -13,7 +13,7 @@ final class TagFilterTests: XCTestCase {
 
     /// The issue messages of a 400 Query Error (fails if the parse succeeded).
     private func messages(_ raw: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
-        guard case .failure(let e) = TagFilter.parse(raw) else {
+        guard case .failure(let e) = TagsParameter.parse(raw) else {
             XCTFail("expected an error for \(raw.debugDescription)", file: file, line: line); return []
         }
         XCTAssertEqual(e.status, 400, file: file, line: line)
@@ -77,14 +77,14 @@ final class TagFilterTests: XCTestCase {
         XCTAssertEqual(messages("tab\there"), [#"Invalid tag: "tab\there""#])
         for c in (0x00...0x1F).map({ UInt8($0) }) + [0x7F] {
             let t = "x" + String(decoding: [c], as: UTF8.self)
-            if case .success = TagFilter.parse(t) { XCTFail("0x\(String(c, radix: 16)) accepted") }
+            if case .success = TagsParameter.parse(t) { XCTFail("0x\(String(c, radix: 16)) accepted") }
         }
-        XCTAssertTrue(TagFilter.isValid(" "))
-        XCTAssertFalse(TagFilter.isValid(""))
+        XCTAssertTrue(TagsParameter.isValid(" "))
+        XCTAssertFalse(TagsParameter.isValid(""))
     }
 
     func testErrorBodyIsWellFormedJSON() {
-        guard case .failure(let e) = TagFilter.parse("ok,a\"b\\c\u{1}") else { return XCTFail() }
+        guard case .failure(let e) = TagsParameter.parse("ok,a\"b\\c\u{1}") else { return XCTFail() }
         XCTAssertEqual(e.body, #"{"error":"Query Error","details":[{"message":"Invalid tag: \"a\\\"b\\\\c\\u0001\"","path":["tags"]}]}"#)
     }
 
@@ -114,8 +114,8 @@ final class TagFilterTests: XCTestCase {
 
 final class ListHandleTests: XCTestCase {
     func testRunsHandleText() {
-        let h = ListHandle.mintRuns(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d")
-        XCTAssertEqual(h, .runs(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d"))
+        let h = ListHandle.mintTagFeed(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d")
+        XCTAssertEqual(h, .tagFeed(floorMs: 1_759_996_500_000, seq: 42, nonce: "0a1b2c3d"))
         XCTAssertEqual(h.text, "runs_1759996500000_42_0a1b2c3d")
         XCTAssertEqual(ListHandle.parse(h.text), h)
         XCTAssertEqual(h.seq, 42)
@@ -136,22 +136,22 @@ final class ListHandleTests: XCTestCase {
     }
 
     func testExtremeNumbersRoundTrip() {
-        for h in [ListHandle.runs(floorMs: 0, seq: 0, nonce: "ffffffff"),
-                  .runs(floorMs: Int64.max, seq: UInt64.max, nonce: "01234567"),
+        for h in [ListHandle.tagFeed(floorMs: 0, seq: 0, nonce: "ffffffff"),
+                  .tagFeed(floorMs: Int64.max, seq: UInt64.max, nonce: "01234567"),
                   .batch(batchId: "b", seq: UInt64.max, nonce: "89abcdef")] {
             XCTAssertEqual(ListHandle.parse(h.text), h)
         }
     }
 
     func testMintNormalizes() {
-        XCTAssertEqual(ListHandle.mintRuns(floorMs: -5, seq: 1, nonce: "0a1b2c3d"), .runs(floorMs: 0, seq: 1, nonce: "0a1b2c3d"))
+        XCTAssertEqual(ListHandle.mintTagFeed(floorMs: -5, seq: 1, nonce: "0a1b2c3d"), .tagFeed(floorMs: 0, seq: 1, nonce: "0a1b2c3d"))
         for bad in ["", "ABCDEF01", "0a1b2c3", "0a1b2c3d4", "0a1b2c3g"] {
-            let h = ListHandle.mintRuns(floorMs: 1, seq: 1, nonce: bad)
+            let h = ListHandle.mintTagFeed(floorMs: 1, seq: 1, nonce: bad)
             XCTAssertTrue(ListHandle.isValidNonce(h.nonce), bad)
             XCTAssertEqual(ListHandle.parse(h.text), h)
             XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintBatch(batchId: "b", seq: 1, nonce: bad).nonce))
         }
-        XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintRuns(floorMs: 1, seq: 1).nonce))
+        XCTAssertTrue(ListHandle.isValidNonce(ListHandle.mintTagFeed(floorMs: 1, seq: 1).nonce))
     }
 
     func testRandomNonce() {
@@ -168,7 +168,7 @@ final class ListHandleTests: XCTestCase {
     }
 
     func testMintedHandlesAreValidRequestHandles() {
-        XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintRuns(floorMs: Int64.max, seq: UInt64.max).text))
+        XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintTagFeed(floorMs: Int64.max, seq: UInt64.max).text))
         XCTAssertTrue(FeedQuery.isValidHandle(ListHandle.mintBatch(batchId: "cm5q0x1y20003abcdefghijkl", seq: 1 << 53).text))
     }
 
@@ -201,28 +201,28 @@ func ver(_ digest: UInt64, at readAtUs: Int64) -> RowVersion { RowVersion(digest
 func members(at readAtUs: Int64) -> RowVersion { RowVersion(digest: 0, readAtUs: readAtUs) }
 
 final class ListDiffTests: XCTestCase {
-    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+    private func e(_ i: Int, _ op: ChangeOperation) -> ListEmit { ListEmit(index: i, operation: op) }
 
     func testWithoutViewEveryRowIsAnUpdate() {
         // Nothing is known about what the client holds: every row is sent, as an upsert, whatever its stamp.
         let rows = [rv("a", 100, 1, at: 10), rv("b", 200, 2, at: 10), rv("c", 50, 3, at: 10)]
-        XCTAssertEqual(ListDiff.diff(rows, view: nil), [e(0, "update"), e(1, "update"), e(2, "update")])
+        XCTAssertEqual(ListDiff.diff(rows, view: nil), [e(0, .update), e(1, .update), e(2, .update)])
         XCTAssertEqual(ListDiff.offsetMs(rows, floorMs: 100), 200)
         XCTAssertEqual(ListDiff.diff([rv("a", 1, 1, at: 0), rv("b", 2, 2, at: 0)], view: nil),
-                       [e(0, "update"), e(1, "update")])
+                       [e(0, .update), e(1, .update)])
         XCTAssertEqual(ListDiff.diff([], view: nil), [])
     }
 
     func testWithView() {
         let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10)]
         let rows = [rv("a", 100, 1, at: 20), rv("b", 200, 3, at: 20), rv("c", 10, 4, at: 20)]
-        XCTAssertEqual(ListDiff.diff(rows, view: view), [e(1, "update"), e(2, "insert")])
+        XCTAssertEqual(ListDiff.diff(rows, view: view), [e(1, .update), e(2, .insert)])
         XCTAssertEqual(ListDiff.offsetMs(rows, floorMs: 150), 200)
     }
 
     func testNewMemberIsAnInsertWhateverItsStamp() {
         // Membership is decided by the view, not by updatedAt or the floor.
-        XCTAssertEqual(ListDiff.diff([rv("new", 5, 1, at: 0)], view: ["old": ver(9, at: 900)]), [e(0, "insert")])
+        XCTAssertEqual(ListDiff.diff([rv("new", 5, 1, at: 0)], view: ["old": ver(9, at: 900)]), [e(0, .insert)])
         XCTAssertEqual(ListDiff.offsetMs([rv("new", 5, 1, at: 0)], floorMs: 900), 900)
     }
 
@@ -235,12 +235,12 @@ final class ListDiffTests: XCTestCase {
 
     func testSameMillisecondDifferentContentIsAnUpdate() {
         let view: ListView = ["a": ver(7, at: 10)]
-        XCTAssertEqual(ListDiff.diff([rv("a", 100, 8, at: 11)], view: view), [e(0, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 8, at: 11)], view: view), [e(0, .update)])
     }
 
     func testEarlierStampedLaterReadIsAnUpdate() {
         // A commit that carries an earlier app-server stamp than the version the client holds.
-        XCTAssertEqual(ListDiff.diff([rv("a", 90, 8, at: 20)], view: ["a": ver(7, at: 10)]), [e(0, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 90, 8, at: 20)], view: ["a": ver(7, at: 10)]), [e(0, .update)])
         XCTAssertEqual(ListDiff.offsetMs([rv("a", 90, 8, at: 20)], floorMs: 100), 100)
     }
 
@@ -263,33 +263,33 @@ final class ListDiffTests: XCTestCase {
 
     func testEmptyViewMakesEverythingAnInsert() {
         XCTAssertEqual(ListDiff.diff([rv("a", 1, 1, at: 5), rv("b", 2, 2, at: 5)], view: [:]),
-                       [e(0, "insert"), e(1, "insert")])
+                       [e(0, .insert), e(1, .insert)])
     }
 
     func testDuplicateRunsAreJudgedOnceByLatestRead() {
-        XCTAssertEqual(ListDiff.diff([rv("a", 100, 1, at: 1), rv("a", 200, 2, at: 2)], view: nil), [e(1, "update")])
-        XCTAssertEqual(ListDiff.diff([rv("a", 200, 2, at: 2), rv("a", 100, 1, at: 1)], view: nil), [e(0, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 100, 1, at: 1), rv("a", 200, 2, at: 2)], view: nil), [e(1, .update)])
+        XCTAssertEqual(ListDiff.diff([rv("a", 200, 2, at: 2), rv("a", 100, 1, at: 1)], view: nil), [e(0, .update)])
         // Equal reads: the first one.
-        XCTAssertEqual(ListDiff.diff([rv("a", 200, 1, at: 2), rv("a", 200, 2, at: 2)], view: [:]), [e(0, "insert")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 200, 1, at: 2), rv("a", 200, 2, at: 2)], view: [:]), [e(0, .insert)])
         XCTAssertEqual(ListDiff.diff([rv("a", 100, 1, at: 100), rv("b", 1, 5, at: 1), rv("a", 300, 3, at: 300)],
                                      view: ["a": ver(2, at: 200)]),
-                       [e(1, "insert"), e(2, "update")])
+                       [e(1, .insert), e(2, .update)])
         // The latest read holds what the client already has: nothing, even if another occurrence differs.
         XCTAssertEqual(ListDiff.diff([rv("a", 100, 9, at: 250), rv("a", 100, 2, at: 300)], view: ["a": ver(2, at: 200)]), [])
         // Sorted by updatedAt, the latest read can come last and be earlier-stamped.
         XCTAssertEqual(ListDiff.diff([rv("a", 300, 9, at: 250), rv("a", 100, 3, at: 300)], view: ["a": ver(2, at: 200)]),
-                       [e(1, "update")])
+                       [e(1, .update)])
     }
 
     func testMerge() {
         let view: ListView = ["a": ver(1, at: 10), "z": ver(26, at: 1)]
         let rows = [rv("a", 100, 2, at: 20), rv("b", 100, 5, at: 20), rv("c", 100, 6, at: 20)]
         // Only the sent rows change the view; the rest (and runs the hydrate did not list) stay.
-        let merged = ListDiff.merge(view, rows, emits: [e(0, "update"), e(1, "insert")])
+        let merged = ListDiff.merge(view, rows, emits: [e(0, .update), e(1, .insert)])
         XCTAssertEqual(merged, ["a": ver(2, at: 20), "b": ver(5, at: 20), "z": ver(26, at: 1)])
         XCTAssertEqual(ListDiff.merge(view, rows, emits: []), view)
         // An emitted row replaces whatever was there (diff only emits what supersedes it).
-        XCTAssertEqual(ListDiff.merge(["a": ver(1, at: 10)], [rv("a", 1, 3, at: 11)], emits: [e(0, "update")]),
+        XCTAssertEqual(ListDiff.merge(["a": ver(1, at: 10)], [rv("a", 1, 3, at: 11)], emits: [e(0, .update)]),
                        ["a": ver(3, at: 11)])
     }
 
@@ -297,7 +297,7 @@ final class ListDiffTests: XCTestCase {
         let view: ListView = ["a": ver(1, at: 10)]
         let rows = [rv("a", 100, 2, at: 20), rv("a", 90, 3, at: 30)]
         let emits = ListDiff.diff(rows, view: view)
-        XCTAssertEqual(emits, [e(1, "update")])
+        XCTAssertEqual(emits, [e(1, .update)])
         XCTAssertEqual(ListDiff.merge(view, rows, emits: emits), ["a": ver(3, at: 30)])
     }
 
@@ -314,7 +314,7 @@ final class ListDiffTests: XCTestCase {
         // Live: b changes within the same millisecond, c joins with an older stamp.
         let live = [rv("b", 120, 3, at: 2_000), rv("c", 110, 4, at: 2_000)]
         let emits = ListDiff.diff(live, view: view)
-        XCTAssertEqual(emits, [e(0, "update"), e(1, "insert")])
+        XCTAssertEqual(emits, [e(0, .update), e(1, .insert)])
         XCTAssertEqual(ListDiff.offsetMs(live, floorMs: 120), 120)
         view = ListDiff.merge(view, live, emits: emits)
         // A hydrate's merge leaves the membership time alone.
@@ -328,7 +328,7 @@ final class ListDiffTests: XCTestCase {
 }
 
 final class ListDiffReplaceTests: XCTestCase {
-    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+    private func e(_ i: Int, _ op: ChangeOperation) -> ListEmit { ListEmit(index: i, operation: op) }
 
     func testWithoutViewTheResolveIsTheView() {
         let rows = [rv("a", 5, 1, at: 10), rv("b", 9, 2, at: 10)]
@@ -346,7 +346,7 @@ final class ListDiffReplaceTests: XCTestCase {
         let view: ListView = ["a": ver(1, at: 10), "b": ver(2, at: 10)]
         let rows = [rv("a", 5, 3, at: 20), rv("b", 5, 2, at: 20), rv("c", 5, 4, at: 20)]
         let emits = ListDiff.diff(rows, view: view)
-        XCTAssertEqual(emits, [e(0, "update"), e(2, "insert")])
+        XCTAssertEqual(emits, [e(0, .update), e(2, .insert)])
         XCTAssertEqual(ListDiff.replace(view, rows, emits: emits),
                        ["a": ver(3, at: 20), "b": ver(2, at: 10), "c": ver(4, at: 20)])
     }
@@ -361,7 +361,7 @@ final class ListDiffReplaceTests: XCTestCase {
         XCTAssertEqual(replaced, view)
         // Diffing the stale resolve against the result still emits nothing; a fresh read of a new row does.
         XCTAssertEqual(ListDiff.diff(rows, view: replaced), [])
-        XCTAssertEqual(ListDiff.diff([rv("a", 5, 6, at: 60)], view: replaced), [e(0, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 5, 6, at: 60)], view: replaced), [e(0, .update)])
     }
 
     func testRunsNoLongerListedAreDropped() {
@@ -391,7 +391,7 @@ final class ListDiffReplaceTests: XCTestCase {
 /// The membership time (`ListDiff.membersKey`) and what is built on it: `replace`, `sendFloorUs` and
 /// `needsFresherRead`.
 final class ListDiffMembersTests: XCTestCase {
-    private func e(_ i: Int, _ op: String) -> ListEmit { ListEmit(index: i, operation: op) }
+    private func e(_ i: Int, _ op: ChangeOperation) -> ListEmit { ListEmit(index: i, operation: op) }
 
     /// The view's run entries, without the membership time.
     private func runs(_ v: ListView) -> ListView { v.filter { $0.key != ListDiff.membersKey } }
@@ -457,7 +457,7 @@ final class ListDiffMembersTests: XCTestCase {
         XCTAssertEqual(resolve(view, same, membersReadAtUs: 30), view)
         // An update and an insert drop nothing: the old time stays.
         let changed = [rv("a", 5, 1, at: 20), rv("b", 5, 3, at: 20), rv("c", 5, 4, at: 20)]
-        XCTAssertEqual(ListDiff.diff(changed, view: view), [e(1, "update"), e(2, "insert")])
+        XCTAssertEqual(ListDiff.diff(changed, view: view), [e(1, .update), e(2, .insert)])
         XCTAssertEqual(resolve(view, changed, membersReadAtUs: 30),
                        ["a": ver(1, at: 10), "b": ver(3, at: 20), "c": ver(4, at: 20), "#members": members(at: 5)])
         // A missing run read after the resolve stays, so nothing drops.
@@ -532,18 +532,18 @@ final class ListDiffMembersTests: XCTestCase {
         XCTAssertEqual(floor, 150)
         func needs(_ rows: [RunVersion]) -> Bool { ListDiff.needsFresherRead(rows, view: view, floorUs: floor) }
         // An update read at or before the floor.
-        XCTAssertEqual(ListDiff.diff([rv("a", 5, 5, at: 120)], view: view), [e(0, "update")])
+        XCTAssertEqual(ListDiff.diff([rv("a", 5, 5, at: 120)], view: view), [e(0, .update)])
         XCTAssertTrue(needs([rv("a", 5, 5, at: 120)]))
         XCTAssertTrue(needs([rv("a", 5, 5, at: 150)]))
         XCTAssertFalse(needs([rv("a", 5, 5, at: 151)]))
         // An insert read at or before the floor (a run the view does not list was absent as of 150).
-        XCTAssertEqual(ListDiff.diff([rv("c", 5, 3, at: 20)], view: view), [e(0, "insert")])
+        XCTAssertEqual(ListDiff.diff([rv("c", 5, 3, at: 20)], view: view), [e(0, .insert)])
         XCTAssertTrue(needs([rv("c", 5, 3, at: 20)]))
         XCTAssertTrue(needs([rv("c", 5, 3, at: 150)]))
         XCTAssertFalse(needs([rv("c", 5, 3, at: 151)]))
         // Only skipped rows are old (the same row; an older read of another): nothing old would be sent.
         let skippedOld = [rv("a", 5, 1, at: 50), rv("b", 5, 9, at: 90), rv("c", 5, 3, at: 200)]
-        XCTAssertEqual(ListDiff.diff(skippedOld, view: view), [e(2, "insert")])
+        XCTAssertEqual(ListDiff.diff(skippedOld, view: view), [e(2, .insert)])
         XCTAssertFalse(needs(skippedOld))
         XCTAssertFalse(needs([rv("a", 5, 1, at: 120), rv("b", 5, 2, at: 150)]))
         // One old emitted row among fresh ones is enough.

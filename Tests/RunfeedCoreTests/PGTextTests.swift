@@ -63,6 +63,12 @@ final class PGTimestampTests: XCTestCase {
         XCTAssertEqual(PGText.epochMsToTimestamp(-62_135_596_800_001), "0001-12-31 23:59:59.999 BC")
     }
 
+    func testEpochMsToISO8601() {
+        XCTAssertEqual(PGText.epochMsToISO8601(0), "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(PGText.epochMsToISO8601(1_781_165_702_120), "2026-06-11T08:15:02.120Z")
+        XCTAssertEqual(PGText.epochMsToISO8601(951_782_400_999), "2000-02-29T00:00:00.999Z")
+    }
+
     func testRoundTripAcrossManyDays() {
         var ms: Int64 = -80_000_000_000_000
         while ms < 260_000_000_000_000 {

@@ -63,7 +63,7 @@ final class ScopeTests: XCTestCase {
                                 Resource(type: "tags", id: "user:42"), Resource(type: "tags", id: "t"),
                                 Resource(type: "batch", id: "batch_9")])
         XCTAssertEqual(RouteResources.run(friendlyId: "r", taskIdentifier: "t", runTags: [], batchFriendlyId: nil).count, 2)
-        XCTAssertEqual(RouteResources.runsList(tags: ["a", "b"]), [Resource(type: "runs"), Resource(type: "tags"),
+        XCTAssertEqual(RouteResources.tagFeed(tags: ["a", "b"]), [Resource(type: "runs"), Resource(type: "tags"),
                                                                   Resource(type: "tags", id: "a"), Resource(type: "tags", id: "b")])
         XCTAssertEqual(RouteResources.batch(friendlyId: "batch_1"), [Resource(type: "batch", id: "batch_1"), Resource(type: "runs")])
     }
@@ -71,17 +71,17 @@ final class ScopeTests: XCTestCase {
     func testRouteScenarios() {
         // read:runs opens every route.
         let readRuns = ScopeSet(["read:runs"])
-        XCTAssertTrue(readRuns.authorizes(any: RouteResources.runsList(tags: [])))
+        XCTAssertTrue(readRuns.authorizes(any: RouteResources.tagFeed(tags: [])))
         XCTAssertTrue(readRuns.authorizes(any: RouteResources.batch(friendlyId: "batch_1")))
         // read:tags:foo may subscribe to ?tags=foo,bar but not to an untagged list.
         let foo = ScopeSet(["read:tags:foo"])
-        XCTAssertTrue(foo.authorizes(any: RouteResources.runsList(tags: ["foo", "bar"])))
-        XCTAssertFalse(foo.authorizes(any: RouteResources.runsList(tags: [])))
-        XCTAssertTrue(ScopeSet(["read:tags"]).authorizes(any: RouteResources.runsList(tags: [])))
+        XCTAssertTrue(foo.authorizes(any: RouteResources.tagFeed(tags: ["foo", "bar"])))
+        XCTAssertFalse(foo.authorizes(any: RouteResources.tagFeed(tags: [])))
+        XCTAssertTrue(ScopeSet(["read:tags"]).authorizes(any: RouteResources.tagFeed(tags: [])))
         // A run-scoped token cannot open a batch or a list.
         let run = ScopeSet(["read:runs:run_1"])
         XCTAssertFalse(run.authorizes(any: RouteResources.batch(friendlyId: "batch_1")))
-        XCTAssertFalse(run.authorizes(any: RouteResources.runsList(tags: ["x"])))
+        XCTAssertFalse(run.authorizes(any: RouteResources.tagFeed(tags: ["x"])))
     }
 
     func testIdsCompareByteForByte() {

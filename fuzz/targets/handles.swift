@@ -26,7 +26,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     switch Route.match(path: s) {
     case .run(let id)?, .batch(let id)?:
         precondition(!id.isEmpty && id.utf8.count <= 128 && !id.contains("/"))
-    case .runs?, nil:
+    case .tagFeed?, nil:
         break
     }
     return 0

@@ -1,4 +1,4 @@
-// CreatedAtWindow.parseDuration / floor / repin and TagFilter.parse on arbitrary bytes.
+// CreatedAtWindow.parseDuration / floor / repin and TagsParameter.parse on arbitrary bytes.
 // Input layout: 24 bytes (nowMs, maxAgeMs, bucketMs; little-endian Int64) then the text.
 @testable import RunfeedCore
 
@@ -20,9 +20,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             precondition(d >= 0, "negative duration")
             precondition(s.utf8.count <= CreatedAtWindow.maxDurationLength)
         }
-        _ = TagFilter.parse(s)
-        if case .success(let tags) = TagFilter.parse(s) {
-            precondition(tags.count <= TagFilter.maxTags)
+        _ = TagsParameter.parse(s)
+        if case .success(let tags) = TagsParameter.parse(s) {
+            precondition(tags.count <= TagsParameter.maxTags)
             precondition(zip(tags, tags.dropFirst()).allSatisfy { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) },
                          "tags not sorted/unique")
         }

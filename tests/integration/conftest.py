@@ -76,14 +76,14 @@ PROD_RUN = "run_demoprod001"
 MODERN = "1.0.0-beta.1"
 API_VERSION = "2025-07-16"
 
-# Workers may serve a non-live read from a row read up to 250 ms old (§6.2); waits step past it.
+# Workers may serve a non-live read from a row read up to 250 ms old (the run cache); waits step past it.
 ROW_CACHE_S = 0.35
 
 # The live-poll hold of the test stack is ~4 s (±15 %). Requests are bounded well above it.
 LIVE_TIMEOUT = 20
 
 # --------------------------------------------------------------------------------------
-# Protocol constants (§4.4, §5.1)
+# Protocol constants: the schema header and the wire columns
 # --------------------------------------------------------------------------------------
 
 COLUMNS = [
@@ -111,7 +111,7 @@ UP_TO_DATE_BODY = "[" + UP_TO_DATE + "]"
 
 
 def schema_without(skip):
-    """The §4.4 schema string with the given columns removed (order kept)."""
+    """The electric-schema header string with the given columns removed (order kept)."""
     full = json.loads(FULL_SCHEMA)
     parts = []
     for c in COLUMNS:
@@ -122,7 +122,7 @@ def schema_without(skip):
 
 
 # --------------------------------------------------------------------------------------
-# Reference encodings (§5.2), written independently of the server
+# Reference encodings of column values, written independently of the server
 # --------------------------------------------------------------------------------------
 
 def js_number(x):
@@ -354,7 +354,7 @@ def db_row(friendly_id):
 
 
 def wire_value(col, v):
-    """Reference wire encoding (§5.2) of one column given db_row()'s representation."""
+    """Reference wire encoding of one column given db_row()'s representation."""
     if v is None:
         # upstream's native serializer: a NULL realtimeStreams is the empty-array literal; runTags null
         return "{}" if col == "realtimeStreams" else None
@@ -628,7 +628,7 @@ def change_again_unpublished(run, futures, grace=WAKE_GRACE):
 
 
 def assert_feed_headers(r, live_response, legacy=False, schema=FULL_SCHEMA):
-    """The §4.2 header contract of a 200 feed response."""
+    """The headers every 200 feed response carries (handle, offset, schema or cursor, cache control, CORS)."""
     h = r.headers
     assert r.status_code == 200, (r.status_code, r.text)
     assert h.get("content-type") == "application/json"

@@ -1,4 +1,4 @@
-"""Authentication and scopes (§1.4, §2): secret keys, preview branches, public access tokens."""
+"""Authentication and scopes: secret keys, preview branches, public access tokens."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""Non-live requests with a handle and an offset (catch-up, §4.1 step 2)."""
+"""Non-live requests with a handle and an offset (catch-up: what changed since the offset, then up-to-date)."""
 
 import time
 
@@ -27,7 +27,7 @@ def test_changed_run_answers_update_with_the_new_row():
     run = make_run(status="PENDING")
     snap = get(run_url(run.friendly_id))
     new_ms = touch(run, "EXECUTING", metadata='{"step":2}')
-    # A worker may answer from a row read up to 250 ms old (§6.2 run cache); step past it.
+    # A worker may answer from a row read up to 250 ms old (the run cache); step past it.
     time.sleep(ROW_CACHE_S)
     r = catch_up(run, snap.headers["electric-offset"])
     assert_feed_headers(r, live_response=False)

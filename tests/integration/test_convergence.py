@@ -60,7 +60,7 @@ UNPUBLISHED = 0.10                              # share of changes whose record 
 HOLD_MAX_S = HOLD_MS * 1.15 / 1000             # the longest hold of the pools (4 s ± 15 %)
 CONVERGE_S = 3 * HOLD_MAX_S                     # the bound after the writer stops: three hold cycles
 POLL_TIMEOUT = 30
-# No DEQUEUED: without the current x-trigger-api-version it is sent as EXECUTING (§5.4).
+# No DEQUEUED: without the current x-trigger-api-version it is sent as EXECUTING (legacy API versions do not know DEQUEUED).
 STATUSES = ["PENDING", "EXECUTING", "WAITING_TO_RESUME", "RETRYING_AFTER_FAILURE", "PAUSED", "INTERRUPTED",
             "COMPLETED_SUCCESSFULLY", "COMPLETED_WITH_ERRORS", "SYSTEM_FAILURE", "CRASHED"]
 

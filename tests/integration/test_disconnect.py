@@ -1,4 +1,4 @@
-"""A client that goes away mid-hold (§4.8, §10): nginx closes the upstream connection and the
+"""A client that goes away mid-hold: nginx closes the upstream connection and the
 worker ends the poll at once, logging it, and releases what the poll held."""
 
 import socket

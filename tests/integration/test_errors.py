@@ -1,4 +1,4 @@
-"""Errors, query validation, CORS on errors and the OPTIONS preflight (§1.2, §1.4, §1.5)."""
+"""Errors, query validation, CORS on errors and the OPTIONS preflight."""
 
 import json
 
@@ -169,7 +169,7 @@ def test_options_preflight_needs_no_auth():
 
 
 def test_options_without_origin_answers_without_cors_headers():
-    # §1.5: with no Origin there are no CORS headers at all; the preflight still answers 200 {}.
+    # With no Origin there are no CORS headers at all; the preflight still answers 200 {}.
     r = requests.options(run_url(DEMO_RUN), timeout=10, headers={"Access-Control-Request-Headers": "authorization"})
     assert r.status_code == 200
     assert r.text == "{}"

@@ -1,4 +1,4 @@
-"""Many held polls of one run all wake from one change record (§9 single-flight read)."""
+"""Many held polls of one run all wake from one change record, sharing one read of the run."""
 
 import time
 

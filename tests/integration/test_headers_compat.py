@@ -1,4 +1,4 @@
-"""Legacy header names (§4.3) and the DEQUEUED -> EXECUTING rewrite (§5.4)."""
+"""Legacy header names (without x-trigger-electric-version) and the DEQUEUED -> EXECUTING rewrite for old API versions."""
 
 from conftest import (
     API_VERSION, FULL_SCHEMA, assert_feed_headers, expected_body, get, live, make_run, offset_of, run_url,

@@ -1,4 +1,4 @@
-"""Hostile input (§1.4, §2, §7): malformed queries, crafted handles, injection attempts, forged tokens and
+"""Hostile input: malformed queries, crafted handles, injection attempts, forged tokens and
 junk change records. Each one is answered with the right 4xx JSON error (or ignored) — never a 5xx, a crash,
 a hang, or another environment's data. The last test checks every worker is still healthy with the same pid.
 
@@ -361,7 +361,7 @@ def test_hostile_change_records_do_not_wake_or_leak_across_environments():
         json.dumps({"v": 1, "runId": None, "envId": env_b, "tags": [t]}).encode(),
     ]
     # Wrong-typed fields on a record that does name B's run: on B's own channel such a record may wake B
-    # (records are decoded leniently, §7.2), so they are only sent on A's channel here.
+    # (records are decoded leniently: a frame that is not a JSON object is a bare run id), so they are only sent on A's channel here.
     lenient = [
         json.dumps({"v": 1, "runId": run_b.id, "envId": env_b, "tags": "x"}).encode(),
         json.dumps({"v": 1, "runId": run_b.id, "envId": env_b, "updatedAtMs": "soon"}).encode(),

@@ -1,4 +1,4 @@
-"""Batch feed snapshots and list-route authorization (§1.1, §1.4, §2.4, §12 gap 2): old batches resolve
+"""Batch feed snapshots and list-route authorization: old batches resolve
 (no 7-day window), batches of other environments are a retryable 404, and public access tokens are
 checked against the route's resources."""
 
@@ -29,7 +29,7 @@ def assert_error(r, status, body):
 # ---- batch feed ------------------------------------------------------------------------------------
 
 def test_old_batch_returns_its_runs():
-    """batch_demo0002 is 30 days old: outside upstream's implicit 7-day ClickHouse window (§12 gap 2)."""
+    """batch_demo0002 is 30 days old: outside upstream's implicit 7-day ClickHouse window, which runfeed does not apply."""
     r = batch_snapshot(OLD_BATCH)
     assert_feed_headers(r, live_response=False)
     assert r.headers["electric-up-to-date"] == ""

@@ -1,4 +1,4 @@
-"""Many held tag feeds, one change record (§9 router): each worker hydrates the run once for all of its
+"""Many held tag feeds, one change record: each worker hydrates the run once for all of its
 feeds that the record can concern, and no feed goes back to ClickHouse. Checked on the workers' /metrics."""
 
 import time

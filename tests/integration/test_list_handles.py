@@ -1,4 +1,4 @@
-"""List-feed handles (§4.6, §8.3): `runs_<floorMs>_<seq>_<nonce8>` pins the tag feed's window and is
+"""List-feed handles: `runs_<floorMs>_<seq>_<nonce8>` pins the tag feed's window and is
 re-clamped on every request, so a crafted handle cannot widen it; `batch_<id>_<seq>_<nonce8>` belongs
 to one batch; anything outside `[A-Za-z0-9_-]` is a 400."""
 

@@ -1,4 +1,4 @@
-"""Live list feeds (§4.8, §9): tag and batch long-polls woken by change records on the env channel
+"""Live list feeds: tag and batch long-polls woken by change records on the env channel
 (full records by tags/batch, partial records for every list feed), rows re-checked against Postgres and
 diffed against the connection's working set, the deadline backstop, and no re-emission of unchanged rows.
 

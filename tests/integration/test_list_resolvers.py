@@ -1,4 +1,4 @@
-"""Membership resolvers (§8, README "ClickHouse"): the stack's workers resolve tag and batch membership
+"""Membership resolvers (README "ClickHouse"): the stack's workers resolve tag and batch membership
 in ClickHouse; a throwaway worker started here without a ClickHouse URL resolves it in Postgres and must
 give the same rows in the same order. A throwaway worker whose ClickHouse is unreachable answers list
 feeds with a retryable 503 (never a 4xx, which the client treats as fatal) while single-run feeds work.

@@ -1,4 +1,4 @@
-"""Tag-list snapshots (`GET /realtime/v1/runs?tags=…`, §1.1–1.2, §8.3): membership, order, headers, the
+"""Tag-list snapshots (`GET /realtime/v1/runs?tags=…`): membership, order, headers, the
 createdAt window (clamp, bucketing, inclusive floor) and tag validation. Every test makes its own runs
 under unique tags (or in a fresh environment) and copies them into ClickHouse before snapshotting."""
 

@@ -1,4 +1,4 @@
-"""Live long-polls (§4.1 step 3, §4.8, §9): wake on a change record, hold on records that don't
+"""Live long-polls: wake on a change record, hold on records that don't
 concern the run or don't advance it, backstop re-read at the deadline, gap read."""
 
 import concurrent.futures
@@ -122,7 +122,7 @@ def test_record_received_between_two_requests_is_replayed():
 
 
 def test_bare_run_id_frame_and_lenient_records_wake_the_poll():
-    """§7.2: a frame that is not a JSON object is a bare internal run id (the early format); a record
+    """A frame that is not a JSON object is a bare internal run id (the early format); a record
     without `v`, with unknown fields, wakes too."""
     for frame in ("{id}", '{{"runId":"{id}","envId":"{env}","extra":{{"x":[1,2]}},"status":"EXECUTING"}}'):
         run = make_run(status="PENDING")
@@ -155,7 +155,7 @@ def test_malformed_record_does_not_break_the_subscriber():
 
 
 def test_record_on_another_environments_channel_does_not_wake():
-    """The channel names the environment (§7.1): a record for run R published on another env's
+    """The channel names the environment: a record for run R published on another env's
     channel must not reach R's feeds, even though its runId matches."""
     env_id, key = make_env()
     run = make_run(env_id=env_id, status="PENDING")

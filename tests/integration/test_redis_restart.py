@@ -1,4 +1,4 @@
-"""Redis restarted during a hold (§7.1, ARCHITECTURE "Redis reconnects"): the held poll still
+"""Redis restarted during a hold (ARCHITECTURE "Redis reconnects"): the held poll still
 answers, every worker reconnects and resubscribes, and records wake polls again afterwards."""
 
 import subprocess
@@ -39,7 +39,7 @@ def test_redis_restart_during_a_hold():
     before = metric_sum(worker_metrics(), HELD_RUN)
     held = start_live(held_run, held_snap.headers["electric-offset"])
     # Held for real (admitted by the concurrency limiter and parked) before Redis goes away: a live
-    # request that arrives during the outage is answered 500 "Failed to get concurrency limit" (§3).
+    # request that arrives during the outage is answered 500 "Failed to get concurrency limit".
     wait_until(lambda: metric_sum(worker_metrics(), HELD_RUN) >= before + 1, 5, what="the poll to be held")
     wait_until(lambda: numsub(ENV_ID) >= 1, 5, what="a worker to subscribe")
     sizes = log_sizes()

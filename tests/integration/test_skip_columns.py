@@ -1,4 +1,4 @@
-"""skipColumns (§5.3): query parameter and the JWT `realtime.skipColumns` claim."""
+"""skipColumns: query parameter and the JWT `realtime.skipColumns` claim."""
 
 import requests
 

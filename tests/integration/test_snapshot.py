@@ -1,4 +1,4 @@
-"""Snapshot responses (§4.2, §4.4, §4.5, §5): body and headers byte-for-byte against the
+"""Snapshot responses: body and headers byte-for-byte against the
 reference encoding computed from the database."""
 
 import socket
@@ -227,7 +227,7 @@ def test_large_payload_snapshot():
 
 
 def test_missing_run_is_not_cached():
-    """A 404 must not stick: the run created right after is found on the next request (§12.8)."""
+    """A 404 must not stick: the run created right after is found on the next request (a missing run is not cached)."""
     run_id_sfx = "cachemiss" + str(id(object()))
     fid = "run_it" + run_id_sfx
     for _ in range(2 * 2):  # reach every worker
