@@ -7,7 +7,7 @@
 /// Times are monotonic µs.
 public struct FreshReads<Key: Hashable, Waiter> {
     /// A read in flight for one key, and who waits for the one after it.
-    struct Slot {
+    struct Flight {
         /// The read in flight counts as started no earlier than this: when it was sent (`readsCountFromSend`),
         /// or the freshness it asked for.
         var startedAt: Int64
@@ -21,7 +21,7 @@ public struct FreshReads<Key: Hashable, Waiter> {
     /// for (a replica read, which the replica gate lets through once the replica has applied every commit made
     /// before then).
     public let readsCountFromSend: Bool
-    private var slots: [Key: Slot] = [:]
+    private var flights: [Key: Flight] = [:]
 
     public init(readsCountFromSend: Bool) {
         self.readsCountFromSend = readsCountFromSend
@@ -39,27 +39,27 @@ public struct FreshReads<Key: Hashable, Waiter> {
     /// A caller wants a read of `key` that started at or after `freshAfter`. `nowUs`: when a read started now
     /// is sent.
     public mutating func want(_ key: Key, freshAfter: Int64, nowUs: Int64, waiter: Waiter) -> WantAction {
-        guard var slot = slots[key] else {
-            slots[key] = Slot(startedAt: startedAt(freshAfter: freshAfter, nowUs: nowUs), current: [waiter])
+        guard var flight = flights[key] else {
+            flights[key] = Flight(startedAt: startedAt(freshAfter: freshAfter, nowUs: nowUs), current: [waiter])
             return .start(freshAfter: freshAfter, waiters: [waiter])
         }
-        if slot.startedAt >= freshAfter {
-            slot.current.append(waiter)
-            slots[key] = slot
+        if flight.startedAt >= freshAfter {
+            flight.current.append(waiter)
+            flights[key] = flight
             return .joinedCurrent
         }
-        slot.next.append(waiter)
-        slot.nextFreshAfter = max(slot.nextFreshAfter, freshAfter)
-        slots[key] = slot
+        flight.next.append(waiter)
+        flight.nextFreshAfter = max(flight.nextFreshAfter, freshAfter)
+        flights[key] = flight
         return .queuedNext
     }
 
     /// Joins the read of `key` in flight when it started at or after `freshAfter`; false (nothing changes)
     /// when there is none, or it is too old.
     public mutating func joinIfFresh(_ key: Key, freshAfter: Int64, waiter: Waiter) -> Bool {
-        guard var slot = slots[key], slot.startedAt >= freshAfter else { return false }
-        slot.current.append(waiter)
-        slots[key] = slot
+        guard var flight = flights[key], flight.startedAt >= freshAfter else { return false }
+        flight.current.append(waiter)
+        flights[key] = flight
         return true
     }
 
@@ -73,18 +73,18 @@ public struct FreshReads<Key: Hashable, Waiter> {
 
     /// The read of `key` in flight finished (succeeded or failed). `nowUs`: when a read started now is sent.
     public mutating func finished(_ key: Key, nowUs: Int64) -> FinishAction {
-        guard let slot = slots.removeValue(forKey: key) else { return FinishAction(answer: [], start: nil) }
-        guard !slot.next.isEmpty else { return FinishAction(answer: slot.current, start: nil) }
-        let fresh = slot.nextFreshAfter
-        slots[key] = Slot(startedAt: startedAt(freshAfter: fresh, nowUs: nowUs), current: slot.next)
-        return FinishAction(answer: slot.current, start: (fresh, slot.next))
+        guard let flight = flights.removeValue(forKey: key) else { return FinishAction(answer: [], start: nil) }
+        guard !flight.next.isEmpty else { return FinishAction(answer: flight.current, start: nil) }
+        let fresh = flight.nextFreshAfter
+        flights[key] = Flight(startedAt: startedAt(freshAfter: fresh, nowUs: nowUs), current: flight.next)
+        return FinishAction(answer: flight.current, start: (fresh, flight.next))
     }
 
     /// When the read of `key` in flight counts as started (nil: none in flight).
-    public func inFlightStartedAt(_ key: Key) -> Int64? { slots[key]?.startedAt }
+    public func inFlightStartedAt(_ key: Key) -> Int64? { flights[key]?.startedAt }
 
     /// Keys with a read in flight.
-    public var inFlightCount: Int { slots.count }
+    public var inFlightCount: Int { flights.count }
 
     private func startedAt(freshAfter: Int64, nowUs: Int64) -> Int64 {
         readsCountFromSend ? nowUs : freshAfter
