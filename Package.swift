@@ -62,6 +62,8 @@ let package = Package(
         .testTarget(name: "RunfeedServerTests", dependencies: ["RunfeedServer", "RunfeedIO", "RunfeedCore"]),
         .testTarget(name: "RunfeedCoreTests", dependencies: ["RunfeedCore"]),
         .testTarget(name: "RunfeedLoadCoreTests", dependencies: ["RunfeedLoadCore"]),
+        // The blocking pool and the loop hand-over, with real threads and a real event loop (no sockets).
+        .testTarget(name: "RunfeedIOTests", dependencies: ["RunfeedIO", "RunfeedCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,8 @@
 // One Redis pub/sub connection's protocol state (RESP2), as a pure state machine: events in (connection
 // established, reply parsed, channel wanted or dropped, clock tick, connection lost), actions out (commands
-// to send, subscriptions confirmed or lost, messages, failures). The I/O adapter (RedisSubscriber) owns the
-// socket and runs the actions; everything here is testable without one.
+// to send, subscriptions confirmed or lost, messages, failures, when to reconnect). It owns the channel set:
+// wanted (`desired`), confirmed, in flight either way, and what is subscribed again after a reconnect. The I/O
+// adapter (RedisSubscriber) owns the socket and runs the actions; everything here is testable without one.
 
 public struct PubSubSession: Sendable {
     public enum Action: Sendable, Equatable {
@@ -21,6 +22,8 @@ public struct PubSubSession: Sendable {
         case moved(String, slot: Int, address: String)
         /// Close the connection (and reconnect): the reason says why.
         case fail(String)
+        /// The connection failed (`failed()`): connect again after this long.
+        case reconnect(afterMs: Int64)
     }
 
     /// A command whose reply is still due, in the order sent.
@@ -33,6 +36,10 @@ public struct PubSubSession: Sendable {
     public let pingIntervalMs: Int64
     public let pongTimeoutMs: Int64
     public let connectTimeoutMs: Int64
+    /// The wait before the first reconnect after a connection that reached `.ready`; doubled after each failed
+    /// attempt, up to `maxBackoffMs`.
+    public static let initialBackoffMs: Int64 = 100
+    public static let maxBackoffMs: Int64 = 5_000
 
     public private(set) var desired: Set<String> = []
     public private(set) var confirmed: [String: Int64] = [:]
@@ -46,6 +53,8 @@ public struct PubSubSession: Sendable {
     public private(set) var isReady = false
     private var lastReplyMs: Int64 = 0
     private var pingSentMs: Int64?
+    /// The wait before the next reconnect.
+    public private(set) var backoffMs: Int64 = PubSubSession.initialBackoffMs
 
     public init(sharded: Bool, auth: [String]?, pingIntervalMs: Int64 = 5_000, pongTimeoutMs: Int64 = 5_000,
                 connectTimeoutMs: Int64 = 10_000) {
@@ -89,6 +98,7 @@ public struct PubSubSession: Sendable {
         return out
     }
 
+    /// The channel is wanted: subscribed now when connected (and not already), else on the next `opened`.
     public mutating func want(_ channel: String) -> [Action] {
         guard desired.insert(channel).inserted, established else { return [] }
         // While an unsubscribe is in flight, its reply subscribes again.
@@ -96,6 +106,8 @@ public struct PubSubSession: Sendable {
         return sendSubscribe(channel)
     }
 
+    /// The channel is no longer wanted: unsubscribed when subscribed or being subscribed (an unsubscribe already
+    /// in flight is enough), and not subscribed again on a reconnect.
     public mutating func drop(_ channel: String) -> [Action] {
         guard desired.remove(channel) != nil, established else { return [] }
         guard confirmed[channel] != nil || subscribing.contains(channel), !unsubscribing.contains(channel) else { return [] }
@@ -118,6 +130,15 @@ public struct PubSubSession: Sendable {
         startedMs = nil
         pingSentMs = nil
         return lost.map { .lost($0) }
+    }
+
+    /// The connection failed (closed by the server, an I/O error, or `.fail`): as `closed()`, then when to
+    /// connect again (backing off while attempts keep failing; reset once a connection answers).
+    public mutating func failed() -> [Action] {
+        var out = closed()
+        out.append(.reconnect(afterMs: backoffMs))
+        backoffMs = min(backoffMs * 2, Self.maxBackoffMs)
+        return out
     }
 
     /// Liveness: a connection that does not open in time, or does not answer a PING in time, fails. A PING goes
@@ -182,6 +203,7 @@ public struct PubSubSession: Sendable {
             guard popPending(.auth) else { return [.fail("unexpected reply \(s)")] }
             pingSentMs = nil
             isReady = true
+            backoffMs = Self.initialBackoffMs
             return [.ready]
         case .error(let e):
             guard let head = popAny() else { return [.fail("unexpected error reply: \(e)")] }
@@ -244,6 +266,7 @@ public struct PubSubSession: Sendable {
         pingSentMs = nil
         if !isReady {
             isReady = true
+            backoffMs = Self.initialBackoffMs
             return [.ready]
         }
         return []

@@ -1,13 +1,10 @@
 // Bounded TTL caches: FIFO eviction with expired entries evicted first.
 
-import Foundation
-
 /// A size-bounded cache whose entries expire `ttlMs` after they were set.
 ///
 /// When a new key would exceed `maxEntries`, expired entries are evicted first, then the oldest-inserted entry
 /// (FIFO; setting an existing key counts as a fresh insertion). All operations are O(1) amortized: a dictionary
-/// plus an insertion-order queue with lazy deletion. Not thread-safe: confine it to one thread or use
-/// `LockedTTLCache`.
+/// plus an insertion-order queue with lazy deletion. Not thread-safe: confine it to one thread.
 public final class BoundedTTLCache<Key: Hashable, Value> {
     private struct Entry {
         var value: Value
@@ -101,46 +98,5 @@ public final class BoundedTTLCache<Key: Hashable, Value> {
             head = 0
         }
         if order.isEmpty { head = 0 }
-    }
-}
-
-/// A thread-safe wrapper around `BoundedTTLCache` (one lock around every operation).
-public final class LockedTTLCache<Key: Hashable & Sendable, Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private let cache: BoundedTTLCache<Key, Value>
-
-    public init(ttlMs: Int64, maxEntries: Int) {
-        cache = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
-    }
-
-    public func get(_ k: Key, nowMs: Int64) -> Value? {
-        lock.lock(); defer { lock.unlock() }
-        return cache.get(k, nowMs: nowMs)
-    }
-
-    public func set(_ k: Key, _ v: Value, nowMs: Int64) {
-        lock.lock(); defer { lock.unlock() }
-        cache.set(k, v, nowMs: nowMs)
-    }
-
-    public func remove(_ k: Key) {
-        lock.lock(); defer { lock.unlock() }
-        cache.remove(k)
-    }
-
-    public func removeAll() {
-        lock.lock(); defer { lock.unlock() }
-        cache.removeAll()
-    }
-
-    public var count: Int {
-        lock.lock(); defer { lock.unlock() }
-        return cache.count
-    }
-
-    /// Runs `body` with exclusive access to the underlying cache (for compound read-modify-write steps).
-    public func withCache<R>(_ body: (BoundedTTLCache<Key, Value>) throws -> R) rethrows -> R {
-        lock.lock(); defer { lock.unlock() }
-        return try body(cache)
     }
 }

@@ -95,35 +95,27 @@ public final class ClickHouseConnection {
     }
 }
 
-/// A few ClickHouse connections on their own threads; completions arrive on the pool thread.
-public final class ClickHousePool: @unchecked Sendable {
-    public typealias Completion = @Sendable (Result<String, ClickHouseError>) -> Void
-    private struct Job: Sendable {
-        let sql: String
-        let done: Completion
-    }
-    private let queue = JobQueue<Job>()
+/// A few ClickHouse connections (a `BlockingPool`: each owned by its own OS thread); completions run on the
+/// submitting event loop. Its queue is unbounded.
+public final class ClickHousePool: Sendable {
+    private let pool: BlockingPool<ClickHouseConnection>
 
     public init(endpoint: ClickHouseURL, size: Int, timeoutMs: Int, keepAlive: Bool) {
-        for i in 0..<max(1, size) {
-            startThread(name: "ch-\(i)") { [queue] in
-                let conn = ClickHouseConnection(endpoint: endpoint, timeoutMs: timeoutMs, keepAlive: keepAlive)
-                while let job = queue.pop() {
-                    let result: Result<String, ClickHouseError>
-                    do {
-                        result = .success(try conn.query(job.sql))
-                    } catch let e as ClickHouseError {
-                        result = .failure(e)
-                    } catch {
-                        result = .failure(ClickHouseError(description: "\(error)", status: 0))
-                    }
-                    job.done(result)
-                }
-            }
+        pool = BlockingPool(name: "ch", threads: size) {
+            ClickHouseConnection(endpoint: endpoint, timeoutMs: timeoutMs, keepAlive: keepAlive)
         }
     }
 
-    public func query(_ sql: String, _ done: @escaping Completion) {
-        queue.push(Job(sql: sql, done: done))
+    /// Runs `sql`; `done` gets the response body (or the error) on `loop`.
+    public func query(_ sql: String, on loop: EventLoop, _ done: @escaping (Result<String, ClickHouseError>) -> Void) {
+        pool.submit(work: { conn in
+            do {
+                return .success(try conn.query(sql))
+            } catch let e as ClickHouseError {
+                return .failure(e)
+            } catch {
+                return .failure(ClickHouseError(description: "\(error)", status: 0))
+            }
+        }, on: loop, done: done)
     }
 }

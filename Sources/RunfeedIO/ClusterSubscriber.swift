@@ -214,7 +214,7 @@ public final class ClusterSubscriber: PubSubClient {
         for a in ready + [RedisNodeAddress(host: seed.host, port: seed.port)] + (map?.masters ?? []) where seen.insert(a).inserted {
             candidates.append(seed.node(a))
         }
-        let me = UncheckedSendableRef(self)
+        let me = LoopBox(self, loop: loop)
         startThread(name: "redis-slots") { [loop, candidates] in
             let result = Result { try RedisEndpoint.fetchSlotMap(candidates, timeoutMs: 2000) }
             loop.execute { me.value.mapFetched(result) }

@@ -48,9 +48,8 @@ public final class EventLoop: @unchecked Sendable {
 
     private let epfd: Int32
     private let wakeFd: Int32
-    private let lock = Mutex()
-    private var posted: [() -> Void] = []
-    private var stopping = false
+    /// Closures posted from other threads, and whether `stop()` was called.
+    private let inbox = Lock<(posted: [@Sendable () -> Void], stopping: Bool)>(([], false))
     private var loopThread: pthread_t?
 
     private var handlers: [Int32: FDHandler] = [:]
@@ -78,16 +77,23 @@ public final class EventLoop: @unchecked Sendable {
         return pthread_equal(t, pthread_self()) != 0
     }
 
+    /// Debug builds: stops when called off the loop thread once the loop runs (before `run()`, the thread
+    /// setting the loop up may use it).
+    @inline(__always)
+    public func assertOnLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(loopThread == nil || isOnLoop, "called off the event loop thread", file: file, line: line)
+    }
+
     /// Posts a closure to run on the loop thread. Safe from any thread.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        lock.withLock { posted.append(work) }
+        inbox.withLock { $0.posted.append(work) }
         var one: UInt64 = 1
         _ = write(wakeFd, &one, 8)
     }
 
     /// Asks `run()` to return after the current iteration. Safe from any thread.
     public func stop() {
-        lock.withLock { stopping = true }
+        inbox.withLock { $0.stopping = true }
         var one: UInt64 = 1
         _ = write(wakeFd, &one, 8)
     }
@@ -96,6 +102,7 @@ public final class EventLoop: @unchecked Sendable {
 
     @discardableResult
     public func schedule(afterMs: Int64, _ callback: @escaping () -> Void) -> TimerID {
+        assertOnLoop()
         let id = nextTimerID
         nextTimerID &+= 1
         timerCallbacks[id] = callback
@@ -113,6 +120,7 @@ public final class EventLoop: @unchecked Sendable {
     /// An fd registered with the same mask (a muted one included) only gets the new handler: no system call.
     /// Every fd must be unwatched before it is closed (its number is reused by the next socket).
     public func watch(fd: Int32, events: UInt32, _ handler: @escaping FDHandler) {
+        assertOnLoop()
         if let mask = masks[fd] {
             if mask != events { runfeed_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events) }
         } else if runfeed_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, events) != 0 && errno == EEXIST {
@@ -130,6 +138,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public func unwatch(fd: Int32) {
+        assertOnLoop()
         handlers.removeValue(forKey: fd)
         guard masks.removeValue(forKey: fd) != nil else { return }
         runfeed_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, 0)
@@ -139,6 +148,7 @@ public final class EventLoop: @unchecked Sendable {
     /// same mask soon (a kept FastCGI connection between its requests and its held poll): that costs no
     /// system call. An event arriving meanwhile unregisters it (level-triggered events would repeat).
     public func mute(fd: Int32) {
+        assertOnLoop()
         guard masks[fd] != nil else { return }
         handlers[fd] = { [unowned self] _ in self.unwatch(fd: fd) }
     }
@@ -151,7 +161,7 @@ public final class EventLoop: @unchecked Sendable {
         var fds = [Int32](repeating: 0, count: 256)
         var masks = [UInt32](repeating: 0, count: 256)
         while true {
-            if lock.withLock({ stopping }) { break }
+            if inbox.withLock({ $0.stopping }) { break }
             let timeout = nextTimeout()
             let n = fds.withUnsafeMutableBufferPointer { f in
                 masks.withUnsafeMutableBufferPointer { m in
@@ -178,9 +188,9 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func runPosted() {
-        let work: [() -> Void] = lock.withLock {
-            let w = posted
-            posted.removeAll(keepingCapacity: true)
+        let work: [@Sendable () -> Void] = inbox.withLock {
+            let w = $0.posted
+            $0.posted.removeAll(keepingCapacity: true)
             return w
         }
         for w in work { w() }
@@ -195,7 +205,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func nextTimeout() -> Int32 {
-        if lock.withLock({ !posted.isEmpty }) { return 0 }
+        if inbox.withLock({ !$0.posted.isEmpty }) { return 0 }
         while let top = timerHeap.peek, timerCallbacks[top.id] == nil { _ = timerHeap.pop() }
         guard let top = timerHeap.peek else { return 1000 }
         let wait = top.deadline - monotonicMs()
@@ -240,20 +250,5 @@ struct TimerHeap {
 
     private func less(_ a: Int, _ b: Int) -> Bool {
         items[a].deadline < items[b].deadline || (items[a].deadline == items[b].deadline && items[a].id < items[b].id)
-    }
-}
-
-/// A pthread mutex with a closure helper.
-public final class Mutex: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    public init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    public func lock() { pthread_mutex_lock(&m) }
-    public func unlock() { pthread_mutex_unlock(&m) }
-    @inline(__always)
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
     }
 }

@@ -49,7 +49,7 @@ extension String {
 /// One FastCGI request, read by `FastCGIServer` on the event loop. The answer is framed here and written
 /// without blocking by the loop's `ResponseWriter`; afterwards the connection carries the web server's next
 /// request (`FCGI_KEEP_CONN`) or is closed.
-public final class FastCGIConnection: @unchecked Sendable {
+public final class FastCGIConnection {
     public let info: FastCGIRequestInfo
     /// The upstream connection's socket, watched for EOF while the request is parked.
     public let fd: Int32
@@ -184,7 +184,7 @@ public final class ResponseWriter {
 
 /// The listening socket (a unix path or `host:port`, or one inherited from a supervisor). Opened with
 /// libfcgi's `FCGX_OpenSocket`; requests are read by `FastCGIServer` on the event loop.
-public final class FastCGIListener: @unchecked Sendable {
+public final class FastCGIListener {
     public let socketFd: Int32
     public let address: String
 

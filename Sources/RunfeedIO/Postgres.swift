@@ -220,48 +220,45 @@ public final class PGConnection {
 
 /// One request (or held poll) that waits for database answers: queries it is the only reason for are dropped
 /// before they are sent once it is gone (answered, client left) or past its deadline. Thread-safe.
-public final class Demand: @unchecked Sendable {
+public final class Demand: Sendable {
     /// Monotonic µs.
     public let deadlineUs: Int64
-    private let lock = Mutex()
-    private var ended = false
-    private var gone = false
+    private let state = Lock<(ended: Bool, gone: Bool)>((false, false))
 
     public init(deadlineUs: Int64) { self.deadlineUs = deadlineUs }
 
     /// The request was answered, or its client left (`clientGone`): nothing it asked for is needed any more.
     public func end(clientGone: Bool = false) {
-        lock.withLock {
-            ended = true
-            if clientGone { gone = true }
+        state.withLock {
+            $0.ended = true
+            if clientGone { $0.gone = true }
         }
     }
 
-    public var hasEnded: Bool { lock.withLock { ended } }
-    public var clientGone: Bool { lock.withLock { gone } }
+    public var hasEnded: Bool { state.withLock { $0.ended } }
+    public var clientGone: Bool { state.withLock { $0.gone } }
 
-    func wants(nowUs: Int64) -> Bool { lock.withLock { !ended } && nowUs < deadlineUs }
+    func wants(nowUs: Int64) -> Bool { state.withLock { !$0.ended } && nowUs < deadlineUs }
 }
 
 /// Who waits for one query (its first requester, then every request that joined it). The query is sent only
 /// while one of them still wants it, and cancelled once the last deadline passes. Thread-safe.
-public final class QueryDemands: @unchecked Sendable {
-    private let lock = Mutex()
-    private var demands: [Demand]
+public final class QueryDemands: Sendable {
+    private let demands: Lock<[Demand]>
 
-    public init(_ demands: [Demand] = []) { self.demands = demands }
+    public init(_ demands: [Demand] = []) { self.demands = Lock(demands) }
     public convenience init(_ demand: Demand?) { self.init(demand.map { [$0] } ?? []) }
 
     public func add(_ d: Demand?) {
         guard let d else { return }
-        lock.withLock { demands.append(d) }
+        demands.withLock { $0.append(d) }
     }
 
-    public var isEmpty: Bool { lock.withLock { demands.isEmpty } }
+    public var isEmpty: Bool { demands.withLock { $0.isEmpty } }
 
     /// nil: nobody in particular (a background query); else whether someone still wants it, and why not.
     func state(nowUs: Int64) -> (wanted: Bool, clientGone: Bool, deadlineUs: Int64)? {
-        lock.withLock {
+        demands.withLock { demands in
             guard !demands.isEmpty else { return nil }
             let wanted = demands.contains { $0.wants(nowUs: nowUs) }
             let gone = demands.allSatisfy { $0.clientGone }
@@ -270,37 +267,19 @@ public final class QueryDemands: @unchecked Sendable {
     }
 }
 
-/// A small fixed pool of connections, each owned by its own OS thread, behind a bounded FIFO. Callers get
-/// their result on the pool thread and hop back to their event loop themselves.
+/// A small fixed pool of Postgres connections (a `BlockingPool`: each owned by its own OS thread, behind a
+/// bounded FIFO); completions run on the submitting event loop.
 ///
 /// Work is bounded: at most `queueLimit` statements wait for a connection (`submit` refuses more), a waiting
 /// statement whose requests have all gone or whose deadline passed is dropped without being sent, and a
 /// running one is cancelled at its deadline (or the statement timeout).
-public final class PostgresPool: @unchecked Sendable {
-    public typealias Completion = @Sendable (Result<PGRows, PGError>) -> Void
-    private struct Job {
-        let sql: String
-        let params: [String?]
-        /// Monotonic µs; used when `demands` names nobody.
-        let deadlineUs: Int64
-        let demands: QueryDemands?
-        let queuedAtUs: Int64
-        let bracket: Bool
-        let done: Completion
-    }
-
+public final class PostgresPool: Sendable {
     /// The commit time of the last transaction a standby replayed (NULL on a primary, or before the first).
     static let replayedSQL = "SELECT (extract(epoch from pg_last_xact_replay_timestamp()) * 1000000)::bigint::text"
 
-    private var m = pthread_mutex_t()
-    private var c = pthread_cond_t()
-    private var jobs: [Job] = []
-    private var head = 0
-    private var busy = 0
+    private let pool: BlockingPool<PGConnection>
     /// When the last statement ended at its deadline without an answer (dropped for its deadline, cancelled).
-    private var lastTimedOutUs: Int64 = Int64.min / 2
-    /// When each connection's statement started (nil: idle), by thread.
-    private var runningSince: [Int64?]
+    private let lastTimedOutUs = Lock<Int64>(Int64.min / 2)
     public let size: Int
     public let queueLimit: Int
     public let statementTimeoutMs: Int
@@ -312,107 +291,62 @@ public final class PostgresPool: @unchecked Sendable {
         self.queueLimit = max(1, queueLimit)
         self.statementTimeoutMs = statementTimeoutMs
         self.name = name
-        runningSince = Array(repeating: nil, count: max(1, size))
-        pthread_mutex_init(&m, nil)
-        pthread_cond_init(&c, nil)
-        for i in 0..<self.size {
-            startThread(name: "\(name)-\(i)") { [self] in
-                let conn = PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
-                while true {
-                    let job = take(slot: i)
-                    let now = monotonicUs()
-                    let deadline: Int64
-                    if let state = job.demands?.state(nowUs: now) {
-                        guard state.wanted else {
-                            finished(slot: i, timedOut: !state.clientGone)
-                            job.done(.failure(PGError(.dropped(clientGone: state.clientGone),
-                                                      state.clientGone ? "dropped: the client had gone" : "dropped: its deadline passed")))
-                            continue
-                        }
-                        deadline = state.deadlineUs
-                    } else {
-                        deadline = job.deadlineUs
-                    }
-                    if now >= deadline {
-                        finished(slot: i, timedOut: true)
-                        job.done(.failure(PGError(.dropped(clientGone: false), "dropped: its deadline passed")))
-                        continue
-                    }
-                    let result: Result<PGRows, PGError>
-                    do {
-                        if job.bracket {
-                            // Same connection, so the same server: what it had replayed around the statement's snapshot.
-                            let before = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
-                            var rows = try conn.query(job.sql, job.params, deadlineUs: deadline)
-                            let after = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
-                            rows.replayedBeforeUs = before.rows.first?.first?.flatMap { Int64($0) }
-                            rows.replayedAfterUs = after.rows.first?.first?.flatMap { Int64($0) }
-                            result = .success(rows)
-                        } else {
-                            result = .success(try conn.query(job.sql, job.params, deadlineUs: deadline))
-                        }
-                    } catch let e as PGError {
-                        result = .failure(e)
-                    } catch {
-                        result = .failure(PGError(.statement, "\(error)"))
-                    }
-                    if case .failure(let e) = result, e.kind == .timeout {
-                        finished(slot: i, timedOut: true)
-                    } else {
-                        finished(slot: i, timedOut: false)
-                    }
-                    job.done(result)
-                }
-            }
+        pool = BlockingPool(name: name, threads: size, queueLimit: queueLimit) {
+            PGConnection(conninfo: conninfo, statementTimeoutMs: statementTimeoutMs)
         }
     }
 
-    /// Queues a statement. Returns false (and never calls `done`) when the queue is full.
-    /// `deadlineUs` (monotonic) applies when `demands` is nil or empty. `bracket`: on a standby, also read the last
-    /// replayed commit's time just before and after it (`PGRows.replayedBeforeUs`/`…AfterUs`).
+    /// Queues a statement; `done` gets its result on `loop`. Returns false (and never calls `done`) when the queue
+    /// is full. `deadlineUs` (monotonic) applies when `demands` is nil or empty. `bracket`: on a standby, also read
+    /// the last replayed commit's time just before and after it (`PGRows.replayedBeforeUs`/`…AfterUs`).
     @discardableResult
     public func submit(_ sql: String, _ params: [String?], deadlineUs: Int64, demands: QueryDemands?, bracket: Bool = false,
-                       _ done: @escaping Completion) -> Bool {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        guard jobs.count - head < queueLimit else { return false }
-        jobs.append(Job(sql: sql, params: params, deadlineUs: deadlineUs,
-                        demands: demands.flatMap { $0.isEmpty ? nil : $0 }, queuedAtUs: monotonicUs(), bracket: bracket,
-                        done: done))
-        pthread_cond_signal(&c)
-        return true
+                       on loop: EventLoop, _ done: @escaping (Result<PGRows, PGError>) -> Void) -> Bool {
+        let demands = demands.flatMap { $0.isEmpty ? nil : $0 }
+        let lastTimedOutUs = lastTimedOutUs
+        return pool.submit(work: { conn in
+            let result = Self.run(conn, sql, params, deadlineUs: deadlineUs, demands: demands, bracket: bracket)
+            if case .failure(let e) = result, e.kind == .timeout || e.kind == .dropped(clientGone: false) {
+                lastTimedOutUs.withLock { $0 = monotonicUs() }
+            }
+            return result
+        }, on: loop, done: done)
     }
 
-    /// Queues a statement with the statement timeout as its deadline (queue bound still applies).
-    public func query(_ sql: String, _ params: [String?], _ done: @escaping Completion) {
-        let deadline = monotonicUs() + Int64(max(1, statementTimeoutMs)) * 1000
-        if !submit(sql, params, deadlineUs: deadline, demands: nil, done) {
-            done(.failure(PGError(.saturated, "the \(name) queue is full")))
+    /// Runs one statement on a pool thread: dropped unsent when nobody wants it any more or its deadline passed,
+    /// else sent and cancelled at the deadline.
+    private static func run(_ conn: PGConnection, _ sql: String, _ params: [String?], deadlineUs: Int64,
+                            demands: QueryDemands?, bracket: Bool) -> Result<PGRows, PGError> {
+        let now = monotonicUs()
+        let deadline: Int64
+        if let state = demands?.state(nowUs: now) {
+            guard state.wanted else {
+                return .failure(PGError(.dropped(clientGone: state.clientGone),
+                                        state.clientGone ? "dropped: the client had gone" : "dropped: its deadline passed"))
+            }
+            deadline = state.deadlineUs
+        } else {
+            deadline = deadlineUs
         }
-    }
-
-    private func take(slot: Int) -> Job {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        while head >= jobs.count { pthread_cond_wait(&c, &m) }
-        let job = jobs[head]
-        head += 1
-        if head > 1024 && head * 2 > jobs.count {
-            jobs.removeFirst(head)
-            head = 0
+        if now >= deadline {
+            return .failure(PGError(.dropped(clientGone: false), "dropped: its deadline passed"))
         }
-        busy += 1
-        runningSince[slot] = monotonicUs()
-        return job
-    }
-
-    /// `timedOut`: it ended at its deadline without an answer (cancelled, or dropped for its deadline while queued).
-    private func finished(slot: Int, timedOut: Bool) {
-        pthread_mutex_lock(&m)
-        busy -= 1
-        runningSince[slot] = nil
-        if timedOut { lastTimedOutUs = monotonicUs() }
-        pthread_mutex_unlock(&m)
+        do {
+            if bracket {
+                // Same connection, so the same server: what it had replayed around the statement's snapshot.
+                let before = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                var rows = try conn.query(sql, params, deadlineUs: deadline)
+                let after = try conn.query(Self.replayedSQL, [], deadlineUs: deadline)
+                rows.replayedBeforeUs = before.rows.first?.first?.flatMap { Int64($0) }
+                rows.replayedAfterUs = after.rows.first?.first?.flatMap { Int64($0) }
+                return .success(rows)
+            }
+            return .success(try conn.query(sql, params, deadlineUs: deadline))
+        } catch let e as PGError {
+            return .failure(e)
+        } catch {
+            return .failure(PGError(.statement, "\(error)"))
+        }
     }
 
     /// A snapshot of the pool's load.
@@ -430,13 +364,10 @@ public final class PostgresPool: @unchecked Sendable {
     }
 
     public var load: Load {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        let now = monotonicUs()
-        let queued = jobs.count - head
-        return Load(queued: queued, running: busy, oldestWaitUs: queued > 0 ? now - jobs[head].queuedAtUs : 0,
-                    longestRunningUs: runningSince.compactMap { $0 }.map { now - $0 }.max() ?? 0,
-                    sinceTimedOutUs: now - lastTimedOutUs)
+        let l = pool.load
+        let timedOut = lastTimedOutUs.withLock { $0 }
+        return Load(queued: l.queued, running: l.running, oldestWaitUs: l.oldestWaitUs,
+                    longestRunningUs: l.longestRunningUs, sinceTimedOutUs: monotonicUs() - timedOut)
     }
 }
 

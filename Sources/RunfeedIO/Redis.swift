@@ -15,11 +15,10 @@ extension RedisEndpoint {
 
 /// TLS client contexts by settings, built once per process.
 public enum TLSContexts {
-    nonisolated(unsafe) private static var contexts: [RedisTLS: TLSClientContext] = [:]
-    private static let lock = Mutex()
+    private static let contexts = Lock<[RedisTLS: TLSClientContext]>([:])
 
     public static func context(for settings: RedisTLS) throws -> TLSClientContext {
-        try lock.withLock {
+        try contexts.withLock { contexts in
             if let c = contexts[settings] { return c }
             let c = try TLSClientContext(settings)
             contexts[settings] = c
@@ -172,14 +171,11 @@ public final class RedisSubscriber {
     /// A connection attempt's number: completions of an abandoned attempt (DNS) are ignored.
     private var attempt = 0
     private var addressIndex = 0
-    private var backoffMs: Int64 = 100
     private var reconnectTimer: EventLoop.TimerID?
     private var tickTimer: EventLoop.TimerID?
     private var shuttingDown = false
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
 
-    /// Channels whose subscription was confirmed, with the wall-clock time of the confirmation.
-    public private(set) var confirmed: [String: Int64] = [:]
     public private(set) var state: State = .disconnected
     public private(set) var reconnects = 0
     /// Why the last connection ended (nil: none ended yet).
@@ -216,7 +212,7 @@ public final class RedisSubscriber {
 
     public func unsubscribe(_ channel: String) { run(session.drop(channel)) }
 
-    public var subscribedChannels: Int { confirmed.count }
+    public var subscribedChannels: Int { session.confirmed.count }
 
     /// Closes the connection and stops reconnecting.
     public func shutdown() {
@@ -227,7 +223,6 @@ public final class RedisSubscriber {
         tickTimer = nil
         closeStream()
         _ = session.closed()
-        confirmed.removeAll()
         state = .disconnected
     }
 
@@ -243,7 +238,7 @@ public final class RedisSubscriber {
         session.started(nowMs: monotonicMs())
         let host = endpoint.host, port = endpoint.port
         // Only the loop thread touches `self`: the resolver thread carries it opaquely and hands it back.
-        let me = UncheckedSendableRef(self)
+        let me = LoopBox(self, loop: loop)
         startThread(name: "redis-dns") { [loop] in
             let result = Result { try SocketAddress.resolve(host: host, port: port) }
             loop.execute { me.value.resolved(result, attempt: mine) }
@@ -318,15 +313,7 @@ public final class RedisSubscriber {
         }
         closeStream()
         lastFailure = reason
-        run(session.closed())
-        state = .disconnected
-        reconnects += 1
-        onConnectionLost?()
-        log?("redis subscriber disconnected (\(reason)); reconnecting in \(backoffMs) ms")
-        let delay = backoffMs
-        backoffMs = min(backoffMs * 2, 5000)
-        if let t = reconnectTimer { loop.cancel(t) }
-        reconnectTimer = loop.schedule(afterMs: delay) { [weak self] in self?.connect() }
+        run(session.failed())
     }
 
     private func closeStream() {
@@ -443,15 +430,12 @@ public final class RedisSubscriber {
                 wrote = true
             case .ready:
                 state = .ready
-                backoffMs = 100
                 log?("redis subscriber connected to \(endpoint.description)\(endpoint.authArgs == nil ? "" : " (AUTH)")")
             case .confirmed(let ch, let at):
                 trace?("redis <- subscribed \(ch)")
-                confirmed[ch] = wallMs()
-                _ = at
-                onSubscriptionChange?(ch, confirmed[ch])
+                _ = at  // monotonic; the worker is told the wall-clock time
+                onSubscriptionChange?(ch, wallMs())
             case .lost(let ch):
-                confirmed.removeValue(forKey: ch)
                 onSubscriptionChange?(ch, nil)
             case .message(let ch, let payload):
                 onMessage?(ch, payload)
@@ -464,14 +448,15 @@ public final class RedisSubscriber {
             case .fail(let reason):
                 fail(reason)
                 return
+            case .reconnect(let delay):
+                state = .disconnected
+                reconnects += 1
+                onConnectionLost?()
+                log?("redis subscriber disconnected (\(lastFailure ?? "")); reconnecting in \(delay) ms")
+                if let t = reconnectTimer { loop.cancel(t) }
+                reconnectTimer = loop.schedule(afterMs: delay) { [weak self] in self?.connect() }
             }
         }
         if wrote, phase == .open { flush() }
     }
-}
-
-/// A reference carried across a thread without being used there (it is only dereferenced back on the loop).
-struct UncheckedSendableRef<T: AnyObject>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

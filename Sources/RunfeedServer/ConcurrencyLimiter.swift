@@ -6,53 +6,37 @@ import Glibc
 
 /// Per-environment limit on held live polls (a poll over it is refused 429, and 500 when the count cannot be read): a sorted set per environment on the
 /// rate-limit Redis, `tr:realtime:native:concurrency:{<envId>}`, with members that expire after 5 min.
-/// Admission and release run on their own blocking Redis connections (never on the event loop);
-/// completions come back on the loop.
-final class ConcurrencyLimiter: @unchecked Sendable {
+/// Admission and release run on their own blocking Redis connections (a `BlockingPool`, never on the event
+/// loop); completions come back on the loop. Loop-confined.
+final class ConcurrencyLimiter {
     enum Admission {
         case admitted(member: String)
         case rejected
         case failed
     }
 
-    private struct Job: Sendable {
-        let op: LimiterOp
-        /// Runs on the loop.
-        let done: @Sendable (LimiterOutcome) -> Void
+    /// A limiter thread's connection and the script's SHA it loaded.
+    private final class Connection {
+        let client: RedisCommands
+        var sha: String?
+        init(_ client: RedisCommands) { self.client = client }
     }
 
-    private let loop: EventLoop
     private let log: Logger
     let limit: Int64
-    private let queue = JobQueue<[Job]>()
-    /// Operations taken on the loop since the last hand-over (loop thread only): handed to the limiter
-    /// threads together once the loop has finished what it is doing, so a burst of re-arming polls
-    /// becomes one batch.
-    private var gathered: [Job] = []
-    private let outstanding = Mutex()
-    private var outstandingJobs = 0
+    /// Operations taken on the loop are handed to the limiter threads together once the loop has finished what
+    /// it is doing, so a burst of re-arming polls becomes one batch; everything waiting goes out as one batch
+    /// (LimiterBatch: one script call per environment for the admissions, one ZREM for the releases, pipelined),
+    /// and the outcomes go back to the loop in one wake.
+    private let batcher: LoopBatcher<Connection, LimiterOp, LimiterOutcome>
     private var nextMember: UInt64 = 0
 
     init(loop: EventLoop, endpoint: RedisEndpoint, limit: Int64, threads: Int, log: Logger) {
-        self.loop = loop
         self.limit = limit
         self.log = log
-        for i in 0..<max(1, threads) {
-            startThread(name: "limit-\(i)") { [queue, loop, self] in
-                let client = endpoint.makeClient(timeoutMs: 1000)
-                var sha: String?
-                // Everything queued meanwhile goes out as one batch (LimiterBatch: one script call per
-                // environment for the admissions, one ZREM for the releases, pipelined), and the
-                // outcomes go back to the loop in one wake.
-                while let batches = queue.popBatch(max: 64) {
-                    let jobs = batches.flatMap { $0 }
-                    let outcomes = Self.run(jobs.map(\.op), limit: limit, client: client, sha: &sha)
-                    loop.execute {
-                        for (job, outcome) in zip(jobs, outcomes) { job.done(outcome) }
-                    }
-                    self.outstanding.withLock { self.outstandingJobs -= jobs.count }
-                }
-            }
+        let pool = BlockingPool<Connection>(name: "limit", threads: threads) { Connection(endpoint.makeClient(timeoutMs: 1000)) }
+        batcher = LoopBatcher(pool: pool, loop: loop) { conn, ops in
+            Self.run(ops, limit: limit, client: conn.client, sha: &conn.sha)
         }
     }
 
@@ -78,45 +62,33 @@ final class ConcurrencyLimiter: @unchecked Sendable {
 
     static func key(_ envId: String) -> String { LimiterBatch.key(envId) }
 
-    /// Admissions and releases not yet done (a draining worker waits for its releases).
-    var pending: Int { outstanding.withLock { outstandingJobs } }
-
-    private func push(_ job: Job) {
-        outstanding.withLock { outstandingJobs += 1 }
-        gathered.append(job)
-        guard gathered.count == 1 else { return }
-        loop.execute { [self] in
-            let jobs = gathered
-            gathered = []
-            queue.push(jobs)
-        }
-    }
+    /// Admissions and releases not yet answered (a draining worker waits for its releases).
+    var pending: Int { batcher.pending }
 
     /// Takes a slot for one live poll of `envId`. Runs `done` on the loop.
     func acquire(envId: String, _ done: @escaping (Admission) -> Void) {
         nextMember &+= 1
         let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
-        let box = LoopBox(done)
-        push(Job(op: .acquire(envId: envId, member: member, nowMs: wallMs())) { [log] outcome in
+        batcher.push(.acquire(envId: envId, member: member, nowMs: wallMs())) { [log] outcome in
             switch outcome {
             case .admitted:
-                box.value(.admitted(member: member))
+                done(.admitted(member: member))
             case .rejected:
                 WorkerMetrics.shared.liveRejectedByLimit.increment()
-                box.value(.rejected)
+                done(.rejected)
             case .failed(let e):
                 log.error("concurrency limit lookup failed: \(e)")
                 WorkerMetrics.shared.liveLimitLookupFailed.increment()
-                box.value(.failed)
+                done(.failed)
             case .released:
-                box.value(.failed)
+                done(.failed)
             }
-        })
+        }
     }
 
     /// Frees a slot (the poll was answered or its client left).
     func release(envId: String, member: String) {
-        push(Job(op: .release(envId: envId, member: member)) { _ in })
+        batcher.push(.release(envId: envId, member: member)) { _ in }
     }
 }
 

@@ -15,7 +15,7 @@ enum ReadNeed: Equatable {
 
 /// The Postgres pools as seen from the event loop: queries run on the pools' threads, completions come back
 /// on the loop thread. With a read replica, reads are routed by the replica gate (`ReplicaGate`).
-final class LoopDatabase: @unchecked Sendable {
+final class LoopDatabase {
     let primary: PostgresPool
     let replica: PostgresPool?
     let monitor: ReplicaMonitor
@@ -129,43 +129,42 @@ final class LoopDatabase: @unchecked Sendable {
 
     private func submit(_ pool: PostgresPool, target: DBTarget, _ sql: String, _ params: [String?], demands: QueryDemands?,
                         watermark: ReplicaWatermark?, bracket: Bool = false, _ done: @escaping (Result<PGRows, PGError>) -> Void) {
-        let box = LoopBox(done)
         let started = monotonicUs()
         let metrics = WorkerMetrics.shared.postgres(target)
         let deadline = statementTimeoutUs > 0 ? started + statementTimeoutUs : Int64.max
-        let accepted = pool.submit(sql, params, deadlineUs: deadline, demands: demands, bracket: bracket) { [loop, log] result in
+        let accepted = pool.submit(sql, params, deadlineUs: deadline, demands: demands, bracket: bracket, on: loop) { [log] result in
             if case .failure(let e) = result, !e.neverSent { log.error("postgres (\(target.rawValue)) query failed: \(e.description)") }
-            loop.execute {
-                var result = result
-                switch result {
-                case .success(var rows):
-                    metrics.latency.record(Double(monotonicUs() - started) / 1e6)
-                    // A bracketed read is three statements (replay time, the read, replay time).
-                    metrics.queries.increment(by: bracket ? 3 : 1)
-                    if target == .replica {
-                        rows.fromReplica = true
-                        rows.readAtOverrideUs = watermark?.dbUs
-                        rows.effectiveMonoUs = watermark?.monoUs
-                    }
-                    result = .success(rows)
-                case .failure(let e):
-                    switch e.kind {
-                    case .dropped(let gone): (gone ? metrics.droppedClientGone : metrics.droppedDeadline).increment()
-                    case .saturated: metrics.droppedQueueFull.increment()
-                    case .timeout:
-                        metrics.queries.increment()
-                        metrics.errors.increment()
-                        metrics.timeouts.increment()
-                    default:
-                        metrics.queries.increment()
-                        metrics.errors.increment()
-                    }
+            var result = result
+            switch result {
+            case .success(var rows):
+                metrics.latency.record(Double(monotonicUs() - started) / 1e6)
+                // A bracketed read is three statements (replay time, the read, replay time).
+                metrics.queries.increment(by: bracket ? 3 : 1)
+                if target == .replica {
+                    rows.fromReplica = true
+                    rows.readAtOverrideUs = watermark?.dbUs
+                    rows.effectiveMonoUs = watermark?.monoUs
                 }
-                box.value(result)
+                result = .success(rows)
+            case .failure(let e):
+                switch e.kind {
+                case .dropped(let gone): (gone ? metrics.droppedClientGone : metrics.droppedDeadline).increment()
+                case .saturated: metrics.droppedQueueFull.increment()
+                case .timeout:
+                    metrics.queries.increment()
+                    metrics.errors.increment()
+                    metrics.timeouts.increment()
+                default:
+                    metrics.queries.increment()
+                    metrics.errors.increment()
+                }
             }
+            done(result)
         }
         if !accepted {
             metrics.droppedQueueFull.increment()
+            // Answered after the caller's turn, as an accepted statement's would be.
+            let box = LoopBox(done, loop: loop)
             loop.execute { box.value(.failure(PGError(.saturated, "the \(target.rawValue) query queue is full"))) }
         }
     }
@@ -221,10 +220,4 @@ extension RunRow {
             if let w = rows.readAtOverrideUs { readAtUs = w }
         }
     }
-}
-
-/// Carries a loop-confined value through another thread and back. Only touched on the loop.
-final class LoopBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ v: T) { value = v }
 }

@@ -3,7 +3,7 @@ import RunfeedIO
 
 /// The loop side of the database's own bookkeeping, on connections of its own (never behind request queries):
 /// health probes of the primary and the replica, and the replica gate's position samples and waiting reads.
-final class ReplicaMonitor: @unchecked Sendable {  // state touched only on the loop
+final class ReplicaMonitor {  // loop-confined
     enum Route {
         case replica(ReplicaWatermark?)
         /// The replica, after the read waited for its watermark.
@@ -116,22 +116,20 @@ final class ReplicaMonitor: @unchecked Sendable {  // state touched only on the 
             let sent = now
             WorkerMetrics.shared.positionSamples(.primary).increment()
             let sql = "SELECT (extract(epoch from statement_timestamp()) * 1000000)::bigint::text, pg_current_wal_insert_lsn()::text"
-            let accepted = primaryProbe.submit(sql, [], deadlineUs: now + Self.sampleTimeoutUs, demands: nil) { [loop] result in
-                loop.execute { [self] in
-                    switch result {
-                    case .success(let rows):
-                        if let r = rows.rows.first, let db = r[0].flatMap({ Int64($0) }), let lsn = r[1].flatMap({ WALPosition(text: $0) }) {
-                            gate.primarySampled(sentUs: sent, dbUs: db, lsn: lsn, nowUs: monotonicUs())
-                        } else {
-                            gate.primarySampleFailed(unavailable: true)
-                        }
-                    case .failure(let e):
-                        gate.primarySampleFailed(unavailable: e.isUnavailableFunction)
-                        if e.isUnavailableFunction { warnPositions(e.description) }
+            let accepted = primaryProbe.submit(sql, [], deadlineUs: now + Self.sampleTimeoutUs, demands: nil, on: loop) { [self] result in
+                switch result {
+                case .success(let rows):
+                    if let r = rows.rows.first, let db = r[0].flatMap({ Int64($0) }), let lsn = r[1].flatMap({ WALPosition(text: $0) }) {
+                        gate.primarySampled(sentUs: sent, dbUs: db, lsn: lsn, nowUs: monotonicUs())
+                    } else {
+                        gate.primarySampleFailed(unavailable: true)
                     }
-                    reroute()
-                    pump()
+                case .failure(let e):
+                    gate.primarySampleFailed(unavailable: e.isUnavailableFunction)
+                    if e.isUnavailableFunction { warnPositions(e.description) }
                 }
+                reroute()
+                pump()
             }
             if !accepted { gate.primarySampleFailed(unavailable: false) }
         }
@@ -139,29 +137,27 @@ final class ReplicaMonitor: @unchecked Sendable {  // state touched only on the 
             gate.replicaCheckStarted(nowUs: now)
             WorkerMetrics.shared.positionSamples(.replica).increment()
             let sql = "SELECT pg_is_in_recovery()::text, pg_last_wal_replay_lsn()::text"
-            let accepted = replicaProbe.submit(sql, [], deadlineUs: now + Self.sampleTimeoutUs, demands: nil) { [loop] result in
-                loop.execute { [self] in
-                    let done = monotonicUs()
-                    switch result {
-                    case .success(let rows):
-                        let r = rows.rows.first
-                        let inRecovery = r?[0] == "true"
-                        let replay = r?[1].flatMap { WALPosition(text: $0) }
-                        gate.replicaChecked(replay: replay, inRecovery: inRecovery, doneUs: done)
-                        if inRecovery && replay == nil { warnPositions("pg_last_wal_replay_lsn() returned NULL") }
-                    case .failure(let e):
-                        if e.isUnavailableFunction {
-                            gate.replicaChecked(replay: nil, inRecovery: true, doneUs: done)
-                            warnPositions(e.description)
-                        } else {
-                            gate.replicaCheckFailed()
-                        }
+            let accepted = replicaProbe.submit(sql, [], deadlineUs: now + Self.sampleTimeoutUs, demands: nil, on: loop) { [self] result in
+                let done = monotonicUs()
+                switch result {
+                case .success(let rows):
+                    let r = rows.rows.first
+                    let inRecovery = r?[0] == "true"
+                    let replay = r?[1].flatMap { WALPosition(text: $0) }
+                    gate.replicaChecked(replay: replay, inRecovery: inRecovery, doneUs: done)
+                    if inRecovery && replay == nil { warnPositions("pg_last_wal_replay_lsn() returned NULL") }
+                case .failure(let e):
+                    if e.isUnavailableFunction {
+                        gate.replicaChecked(replay: nil, inRecovery: true, doneUs: done)
+                        warnPositions(e.description)
+                    } else {
+                        gate.replicaCheckFailed()
                     }
-                    WorkerMetrics.shared.replicaLag.set(Double(gate.lagEstimateUs(nowUs: done)) / 1e6)
-                    noteState()
-                    reroute()
-                    pump()
                 }
+                WorkerMetrics.shared.replicaLag.set(Double(gate.lagEstimateUs(nowUs: done)) / 1e6)
+                noteState()
+                reroute()
+                pump()
             }
             if !accepted { gate.replicaCheckFailed() }
         }
@@ -233,17 +229,12 @@ final class ReplicaMonitor: @unchecked Sendable {  // state touched only on the 
         }
         let deadline = monotonicUs() + withinMs * 1000
         func run(_ pool: PostgresPool, _ set: @escaping (Probe) -> Void) {
-            let box = LoopBox((set, check))
-            let ok = pool.submit("SELECT 1", [], deadlineUs: deadline, demands: nil) { [loop] result in
-                let r: Probe
+            let ok = pool.submit("SELECT 1", [], deadlineUs: deadline, demands: nil, on: loop) { result in
                 switch result {
-                case .success: r = .ok
-                case .failure(let e): r = (e.kind == .timeout || e.neverSent) ? .slow : .down
+                case .success: set(.ok)
+                case .failure(let e): set((e.kind == .timeout || e.neverSent) ? .slow : .down)
                 }
-                loop.execute {
-                    box.value.0(r)
-                    box.value.1()
-                }
+                check()
             }
             if !ok { set(.slow) }
         }

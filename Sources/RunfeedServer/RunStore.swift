@@ -16,7 +16,9 @@ final class RunStore {
     private let db: LoopDatabase
     private var lookups: BoundedTTLCache<String, RunLookup>
     private var rows: BoundedTTLCache<String, CachedRow>
-    private var slots: [String: ReadSlot] = [:]
+    /// Row reads in flight, single-flighted per run (the decisions); `readDemands`: who waits for each.
+    private var reads: FreshReads<String, ReadWaiter>
+    private var readDemands: [String: QueryDemands] = [:]
     private var lookupFlights = SingleFlight<String, Result<RunLookup?, PGError>>()
     /// Who waits for each lookup in flight.
     private var lookupDemands: [String: QueryDemands] = [:]
@@ -38,23 +40,17 @@ final class RunStore {
         var startedAt: Int64
     }
 
-    private final class ReadSlot {
-        /// The read in flight counts as started no earlier than this (monotonic µs): when it was sent (primary),
-        /// or the freshness it asked the replica gate for.
-        var currentStartedAt: Int64?
-        var currentDemands = QueryDemands()
-        var current: [(Result<RunRow?, PGError>) -> Void] = []
-        var next: [(Result<RunRow?, PGError>) -> Void] = []
-        var nextDemands: [Demand?] = []
-        /// The latest freshness asked by `next`.
-        var nextFreshAfter: Int64 = Int64.min
+    /// One caller of `readRow`, waiting for a read in flight (`reads`).
+    private struct ReadWaiter {
+        let demand: Demand?
+        let done: (Result<RunRow?, PGError>) -> Void
     }
-
 
     static let minimumRowRetentionMs: Int64 = 2_000
 
     init(db: LoopDatabase, lookupTtlMs: Int64, rowTtlMs: Int64, maxEntries: Int) {
         self.db = db
+        reads = FreshReads(readsCountFromSend: db.readsFromPrimary)
         lookups = BoundedTTLCache(ttlMs: lookupTtlMs, maxEntries: maxEntries)
         // Kept for at least 2 s: every reader checks when the read started (`freshAfter`), so keeping a row
         // longer never serves it staler than asked — a snapshot still takes only reads younger than
@@ -164,22 +160,15 @@ final class RunStore {
             done(.success(c.row))
             return
         }
-        let slot = slots[key] ?? ReadSlot()
-        slots[key] = slot
-        if let started = slot.currentStartedAt {
-            if started >= freshAfter {
-                slot.current.append(done)
-                slot.currentDemands.add(demand)
-            } else {
-                slot.next.append(done)
-                slot.nextDemands.append(demand)
-                slot.nextFreshAfter = max(slot.nextFreshAfter, freshAfter)
-            }
-            return
+        let now = monotonicUs()
+        switch reads.want(key, freshAfter: freshAfter, nowUs: now, waiter: ReadWaiter(demand: demand, done: done)) {
+        case .start(let fresh, let waiters):
+            start(key: key, envId: envId, runId: runId, freshAfter: fresh, sent: now, waiters: waiters)
+        case .joinedCurrent:
+            readDemands[key]?.add(demand)
+        case .queuedNext:
+            break
         }
-        slot.current = [done]
-        slot.currentDemands = QueryDemands(demand)
-        start(slot, key: key, envId: envId, runId: runId, freshAfter: freshAfter)
     }
 
     /// Reads one run's row on the primary, whatever a cache or the replica holds (a replica answer that was
@@ -213,9 +202,8 @@ final class RunStore {
             done(.success(c.row))
             return
         }
-        if let slot = slots[key], let started = slot.currentStartedAt, started >= freshAfter {
-            slot.current.append(done)
-            slot.currentDemands.add(demand)
+        if reads.joinIfFresh(key, freshAfter: freshAfter, waiter: ReadWaiter(demand: demand, done: done)) {
+            readDemands[key]?.add(demand)
             return
         }
         if db.readsFromPrimary && db.primaryStalled {
@@ -257,29 +245,29 @@ final class RunStore {
         }
     }
 
-    private func start(_ slot: ReadSlot, key: String, envId: String, runId: String, freshAfter: Int64) {
-        let sent = monotonicUs()
-        // Primary reads start now; a replica read is worth the watermark the gate waits for (≥ freshAfter).
-        slot.currentStartedAt = db.readsFromPrimary ? sent : freshAfter
+    /// Sends the read `reads` asked for at `sent` (monotonic µs); `waiters` wait for it (more may join while it
+    /// runs). `reads` counts it as started at `sent` on the primary; a replica read is worth the watermark the
+    /// gate waits for (≥ freshAfter).
+    private func start(key: String, envId: String, runId: String, freshAfter: Int64, sent: Int64, waiters: [ReadWaiter]) {
         WorkerMetrics.shared.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
-        let demands = slot.currentDemands
+        let demands = QueryDemands(waiters.compactMap(\.demand))
+        readDemands[key] = demands
         db.query(sql, [runId, envId], db.need(freshAfter: freshAfter), demands: demands, versioned: true) { [self] result in
             if case .success(let got) = result, got.fromReplica, got.rows.isEmpty {
                 // Missing on the replica: the primary says whether the run exists.
                 WorkerMetrics.shared.replicaFallback(.miss).increment()
                 db.query(sql, [runId, envId], .primary, demands: demands) { [self] result in
-                    finishRead(slot, key: key, envId: envId, runId: runId, result: result, startedAt: sent)
+                    finishRead(key: key, envId: envId, runId: runId, result: result, startedAt: sent)
                 }
                 return
             }
-            finishRead(slot, key: key, envId: envId, runId: runId, result: result,
+            finishRead(key: key, envId: envId, runId: runId, result: result,
                        startedAt: (try? result.get())?.effectiveMonoUs ?? sent)
         }
     }
 
-    private func finishRead(_ slot: ReadSlot, key: String, envId: String, runId: String,
-                            result: Result<PGRows, PGError>, startedAt: Int64) {
+    private func finishRead(key: String, envId: String, runId: String, result: Result<PGRows, PGError>, startedAt: Int64) {
         let mapped: Result<RunRow?, PGError> = result.map { got in
             // The read time from the database server's clock (one clock for every host); a replica's watermark.
             got.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: got.startedAtUs, from: got) }
@@ -287,19 +275,12 @@ final class RunStore {
         if case .success(let row) = mapped, fresh(key, after: startedAt) == nil {
             rows.set(key, CachedRow(row: row, startedAt: startedAt), nowMs: monotonicMs())
         }
-        let waiters = slot.current
-        slot.current = slot.next
-        slot.currentDemands = QueryDemands(slot.nextDemands.compactMap { $0 })
-        let nextFresh = slot.nextFreshAfter
-        slot.next = []
-        slot.nextDemands = []
-        slot.nextFreshAfter = Int64.min
-        slot.currentStartedAt = nil
-        if slot.current.isEmpty {
-            slots.removeValue(forKey: key)
-        } else {
-            start(slot, key: key, envId: envId, runId: runId, freshAfter: nextFresh)
+        let now = monotonicUs()
+        let action = reads.finished(key, nowUs: now)
+        readDemands.removeValue(forKey: key)
+        if let next = action.start {
+            start(key: key, envId: envId, runId: runId, freshAfter: next.freshAfter, sent: now, waiters: next.waiters)
         }
-        for w in waiters { w(mapped) }
+        for w in action.answer { w.done(mapped) }
     }
 }

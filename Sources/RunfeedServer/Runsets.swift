@@ -16,7 +16,7 @@ protocol MembershipResolver: AnyObject {
 }
 
 /// Resolves membership in ClickHouse's `task_runs_v2` (filled by trigger.dev's replication).
-final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // state touched only on the loop
+final class ClickHouseResolver: MembershipResolver {  // loop-confined
     let name = "clickhouse"
     private let pool: ClickHousePool
     private let loop: EventLoop
@@ -47,17 +47,14 @@ final class ClickHouseResolver: MembershipResolver, @unchecked Sendable {  // st
                                             environmentId: ctx.envId, tags: tags, fromMs: fromMs,
                                             batchId: batchId, limit: limit)
         WorkerMetrics.shared.membershipQueries(name).increment()
-        let box = LoopBox(done)
         let started = monotonicUs()
-        pool.query(sql) { [loop, log] result in
+        pool.query(sql, on: loop) { [log] result in
             if case .failure(let e) = result { log.error("clickhouse resolve failed: \(e.description)") }
-            loop.execute {
-                WorkerMetrics.shared.clickhouseLatency.record(Double(monotonicUs() - started) / 1e6)
-                WorkerMetrics.shared.clickhouseQueries.increment()
-                if case .failure = result { WorkerMetrics.shared.clickhouseErrors.increment() }
-                box.value(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
-                    .mapError { RunsetFailure.resolver($0.description) })
-            }
+            WorkerMetrics.shared.clickhouseLatency.record(Double(monotonicUs() - started) / 1e6)
+            WorkerMetrics.shared.clickhouseQueries.increment()
+            if case .failure = result { WorkerMetrics.shared.clickhouseErrors.increment() }
+            done(result.map { ClickHouseSQL.parseTabSeparatedColumn($0) }
+                .mapError { RunsetFailure.resolver($0.description) })
         }
     }
 }

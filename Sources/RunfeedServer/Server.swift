@@ -6,7 +6,7 @@ import Glibc
 
 /// One worker: a FastCGI listener, an event loop that owns every parked live poll, the Redis
 /// subscription, and the Postgres pool. All mutable state below is confined to the loop thread.
-public final class Server: @unchecked Sendable {
+public final class Server {
     let config: ServerConfig
     let log: Logger
     let loop = EventLoop()

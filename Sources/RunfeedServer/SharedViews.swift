@@ -13,9 +13,9 @@ import RunfeedIO
 /// rewrites the whole view as the base. The key expires after the working-set TTL unless answers keep
 /// refreshing it.
 ///
-/// Commands run on one thread with a blocking connection (never on the event loop); what is queued
-/// meanwhile goes out as one pipeline; completions come back on the loop.
-final class SharedViews: @unchecked Sendable {
+/// Commands run on one pool thread with a blocking connection (never on the event loop); what is queued
+/// meanwhile goes out as one pipeline (`LoopBatcher`); completions come back on the loop. Loop-confined.
+final class SharedViews {
     private enum Op: Sendable {
         case load(key: String, token: UInt64)
         /// `fullText`: `full` already encoded as a base, if known.
@@ -23,71 +23,55 @@ final class SharedViews: @unchecked Sendable {
         case touch(key: String)
     }
 
-    private struct Job: Sendable {
-        let op: Op
-        /// Runs on the loop: the view loaded (load), or whether it was stored (save, touch).
-        let done: @Sendable (ListView?, Bool) -> Void
+    /// The view loaded (load), and whether Redis answered as hoped (every op).
+    private struct Outcome: Sendable {
+        var view: ListView?
+        var ok: Bool
     }
 
-    private let loop: EventLoop
-    private let ttlMs: Int64
-    private let queue = JobQueue<[Job]>()
-    private var gathered: [Job] = []
+    /// The views thread's connection, and whether its last batch failed (to log each change once).
+    private final class Connection {
+        let client: RedisCommands
+        var failing = false
+        init(_ client: RedisCommands) { self.client = client }
+    }
+
+    private let batcher: LoopBatcher<Connection, Op, Outcome>
 
     static func key(envId: String, handle: String) -> String { "runfeed:view:{" + envId + "}:" + handle }
 
     init(loop: EventLoop, endpoint: RedisEndpoint, ttlMs: Int64, log: Logger) {
-        self.loop = loop
-        self.ttlMs = ttlMs
-        startThread(name: "views") { [queue, loop, ttlMs] in
-            let client = endpoint.makeClient(timeoutMs: 1000)
-            var failing = false
-            while let batches = queue.popBatch(max: 64) {
-                let jobs = batches.flatMap { $0 }
-                let results = Self.run(jobs.map(\.op), client: client, ttlMs: ttlMs)
-                let ok = results.allSatisfy { $0.1 }
-                if ok == failing {
-                    failing = !ok
-                    if failing { log.warning("shared working sets: Redis unavailable; a poll that changes worker re-sends its list") }
-                }
-                loop.execute {
-                    for (job, r) in zip(jobs, results) { job.done(r.0, r.1) }
-                }
+        let pool = BlockingPool<Connection>(name: "views", threads: 1) { Connection(endpoint.makeClient(timeoutMs: 1000)) }
+        batcher = LoopBatcher(pool: pool, loop: loop) { conn, ops in
+            let results = Self.run(ops, client: conn.client, ttlMs: ttlMs)
+            let ok = results.allSatisfy(\.ok)
+            if ok == conn.failing {
+                conn.failing = !ok
+                if conn.failing { log.warning("shared working sets: Redis unavailable; a poll that changes worker re-sends its list") }
             }
+            return results
         }
     }
 
     /// The view stored for `token` (nil: none — expired, replaced, or Redis unavailable). Runs `done` on the loop.
     func load(envId: String, handle: String, token: UInt64, _ done: @escaping (ListView?) -> Void) {
-        let box = LoopBox(done)
-        push(Job(op: .load(key: Self.key(envId: envId, handle: handle), token: token)) { view, _ in box.value(view) })
+        batcher.push(.load(key: Self.key(envId: envId, handle: handle), token: token)) { done($0.view) }
     }
 
     /// Stores `view` under `token`, as the change from the view stored under `base` when there is one.
     /// Runs `done` on the loop once Redis has it (or failed to take it).
     func save(envId: String, handle: String, base: UInt64?, baseView: ListView?, token: UInt64, view: ListView,
               viewText: String? = nil, _ done: @escaping (Bool) -> Void) {
-        let box = LoopBox(done)
         let base = baseView == nil ? nil : base
         // Only a change onto a stored view needs the delta; a whole view is encoded on the store's thread.
         let delta = base == nil ? ListViewDelta(changed: [], removed: []) : ListViewDelta.between(baseView, view)
-        push(Job(op: .save(key: Self.key(envId: envId, handle: handle), base: base, token: token,
-                           delta: delta, full: view, fullText: viewText)) { _, ok in box.value(ok) })
+        batcher.push(.save(key: Self.key(envId: envId, handle: handle), base: base, token: token,
+                           delta: delta, full: view, fullText: viewText)) { done($0.ok) }
     }
 
     /// Keeps a stored view from expiring while its connection is alive.
     func touch(envId: String, handle: String) {
-        push(Job(op: .touch(key: Self.key(envId: envId, handle: handle))) { _, _ in })
-    }
-
-    private func push(_ job: Job) {
-        gathered.append(job)
-        guard gathered.count == 1 else { return }
-        loop.execute { [self] in
-            let jobs = gathered
-            gathered = []
-            queue.push(jobs)
-        }
+        batcher.push(.touch(key: Self.key(envId: envId, handle: handle))) { _ in }
     }
 
     /// Applies a change onto the stored view if it is the base's: KEYS[1] the hash; ARGV: base token, new
@@ -134,7 +118,7 @@ final class SharedViews: @unchecked Sendable {
         Int64(commands.reduce(0) { $0 + $1.dropFirst().reduce(0) { $0 + $1.utf8.count } })
     }
 
-    private static func run(_ ops: [Op], client: RedisCommands, ttlMs: Int64) -> [(ListView?, Bool)] {
+    private static func run(_ ops: [Op], client: RedisCommands, ttlMs: Int64) -> [Outcome] {
         // One pipeline for everything queued: each op is one command, or the five of a whole write.
         var commands: [[String]] = []
         var spans: [Range<Int>] = []
@@ -159,25 +143,25 @@ final class SharedViews: @unchecked Sendable {
             spans.append(start..<commands.count)
         }
         WorkerMetrics.shared.sharedViewBytesWritten.increment(by: countBytes(commands))
-        guard let replies = try? client.pipeline(commands) else { return ops.map { _ in (nil, false) } }
-        var out: [(ListView?, Bool)] = []
+        guard let replies = try? client.pipeline(commands) else { return ops.map { _ in Outcome(view: nil, ok: false) } }
+        var out: [Outcome] = []
         for (op, span) in zip(ops, spans) {
             let reply = replies[span.upperBound - 1]
             switch op {
             case .load(_, let token):
                 if case .array(let items) = reply {
                     let pairs = items.compactMap { item -> String? in if case .string(let s) = item { return s }; return nil }
-                    out.append((ListViewCodec.view(fromPairs: pairs, token: token), true))
+                    out.append(Outcome(view: ListViewCodec.view(fromPairs: pairs, token: token), ok: true))
                 } else {
-                    out.append((nil, false))
+                    out.append(Outcome(view: nil, ok: false))
                 }
             case .save(let key, let base, let token, _, let full, _):
                 if base == nil {
-                    if case .array = reply { out.append((nil, true)) } else { out.append((nil, false)) }
+                    if case .array = reply { out.append(Outcome(view: nil, ok: true)) } else { out.append(Outcome(view: nil, ok: false)) }
                     continue
                 }
                 if case .integer(let fields) = reply, fields > 0, fields <= compactAt(full) {
-                    out.append((nil, true))
+                    out.append(Outcome(view: nil, ok: true))
                     continue
                 }
                 // The stored view is not the client's previous one (expired, or an answer the client never
@@ -186,12 +170,12 @@ final class SharedViews: @unchecked Sendable {
                 let whole = wholeCommands(key: key, token: token, ttlMs: ttlMs, view: full)
                 WorkerMetrics.shared.sharedViewBytesWritten.increment(by: countBytes(whole))
                 if let r = try? client.pipeline(whole), case .array? = r.last {
-                    out.append((nil, true))
+                    out.append(Outcome(view: nil, ok: true))
                 } else {
-                    out.append((nil, false))
+                    out.append(Outcome(view: nil, ok: false))
                 }
             case .touch:
-                if case .error = reply { out.append((nil, false)) } else { out.append((nil, true)) }
+                if case .error = reply { out.append(Outcome(view: nil, ok: false)) } else { out.append(Outcome(view: nil, ok: true)) }
             }
         }
         return out

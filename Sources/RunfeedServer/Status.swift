@@ -80,14 +80,9 @@ extension Server {
             maybeDone()
         }
         if let ch = clickhouse {
-            let finish = LoopBox(maybeDone)
-            ch.query("SELECT 1") { [loop] result in
-                let ok: Bool
-                if case .success = result { ok = true } else { ok = false }
-                loop.execute {
-                    probe.chOK = ok
-                    finish.value()
-                }
+            ch.query("SELECT 1", on: loop) { result in
+                if case .success = result { probe.chOK = true } else { probe.chOK = false }
+                maybeDone()
             }
             // ClickHouse gets the same second: unanswered by then counts as down.
             loop.schedule(afterMs: 900) {
@@ -101,7 +96,7 @@ extension Server {
 }
 
 /// Partial results of one health check; touched only on the loop.
-final class HealthProbe: @unchecked Sendable {
+final class HealthProbe {
     var pg: ReplicaMonitor.Probe?
     var replica: ReplicaMonitor.Probe?
     var chOK: Bool?

@@ -25,7 +25,7 @@
 //
 // Modelled: Postgres reads that see every commit before their start, stamped with the database clock at that
 // start, with random latency (`Params.statementDelayMaxUs` can start the statement on the server after the
-// worker sent it); the run store's row cache, per-run read slots and batched backstop reads; the runset cache
+// worker sent it); the run store's row cache, per-run fresh-read single-flight (the core's `FreshReads`) and batched backstop reads; the runset cache
 // and in-flight resolves, single-flighted per filter, a caller needing a later start queued for the next
 // resolve (Postgres membership at the query's start); "confirm before sending" (a row the client does not hold
 // read before its view is confirmed by a read started now: `RunFeedRegistry.act(.readRow)`,
@@ -997,7 +997,7 @@ extension ConvergenceModel {
             runFeeds = [:]
             listFeeds = [:]
             loading = [:]
-            slots = [:]
+            reads = FreshReads(readsCountFromSend: reads.readsCountFromSend)
             batched = []
             runsetInflight = [:]
             openRequests = [:]
@@ -1313,14 +1313,12 @@ extension ConvergenceModel {
             var startedAt: Int64
         }
 
-        final class ReadSlot {
-            var currentStartedAt: Int64?
-            var current: [(RunRow?) -> Void] = []
-            var next: [(RunRow?) -> Void] = []
-        }
-
         var rows: BoundedTTLCache<String, CachedRow>
-        var slots: [String: ReadSlot] = [:]
+        /// The run store's single-flight of row reads: the core's own state machine.
+        lazy var reads = FreshReads<String, (RunRow?) -> Void>(
+            // Primary reads count from when they are sent; a replica read is worth its snapshot, which the gate
+            // makes ≥ freshAfter.
+            readsCountFromSend: !(p.replicaLagMaxUs > 0 && !p.replicaLabelledAsCurrent))
         var batched: [(runId: String, freshAfter: Int64, done: (RunRow?) -> Void)] = []
         var batchTimerArmed = false
 
@@ -1343,14 +1341,9 @@ extension ConvergenceModel {
                 done(c.row)
                 return
             }
-            let slot = slots[runId] ?? ReadSlot()
-            slots[runId] = slot
-            if let started = slot.currentStartedAt {
-                if started >= freshAfter { slot.current.append(done) } else { slot.next.append(done) }
-                return
+            if case .start(let fresh, _) = reads.want(runId, freshAfter: freshAfter, nowUs: monoUs, waiter: done) {
+                startRead(runId, freshAfter: fresh)
             }
-            slot.current = [done]
-            startRead(slot, runId, freshAfter: freshAfter)
         }
 
         func readRowBatched(_ runId: String, freshAfter: Int64, _ done: @escaping (RunRow?) -> Void) {
@@ -1358,10 +1351,7 @@ extension ConvergenceModel {
                 done(c.row)
                 return
             }
-            if let slot = slots[runId], let started = slot.currentStartedAt, started >= freshAfter {
-                slot.current.append(done)
-                return
-            }
+            if reads.joinIfFresh(runId, freshAfter: freshAfter, waiter: done) { return }
             batched.append((runId, freshAfter, done))
             if !batchTimerArmed {
                 batchTimerArmed = true
@@ -1381,22 +1371,13 @@ extension ConvergenceModel {
             }
         }
 
-        private func startRead(_ slot: ReadSlot, _ runId: String, freshAfter: Int64) {
-            // Primary reads start now; a replica read is worth its snapshot, which the gate makes ≥ freshAfter.
-            slot.currentStartedAt = p.replicaLagMaxUs > 0 && !p.replicaLabelledAsCurrent ? freshAfter : monoUs
+        private func startRead(_ runId: String, freshAfter: Int64) {
             readRuns([runId], freshAfter: freshAfter) { [self] byId, startedAt in
                 let row = byId[runId]
                 rows.set(runId, CachedRow(row: row, startedAt: startedAt), nowMs: monoMs)
-                let waiters = slot.current
-                slot.current = slot.next
-                slot.next = []
-                slot.currentStartedAt = nil
-                if slot.current.isEmpty {
-                    slots.removeValue(forKey: runId)
-                } else {
-                    startRead(slot, runId, freshAfter: monoUs)
-                }
-                for w in waiters { w(row) }
+                let action = reads.finished(runId, nowUs: monoUs)
+                if let next = action.start { startRead(runId, freshAfter: next.freshAfter) }
+                for w in action.answer { w(row) }
             }
         }
 

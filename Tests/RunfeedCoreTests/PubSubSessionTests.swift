@@ -177,4 +177,86 @@ final class PubSubSessionTests: XCTestCase {
         XCTAssertEqual(s.received(.array([.string("pong"), .string("")]), nowMs: 3), [.ready])
         XCTAssertEqual(s.received(sub("a"), nowMs: 4), [.confirmed("a", atMs: 4)])
     }
+
+    func testWantAndDropWhileNotConnectedOnlyChangeTheWantedSet() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        XCTAssertEqual(s.want("a"), [])
+        XCTAssertEqual(s.want("b"), [])
+        XCTAssertEqual(s.want("a"), [])
+        XCTAssertEqual(s.drop("b"), [])
+        XCTAssertEqual(s.drop("zz"), [])
+        XCTAssertEqual(s.desired, ["a"])
+        // Connecting but not yet open: still nothing sent.
+        s.started(nowMs: 0)
+        XCTAssertEqual(s.want("c"), [])
+        XCTAssertEqual(s.drop("c"), [])
+        XCTAssertEqual(s.opened(nowMs: 1), [.send(["PING"]), .send(["SUBSCRIBE", "a"])])
+    }
+
+    func testReconnectResubscribesExactlyTheWantedSet() {
+        var s = PubSubSession(sharded: true, auth: nil)
+        open(&s)
+        XCTAssertEqual(s.want("a"), [.send(["SSUBSCRIBE", "a"])])
+        XCTAssertEqual(s.want("b"), [.send(["SSUBSCRIBE", "b"])])
+        XCTAssertEqual(s.want("c"), [.send(["SSUBSCRIBE", "c"])])
+        XCTAssertEqual(s.received(ssub("a"), nowMs: 1), [.confirmed("a", atMs: 1)])
+        XCTAssertEqual(s.received(ssub("b"), nowMs: 1), [.confirmed("b", atMs: 1)])
+        // b dropped (unsubscribe in flight), c still being subscribed, d wanted: then the connection fails.
+        XCTAssertEqual(s.drop("b"), [.send(["SUNSUBSCRIBE", "b"])])
+        XCTAssertEqual(s.want("d"), [.send(["SSUBSCRIBE", "d"])])
+        XCTAssertEqual(s.failed(), [.lost("a"), .lost("b"), .reconnect(afterMs: 100)])
+        XCTAssertEqual(s.confirmed, [:])
+        XCTAssertEqual(s.desired, ["a", "c", "d"])
+        // While disconnected the set still changes.
+        XCTAssertEqual(s.drop("c"), [])
+        XCTAssertEqual(s.want("e"), [])
+        s.started(nowMs: 10)
+        XCTAssertEqual(s.opened(nowMs: 11), [.send(["PING"]), .send(["SSUBSCRIBE", "a"]), .send(["SSUBSCRIBE", "d"]),
+                                             .send(["SSUBSCRIBE", "e"])])
+        XCTAssertEqual(s.received(.status("PONG"), nowMs: 12), [.ready])
+        // Late replies of the old connection never arrive here; the new ones confirm.
+        XCTAssertEqual(s.received(ssub("a"), nowMs: 13), [.confirmed("a", atMs: 13)])
+        XCTAssertEqual(s.received(ssub("d"), nowMs: 13), [.confirmed("d", atMs: 13)])
+        XCTAssertEqual(s.received(ssub("e"), nowMs: 13), [.confirmed("e", atMs: 13)])
+        XCTAssertEqual(Set(s.confirmed.keys), ["a", "d", "e"])
+    }
+
+    func testDropDuringAPendingSubscribe() {
+        var s = PubSubSession(sharded: false, auth: nil)
+        open(&s)
+        XCTAssertEqual(s.want("a"), [.send(["SUBSCRIBE", "a"])])
+        XCTAssertEqual(s.drop("a"), [.send(["UNSUBSCRIBE", "a"])])
+        // Dropping again sends nothing more.
+        XCTAssertEqual(s.drop("a"), [])
+        // The subscribe's confirmation is not reported (nobody wants it); the unsubscribe already follows it.
+        XCTAssertEqual(s.received(sub("a"), nowMs: 1), [])
+        XCTAssertEqual(s.confirmed, [:])
+        XCTAssertEqual(s.received(unsub("a"), nowMs: 2), [])
+        XCTAssertEqual(s.confirmed, [:])
+        XCTAssertEqual(s.desired, [])
+        // A reconnect subscribes nothing.
+        XCTAssertEqual(s.failed(), [.reconnect(afterMs: 100)])
+        s.started(nowMs: 3)
+        XCTAssertEqual(s.opened(nowMs: 3), [.send(["PING"])])
+    }
+
+    func testReconnectBacksOffUntilAConnectionAnswers() {
+        var s = PubSubSession(sharded: false, auth: ["AUTH", "pw"])
+        var delays: [Int64] = []
+        for _ in 0..<8 {
+            s.started(nowMs: 0)
+            if case .reconnect(let d)? = s.failed().last { delays.append(d) }
+        }
+        XCTAssertEqual(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000])
+        // Opened but not answered yet: still backing off.
+        s.started(nowMs: 0)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.failed().last, .reconnect(afterMs: 5000))
+        s.started(nowMs: 0)
+        _ = s.opened(nowMs: 0)
+        XCTAssertEqual(s.received(.status("OK"), nowMs: 1), [.ready])
+        XCTAssertEqual(s.failed().last, .reconnect(afterMs: 100))
+        // shutdown-style close: no reconnect.
+        XCTAssertEqual(s.closed(), [])
+    }
 }

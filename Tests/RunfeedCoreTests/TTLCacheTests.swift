@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import RunfeedCore
 
@@ -118,5 +119,47 @@ final class BoundedTTLCacheTests: XCTestCase {
         c.remove(-1)
         XCTAssertEqual(c.count, 499)
         XCTAssertEqual(c.withCache { $0.count }, 499)
+    }
+}
+
+/// A thread-safe wrapper around `BoundedTTLCache` (one lock around every operation): the cache used from
+/// several threads at once, as a test of its bookkeeping under interleaved use.
+final class LockedTTLCache<Key: Hashable & Sendable, Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private let cache: BoundedTTLCache<Key, Value>
+
+    init(ttlMs: Int64, maxEntries: Int) {
+        cache = BoundedTTLCache(ttlMs: ttlMs, maxEntries: maxEntries)
+    }
+
+    func get(_ k: Key, nowMs: Int64) -> Value? {
+        lock.lock(); defer { lock.unlock() }
+        return cache.get(k, nowMs: nowMs)
+    }
+
+    func set(_ k: Key, _ v: Value, nowMs: Int64) {
+        lock.lock(); defer { lock.unlock() }
+        cache.set(k, v, nowMs: nowMs)
+    }
+
+    func remove(_ k: Key) {
+        lock.lock(); defer { lock.unlock() }
+        cache.remove(k)
+    }
+
+    func removeAll() {
+        lock.lock(); defer { lock.unlock() }
+        cache.removeAll()
+    }
+
+    var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return cache.count
+    }
+
+    /// Runs `body` with exclusive access to the underlying cache (for compound read-modify-write steps).
+    func withCache<R>(_ body: (BoundedTTLCache<Key, Value>) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(cache)
     }
 }
