@@ -57,8 +57,11 @@ public struct CaptureConfig: Sendable, Equatable {
     }
 
     /// The SQL an operator runs when the capture role may not create the publication itself.
-    public var publicationSQL: String {
-        "CREATE PUBLICATION \(publication) FOR TABLE \"TaskRun\" (\"id\", \"runtimeEnvironmentId\", \"runTags\", \"batchId\", \"updatedAt\") WITH (publish = 'insert, update, delete');"
+    public var publicationSQL: String { publicationStatement + ";" }
+
+    /// `publicationSQL` without its terminating semicolon, as the capturer sends it.
+    public var publicationStatement: String {
+        "CREATE PUBLICATION \(publication) FOR TABLE \"TaskRun\" (\"id\", \"runtimeEnvironmentId\", \"runTags\", \"batchId\", \"updatedAt\") WITH (publish = 'insert, update, delete')"
     }
 
     /// The next retry delay: doubling from `retryMinMs` up to `retryMaxMs`, attempt 0 first.

@@ -262,6 +262,16 @@ public enum PGText {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// A double-quoted SQL identifier (`"` doubled), for the replication commands that take no parameters.
+    public static func quoteIdentifier(_ s: String) -> String {
+        "\"" + s.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
+    }
+
+    /// `s` with `'` doubled: the inside of a single-quoted SQL string literal.
+    public static func quoteLiteralBody(_ s: String) -> String {
+        s.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''")
+    }
+
     /// A literal suitable to bind as a `$n::text[]` parameter.
     public static func arrayLiteralParam(_ elems: [String]) -> String {
         encodeArray(elems)

@@ -212,8 +212,6 @@ public final class RedisSubscriber {
 
     public func unsubscribe(_ channel: String) { run(session.drop(channel)) }
 
-    public var subscribedChannels: Int { session.confirmed.count }
-
     /// Closes the connection and stops reconnecting.
     public func shutdown() {
         shuttingDown = true

@@ -73,8 +73,8 @@ public final class ReplicationConnection {
     /// in COPY BOTH mode. `slot` and `publication` must already be validated identifiers.
     public func startReplication(slot: String, publication: String, from lsn: LSN) throws {
         guard let c = conn else { throw PGError(.connection, "replication connection closed") }
-        let pubList = quoteIdent(publication).replacingOccurrences(of: "'", with: "''")
-        let sql = "START_REPLICATION SLOT \(quoteIdent(slot)) LOGICAL \(lsn) (proto_version '1', publication_names '\(pubList)')"
+        let pubList = PGText.quoteLiteralBody(PGText.quoteIdentifier(publication))
+        let sql = "START_REPLICATION SLOT \(PGText.quoteIdentifier(slot)) LOGICAL \(lsn) (proto_version '1', publication_names '\(pubList)')"
         guard let res = PQexec(c, sql) else { throw PGError(.connection, "out of memory") }
         defer { PQclear(res) }
         guard PQresultStatus(res) == PGRES_COPY_BOTH else { throw Self.error(res, c) }
@@ -146,5 +146,3 @@ public final class ReplicationConnection {
     }
 }
 
-/// A double-quoted SQL identifier.
-public func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }

@@ -53,17 +53,17 @@ final class Authenticator {
     private var additionalKeys: BoundedTTLCache<String, AdditionalKeyRecord?>
     private var additionalFlights = SingleFlight<String, AdditionalKeyRecord??>()
     /// Who waits for each key lookup in flight.
-    private var flightDemands: [String: QueryDemands] = [:]
+    private var flightDemands: [CredentialFlight: QueryDemands] = [:]
     /// Additional keys whose `"lastUsedAt"` this worker refreshed within the refresh interval (by key id).
     private var usesRecorded: BoundedTTLCache<String, Bool>
     /// Off: every additional key is refused (upstream's kill switch for the additional-key lookup).
     private let additionalKeysEnabled: Bool
     private var warnedNoApiKeyTable = false
-    private let log: Logger?
+    private let log: RunfeedLogger?
     /// Unknown keys and ids are remembered for a shorter time than known ones.
     private let negativeTtlMs: Int64 = 1_000
 
-    init(db: LoopDatabase, ttlMs: Int64, maxEntries: Int, additionalKeysEnabled: Bool = true, log: Logger? = nil) {
+    init(db: LoopDatabase, ttlMs: Int64, maxEntries: Int, additionalKeysEnabled: Bool = true, log: RunfeedLogger? = nil) {
         self.db = db
         self.ttlMs = ttlMs
         self.additionalKeysEnabled = additionalKeysEnabled
@@ -118,11 +118,11 @@ final class Authenticator {
             finishSecret(record, branchHeader: branchHeader, demand: demand, done)
         }
         guard joined else {
-            flightDemands["k\u{0}" + key]?.add(demand)
+            flightDemands[.secretKey(key)]?.add(demand)
             return
         }
         let demands = QueryDemands(demand)
-        flightDemands["k\u{0}" + key] = demands
+        flightDemands[.secretKey(key)] = demands
         let sql = """
             SELECT * FROM (
               SELECT 0 AS src, \(Self.envColumns), e."apiKey", NULL::text AS grace
@@ -137,7 +137,7 @@ final class Authenticator {
             ) k ORDER BY src, grace DESC LIMIT 1
             """
         db.lookup(sql, [key], demands: demands) { [self] result in
-            flightDemands.removeValue(forKey: "k\u{0}" + key)
+            flightDemands.removeValue(forKey: .secretKey(key))
             let outcome: EnvRecord??
             switch result {
             case .failure:
@@ -175,11 +175,11 @@ final class Authenticator {
             finishAdditional(record, branchHeader: branchHeader, demand: demand, done)
         }
         guard joined else {
-            flightDemands["a\u{0}" + hash]?.add(demand)
+            flightDemands[.additionalKey(hash)]?.add(demand)
             return
         }
         let demands = QueryDemands(demand)
-        flightDemands["a\u{0}" + hash] = demands
+        flightDemands[.additionalKey(hash)] = demands
         // Revoked and expired keys are never found. Branch rules are the root key's (finishSecret).
         let sql = """
             SELECT k."id", k."scopes"::text, k."lastUsedAt"::text, k."expiresAt"::text, \(Self.envColumns), e."apiKey"
@@ -191,7 +191,7 @@ final class Authenticator {
             LIMIT 1
             """
         db.lookup(sql, [hash], demands: demands) { [self] result in
-            flightDemands.removeValue(forKey: "a\u{0}" + hash)
+            flightDemands.removeValue(forKey: .additionalKey(hash))
             let outcome: AdditionalKeyRecord??
             switch result {
             case .failure(let e) where e.isUndefinedObject:
@@ -421,4 +421,10 @@ final class Authenticator {
 struct BranchKey: Hashable {
     let parentEnvId: String
     let branch: String
+}
+
+/// A credential lookup in flight: a secret key's environment lookup, or an additional key's record by key hash.
+private enum CredentialFlight: Hashable {
+    case secretKey(String)
+    case additionalKey(String)
 }

@@ -31,8 +31,7 @@ public final class CaptureService: @unchecked Sendable {
     private let makeRedis: () -> RedisCommands
     private let publishVerb: String
     private let log: (String, Bool) -> Void
-    private let lock = Mutex()
-    private var snapshot = Snapshot()
+    private let snapshot = Lock(Snapshot())
     private var capture: ChangeCapture
 
     /// `log(message, isError)`.
@@ -46,15 +45,11 @@ public final class CaptureService: @unchecked Sendable {
     }
 
     private func update(_ body: (inout Snapshot) -> Void) {
-        lock.lock()
-        body(&snapshot)
-        lock.unlock()
+        snapshot.withLock(body)
     }
 
     private func read() -> Snapshot {
-        lock.lock()
-        defer { lock.unlock() }
-        return snapshot
+        snapshot.withLock { $0 }
     }
 
     // MARK: status listener
@@ -146,7 +141,7 @@ public final class CaptureService: @unchecked Sendable {
         let rows = try db.query("SELECT 1 FROM pg_publication WHERE pubname = $1", [config.publication])
         if !rows.rows.isEmpty { return }
         do {
-            _ = try db.query(config.publicationSQL.replacingOccurrences(of: ";", with: ""), [])
+            _ = try db.query(config.publicationStatement, [])
             log("capture: created publication \(config.publication)", false)
         } catch let e as PGError where e.sqlState == "42710" {
             return  // created meanwhile by another capturer
@@ -171,7 +166,7 @@ public final class CaptureService: @unchecked Sendable {
         var slot = try slotPosition(db)
         if !slot.exists {
             do {
-                try repl.command("CREATE_REPLICATION_SLOT \(quoteIdent(config.slot)) LOGICAL pgoutput NOEXPORT_SNAPSHOT")
+                try repl.command("CREATE_REPLICATION_SLOT \(PGText.quoteIdentifier(config.slot)) LOGICAL pgoutput NOEXPORT_SNAPSHOT")
                 log("capture: created logical replication slot \(config.slot) (pgoutput)", false)
             } catch let e as PGError where e.sqlState == "42710" {
                 // Another capturer created it first.

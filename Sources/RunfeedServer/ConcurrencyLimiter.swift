@@ -22,7 +22,7 @@ final class ConcurrencyLimiter {
         init(_ client: RedisCommands) { self.client = client }
     }
 
-    private let log: Logger
+    private let log: RunfeedLogger
     let limit: Int64
     /// Operations taken on the loop are handed to the limiter threads together once the loop has finished what
     /// it is doing, so a burst of re-arming polls becomes one batch; everything waiting goes out as one batch
@@ -31,7 +31,7 @@ final class ConcurrencyLimiter {
     private let batcher: LoopBatcher<Connection, LimiterOp, LimiterOutcome>
     private var nextMember: UInt64 = 0
 
-    init(loop: EventLoop, endpoint: RedisEndpoint, limit: Int64, threads: Int, log: Logger) {
+    init(loop: EventLoop, endpoint: RedisEndpoint, limit: Int64, threads: Int, log: RunfeedLogger) {
         self.limit = limit
         self.log = log
         let pool = BlockingPool<Connection>(name: "limit", threads: threads) { Connection(endpoint.makeClient(timeoutMs: 1000)) }
@@ -60,12 +60,10 @@ final class ConcurrencyLimiter {
         }
     }
 
-    static func key(_ envId: String) -> String { LimiterBatch.key(envId) }
-
     /// Admissions and releases not yet answered (a draining worker waits for its releases).
     var pending: Int { batcher.pending }
 
-    /// Takes a slot for one live poll of `envId`. Runs `done` on the loop.
+    /// Admits one live poll of `envId` under its environment's limit. Runs `done` on the loop.
     func acquire(envId: String, _ done: @escaping (Admission) -> Void) {
         nextMember &+= 1
         let member = "\(getpid())-\(nextMember)-\(UInt32.random(in: 0...UInt32.max))"
@@ -86,7 +84,7 @@ final class ConcurrencyLimiter {
         }
     }
 
-    /// Frees a slot (the poll was answered or its client left).
+    /// Releases an admission (the poll was answered or its client left).
     func release(envId: String, member: String) {
         batcher.push(.release(envId: envId, member: member)) { _ in }
     }

@@ -8,7 +8,7 @@ final class FeedResponder: FeedAnswering {
     private let loop: EventLoop
     let writer: ResponseWriter
     private let config: ServerConfig
-    private let log: Logger
+    private let log: RunfeedLogger
     private let limiter: ConcurrencyLimiter?
     private let databaseStalled: () -> Bool
     /// Encoded change messages of recent row versions, and single-row answer bodies.
@@ -31,7 +31,7 @@ final class FeedResponder: FeedAnswering {
     /// nothing but caches still go out).
     static let shedWaitMs: Int64 = 250
 
-    init(loop: EventLoop, config: ServerConfig, log: Logger, limiter: ConcurrencyLimiter?,
+    init(loop: EventLoop, config: ServerConfig, log: RunfeedLogger, limiter: ConcurrencyLimiter?,
          databaseStalled: @escaping () -> Bool) {
         self.loop = loop
         self.config = config

@@ -27,7 +27,7 @@ public enum LogFormat: String, Sendable {
 
 /// One line per event on stderr, through swift-log: `<time> <level> pid=<pid> <message> key=value…`,
 /// or one JSON object per line with `RUNFEED_LOG_FORMAT=json`.
-public final class Logger: Sendable {
+public final class RunfeedLogger: Sendable {
     public let level: LogLevel
     private let logger: Logging.Logger
 

@@ -20,7 +20,7 @@ final class LoopDatabase {
     let replica: PostgresPool?
     let monitor: ReplicaMonitor
     let loop: EventLoop
-    let log: Logger
+    let log: RunfeedLogger
     /// Every read on the primary (`…RUN_READS_FROM_PRIMARY=1`, or no replica).
     let readsFromPrimary: Bool
     private let statementTimeoutUs: Int64
@@ -28,7 +28,7 @@ final class LoopDatabase {
     /// without an answer within this long.
     let stallUs: Int64
 
-    init(config: ServerConfig, loop: EventLoop, log: Logger) {
+    init(config: ServerConfig, loop: EventLoop, log: RunfeedLogger) {
         self.loop = loop
         self.log = log
         statementTimeoutUs = config.pgStatementTimeoutMs * 1000

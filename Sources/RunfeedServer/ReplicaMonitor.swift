@@ -18,7 +18,7 @@ final class ReplicaMonitor {  // loop-confined
     }
 
     private let loop: EventLoop
-    private let log: Logger
+    private let log: RunfeedLogger
     /// One connection each, for probes and samples only (statement timeout 1 s).
     let primaryProbe: PostgresPool
     let replicaProbe: PostgresPool?
@@ -32,7 +32,7 @@ final class ReplicaMonitor {  // loop-confined
 
     static let sampleTimeoutUs: Int64 = 1_000_000
 
-    init(config: ServerConfig, loop: EventLoop, log: Logger) {
+    init(config: ServerConfig, loop: EventLoop, log: RunfeedLogger) {
         self.loop = loop
         self.log = log
         gate = ReplicaGate(settings: config.replicaGate)

@@ -77,7 +77,7 @@ final class RunFeedRegistry {
     private let store: RunRowSource
     private let answering: FeedAnswering
     private let config: ServerConfig
-    private let log: Logger
+    private let log: RunfeedLogger
 
     private var feeds: [UInt64: LiveRunFeed] = [:]
     private var byRun: [RunKey: Set<UInt64>] = [:]
@@ -85,7 +85,7 @@ final class RunFeedRegistry {
     private var nextId: UInt64 = 1
 
     init(loop: EventLoop, channels: EnvChannels, store: RunRowSource, answering: FeedAnswering, config: ServerConfig,
-         log: Logger) {
+         log: RunfeedLogger) {
         self.loop = loop
         self.channels = channels
         self.store = store

@@ -14,14 +14,14 @@ struct RunLookup {
 /// are single-flighted per run, so one read serves every feed waiting on that run.
 final class RunStore {
     private let db: LoopDatabase
-    private var lookups: BoundedTTLCache<String, RunLookup>
-    private var rows: BoundedTTLCache<String, CachedRow>
+    private var lookups: BoundedTTLCache<LookupKey, RunLookup>
+    private var rows: BoundedTTLCache<RunKey, CachedRow>
     /// Row reads in flight, single-flighted per run (the decisions); `readDemands`: who waits for each.
-    private var reads: FreshReads<String, ReadWaiter>
-    private var readDemands: [String: QueryDemands] = [:]
-    private var lookupFlights = SingleFlight<String, Result<RunLookup?, PGError>>()
+    private var reads: FreshReads<RunKey, ReadWaiter>
+    private var readDemands: [RunKey: QueryDemands] = [:]
+    private var lookupFlights = SingleFlight<LookupKey, Result<RunLookup?, PGError>>()
     /// Who waits for each lookup in flight.
-    private var lookupDemands: [String: QueryDemands] = [:]
+    private var lookupDemands: [LookupKey: QueryDemands] = [:]
     /// Backstop reads waiting to go out together, per environment (see `readRowBatched`).
     private var batched: [String: [BatchedRead]] = [:]
 
@@ -63,7 +63,7 @@ final class RunStore {
     /// a run created a moment ago must be found on the next try. Read on the replica when there is one; a miss
     /// there is asked of the primary, so a run that exists is never reported missing.
     func lookup(envId: String, friendlyId: String, demand: Demand? = nil, _ done: @escaping (Result<RunLookup?, PGError>) -> Void) {
-        let key = envId + "\u{0}" + friendlyId
+        let key = LookupKey(kind: .run, envId: envId, friendlyId: friendlyId)
         if let hit = lookups.get(key, nowMs: monotonicMs()) {
             done(.success(hit))
             return
@@ -101,7 +101,7 @@ final class RunStore {
 
     /// The internal id of the batch with this friendly id in this environment (nil: not there).
     func lookupBatch(envId: String, friendlyId: String, demand: Demand? = nil, _ done: @escaping (Result<String?, PGError>) -> Void) {
-        let key = "batch\u{0}" + envId + "\u{0}" + friendlyId
+        let key = LookupKey(kind: .batch, envId: envId, friendlyId: friendlyId)
         if let hit = lookups.get(key, nowMs: monotonicMs()) {
             done(.success(hit.id))
             return
@@ -130,10 +130,10 @@ final class RunStore {
         fresh(Self.rowKey(envId, runId), after: freshAfter)?.row
     }
 
-    private static func rowKey(_ envId: String, _ runId: String) -> String { envId + "\u{0}" + runId }
+    private static func rowKey(_ envId: String, _ runId: String) -> RunKey { RunKey(envId: envId, runId: runId) }
 
     /// The cached read of `key` if it started at or after `after` (monotonic µs).
-    private func fresh(_ key: String, after: Int64) -> CachedRow? {
+    private func fresh(_ key: RunKey, after: Int64) -> CachedRow? {
         guard let c = rows.get(key, nowMs: monotonicMs()), c.startedAt >= after else { return nil }
         return c
     }
@@ -248,7 +248,7 @@ final class RunStore {
     /// Sends the read `reads` asked for at `sent` (monotonic µs); `waiters` wait for it (more may join while it
     /// runs). `reads` counts it as started at `sent` on the primary; a replica read is worth the watermark the
     /// gate waits for (≥ freshAfter).
-    private func start(key: String, envId: String, runId: String, freshAfter: Int64, sent: Int64, waiters: [ReadWaiter]) {
+    private func start(key: RunKey, envId: String, runId: String, freshAfter: Int64, sent: Int64, waiters: [ReadWaiter]) {
         WorkerMetrics.shared.runRowReads.increment()
         let sql = "SELECT \(PostgresListSQL.readColumns) FROM \"TaskRun\" WHERE \"id\" = $1 AND \"runtimeEnvironmentId\" = $2 LIMIT 1"
         let demands = QueryDemands(waiters.compactMap(\.demand))
@@ -267,7 +267,7 @@ final class RunStore {
         }
     }
 
-    private func finishRead(key: String, envId: String, runId: String, result: Result<PGRows, PGError>, startedAt: Int64) {
+    private func finishRead(key: RunKey, envId: String, runId: String, result: Result<PGRows, PGError>, startedAt: Int64) {
         let mapped: Result<RunRow?, PGError> = result.map { got in
             // The read time from the database server's clock (one clock for every host); a replica's watermark.
             got.rows.first.flatMap { RunRow(read: $0, fallbackReadAtUs: got.startedAtUs, from: got) }
@@ -283,4 +283,12 @@ final class RunStore {
         }
         for w in action.answer { w.done(mapped) }
     }
+}
+
+/// A run or batch looked up by its friendly id in an environment.
+struct LookupKey: Hashable {
+    enum Kind: Hashable { case run, batch }
+    let kind: Kind
+    let envId: String
+    let friendlyId: String
 }

@@ -20,9 +20,9 @@ final class ClickHouseResolver: MembershipResolver {  // loop-confined
     let name = "clickhouse"
     private let pool: ClickHousePool
     private let loop: EventLoop
-    private let log: Logger
+    private let log: RunfeedLogger
 
-    init(pool: ClickHousePool, loop: EventLoop, log: Logger) {
+    init(pool: ClickHousePool, loop: EventLoop, log: RunfeedLogger) {
         self.pool = pool
         self.loop = loop
         self.log = log
@@ -106,7 +106,7 @@ final class RunsetMemo {
 final class RunsetService {
     private let resolver: MembershipResolver
     private let db: LoopDatabase
-    private let log: Logger
+    private let log: RunfeedLogger
     private let limit: Int
     private var cache: BoundedTTLCache<String, Runset>
     private var inflight: [String: Flight] = [:]
@@ -119,7 +119,7 @@ final class RunsetService {
     /// Told about every hydrated row and when its read started (the run store keeps them briefly).
     var onHydrated: ((_ envId: String, _ rows: [RunRow], _ startedAt: Int64) -> Void)?
 
-    init(resolver: MembershipResolver, db: LoopDatabase, log: Logger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {
+    init(resolver: MembershipResolver, db: LoopDatabase, log: RunfeedLogger, limit: Int, ttlMs: Int64, maxEntries: Int, admissionLimit: Int) {
         self.resolver = resolver
         self.db = db
         self.log = log

@@ -8,7 +8,7 @@ import Glibc
 /// subscription, and the Postgres pool. All mutable state below is confined to the loop thread.
 public final class Server {
     let config: ServerConfig
-    let log: Logger
+    let log: RunfeedLogger
     let loop = EventLoop()
     let responder: FeedResponder
     let db: LoopDatabase
@@ -33,7 +33,7 @@ public final class Server {
     private var draining = false
 
     /// Create after `ProcessSignals.blockProcessSignals()`: this starts the pool threads.
-    public init(config: ServerConfig, log: Logger) {
+    public init(config: ServerConfig, log: RunfeedLogger) {
         // Every metric is created now, so a fresh worker exposes each series at 0.
         WorkerMetrics.shared.liveLimit.set(config.concurrencyLimit ?? 0)
         self.config = config

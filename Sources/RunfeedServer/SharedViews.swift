@@ -40,7 +40,7 @@ final class SharedViews {
 
     static func key(envId: String, handle: String) -> String { "runfeed:view:{" + envId + "}:" + handle }
 
-    init(loop: EventLoop, endpoint: RedisEndpoint, ttlMs: Int64, log: Logger) {
+    init(loop: EventLoop, endpoint: RedisEndpoint, ttlMs: Int64, log: RunfeedLogger) {
         let pool = BlockingPool<Connection>(name: "views", threads: 1) { Connection(endpoint.makeClient(timeoutMs: 1000)) }
         batcher = LoopBatcher(pool: pool, loop: loop) { conn, ops in
             let results = Self.run(ops, client: conn.client, ttlMs: ttlMs)

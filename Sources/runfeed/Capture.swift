@@ -27,7 +27,7 @@ struct Capture: ParsableCommand {
         let endpoint = RedisEndpoint.pubsub(from: ProcessEnvironment(dict))
         let level = LogLevel(rawValue: logLevel ?? dict["RUNFEED_LOG_LEVEL"] ?? "info") ?? .info
         let format = LogFormat(rawValue: dict["RUNFEED_LOG_FORMAT"] ?? "text") ?? .text
-        let log = Logger(level: level, format: format)
+        let log = RunfeedLogger(level: level, format: format)
         let service = CaptureService(config: config, publishVerb: endpoint.shardedPubSub ? "SPUBLISH" : "PUBLISH",
                                      makeRedis: { endpoint.makeClient() },
                                      log: { message, isError in isError ? log.error(message) : log.info(message) })

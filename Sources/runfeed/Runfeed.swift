@@ -72,7 +72,7 @@ struct Serve: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let log = Logger(level: config.logLevel, format: config.logFormat)
+        let log = RunfeedLogger(level: config.logLevel, format: config.logFormat)
         if workerIndex != nil, !dieWithParent(SIGTERM) {
             throw ValidationError("supervisor gone before the worker started")
         }

@@ -132,4 +132,13 @@ final class PGArrayTests: XCTestCase {
             XCTAssertEqual(PGText.parseArray(PGText.encodeArray(s))!, s)
         }
     }
+
+    func testQuotingForReplicationCommands() {
+        XCTAssertEqual(PGText.quoteIdentifier("runfeed_capture"), "\"runfeed_capture\"")
+        XCTAssertEqual(PGText.quoteIdentifier("a\"b"), "\"a\"\"b\"")
+        XCTAssertEqual(PGText.quoteIdentifier(""), "\"\"")
+        XCTAssertEqual(PGText.quoteLiteralBody("it's"), "it''s")
+        XCTAssertEqual(PGText.quoteLiteralBody("''"), "''''")
+        XCTAssertEqual(PGText.quoteLiteralBody("plain"), "plain")
+    }
 }

@@ -166,7 +166,7 @@ final class FeedHarness {
             "REALTIME_BACKEND_NATIVE_LIVE_POLL_JITTER_RATIO": "0",
             "RUNFEED_CONCURRENCY_LIMIT_ENABLED": "false",
         ])
-        let log = Logger(level: .error)
+        let log = RunfeedLogger(level: .error)
         channels = EnvChannels(loop: loop, subscriber: subscriber, config: config)
         runs = RunFeedRegistry(loop: loop, channels: channels, store: runRows, answering: answers, config: config, log: log)
         lists = ListFeedRegistry(loop: loop, channels: channels, runsets: runsets, views: views, rows: runRows,
