@@ -8,7 +8,9 @@ fresh environment's channel, then:
   2. lag at R changes/s (for each R): every 100 ms a transaction updates R/10 runs, setting "updatedAt" to
      clock_timestamp(); the lag of a record is its arrival time minus that stamp (the commit follows it by
      well under a millisecond);
-  3. the capturer's CPU (utime + stime from /proc) over each phase.
+  3. the capturer's CPU (utime + stime from /proc) over each phase;
+  4. for comparison, the app publishing directly: the same rates of change records PUBLISHed straight to Redis
+     (stamped when sent), so the difference in lag is what capture adds.
 Bounded: every phase has a deadline. Loopback only. Usage (with the stack's demo.env exported):
 
     python3 bench/capture.py [--rows 50000] [--rates 1000,5000] [--seconds 10]
@@ -179,6 +181,31 @@ SELECT pg_sleep(greatest(0, {(k + 1) * 0.1} - extract(epoch from clock_timestamp
                                             lag_ms_p50=round(pct(lags, 0.5), 1), lag_ms_p99=round(pct(lags, 0.99), 1),
                                             lag_ms_max=round(max(lags), 1) if lags else None,
                                             capturer_cpu_pct=round(100 * (c1 - c0) / (t1 - t0), 1))
+        # 4. the app publishing directly, at the same rates (records stamped when sent)
+        ch = ("realtime:env:{" + env_id + "}").encode()
+        pub = socket.create_connection(("127.0.0.1", REDIS_PORT))
+        pub_f = pub.makefile("rb")
+        for rate in [int(r) for r in a.rates.split(",")]:
+            per = max(1, rate // 10)
+            ticks = int(a.seconds * 10)
+            t0 = time.time()
+            for k in range(ticks):
+                buf = []
+                for i in range(per):
+                    rec = json.dumps(dict(v=1, runId=f"direct{k}_{i}", envId=env_id, tags=["bench"], batchId=None,
+                                          updatedAtMs=int(time.time() * 1000), lsn="direct")).encode()
+                    buf.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ch), ch, len(rec), rec))
+                pub.sendall(b"".join(buf))
+                for _ in range(per):
+                    pub_f.readline()
+                time.sleep(max(0, t0 + (k + 1) * 0.1 - time.time()))
+            expected = per * ticks
+            ok = wait_for(lambda: sub.count() >= expected, 60)
+            got = sub.take()
+            lags = [(t - r["updatedAtMs"] / 1000) * 1000 for t, r in got if r.get("updatedAtMs")]
+            results[f"direct_at_{rate}"] = dict(target_per_s=rate, received=len(got), expected=expected, complete=ok,
+                                               lag_ms_p50=round(pct(lags, 0.5), 1), lag_ms_p99=round(pct(lags, 0.99), 1))
+        pub.close()
     finally:
         cap.kill()
         cap.wait()
