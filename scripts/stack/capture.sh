@@ -5,7 +5,8 @@
 # services (stack_hook). Sourced by scripts/stack.sh.
 #
 #   RUNFEED_CAPTURE               1 = run `runfeed capture` with the stack, 0 = don't
-#                                 [1; 0 when RUNFEED_STATE ends in /test: the tests start their own]
+#                                 [1; scripts/test-integration.sh and scripts/bench.sh say 0: the capture
+#                                 tests and bench/capture.py start their own]
 #   RUNFEED_CAPTURE_METRICS_PORT  its /metrics and /healthz on 127.0.0.1   [RUNFEED_METRICS_PORT_BASE + 400]
 #   RUNFEED_CAPTURE_SLOT / RUNFEED_CAPTURE_PUBLICATION   [runfeed_capture / runfeed_capture]
 #
@@ -15,10 +16,9 @@
 CAPTURE_PID=$STATE/capture.pid
 CAPTURE_LOG=$LOG_DIR/capture.log
 CAPTURE_METRICS_PORT=${RUNFEED_CAPTURE_METRICS_PORT:-$((METRICS_BASE + 400))}
-case "${RUNFEED_CAPTURE:-auto}" in
+case "${RUNFEED_CAPTURE:-1}" in
     0|no|false|off) CAPTURE=0 ;;
     1|yes|true|on) CAPTURE=1 ;;
-    auto) if [[ $STATE == */test ]]; then CAPTURE=0; else CAPTURE=1; fi ;;
     *) die "RUNFEED_CAPTURE must be 0 or 1 (got '$RUNFEED_CAPTURE')" ;;
 esac
 
