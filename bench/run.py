@@ -477,9 +477,13 @@ def capacity(stack, data, sizes, kinds):
                          "worker_cpu_pct": [100.0 * (c1[p]["cpu_ticks"] - c0[p]["cpu_ticks"]) / CLK_TCK / 23.0 for p in pids],
                          "nginx_cpu_pct": 100.0 * (n1 - n0) / CLK_TCK / 23.0,
                          "pg_qps": (q1 - q0) / 23.0,
-                         "held_after": stack.held(metric_kind)}
+                         "held_after": stack.held(metric_kind),
+                         # Worker RSS after every poll was answered once and re-armed, per poll held then.
+                         "kb_per_poll_after": [(c1[p]["rss_kb"] - base[p]["rss_kb"]) / max(1, w["held"])
+                                               for p, w in zip(pids, per_worker)]}
                 log(f"  over a hold cycle: workers {', '.join(f'{c:.1f}%' for c in cycle['worker_cpu_pct'])} CPU, "
-                    f"nginx {cycle['nginx_cpu_pct']:.1f}%, {cycle['pg_qps']:.1f} Postgres queries/s")
+                    f"nginx {cycle['nginx_cpu_pct']:.1f}%, {cycle['pg_qps']:.1f} Postgres queries/s; RSS per poll after it "
+                    + ", ".join(f"{k:.2f} KB" for k in cycle["kb_per_poll_after"]))
             gen.stop()
             errors = len(gen.errors())
             stack.wait_until("held polls to drain", lambda: stack.held(metric_kind) == 0, 30)

@@ -5,16 +5,78 @@ import RunfeedCore
 import Glibc
 #endif
 
+/// The HTTP request headers the server reads, by their lower-case names with dashes
+/// (`HTTP_X_TRIGGER_BRANCH` → `x-trigger-branch`). The others (host, user agent, cookies …) are not kept: a held
+/// poll keeps its request info for the whole hold, so these are plain fields, not a dictionary.
+public struct RequestHeaders: Sendable, Equatable {
+    public var authorization: String?
+    public var origin: String?
+    public var accessControlRequestHeaders: String?
+    public var triggerBranch: String?
+    public var triggerElectricVersion: String?
+    public var triggerApiVersion: String?
+
+    /// The kept headers: their HTTP names and CGI param names.
+    public static let names = ["authorization", "origin", "access-control-request-headers", "x-trigger-branch",
+                               "x-trigger-electric-version", "x-trigger-api-version"]
+
+    /// Their CGI param names, in the same order (`x-trigger-branch` → `HTTP_X_TRIGGER_BRANCH`).
+    static let paramNames = names.map { "HTTP_" + $0.uppercased().replacingOccurrences("-", "_") }
+
+    public init() {}
+
+    /// From HTTP names (`["origin": "…"]`); names that are not kept are ignored.
+    public init(_ byName: [String: String]) {
+        for name in Self.names { self[name] = byName[name] }
+    }
+
+    /// The kept headers of CGI-style params (`HTTP_X_TRIGGER_BRANCH`).
+    init(params: [String: String]) {
+        for (name, param) in zip(Self.names, Self.paramNames) { self[name] = params[param] }
+    }
+
+    /// A kept header by its HTTP name; nil when absent or not kept (setting one that is not kept does nothing).
+    public subscript(name: String) -> String? {
+        get {
+            switch name {
+            case "authorization": authorization
+            case "origin": origin
+            case "access-control-request-headers": accessControlRequestHeaders
+            case "x-trigger-branch": triggerBranch
+            case "x-trigger-electric-version": triggerElectricVersion
+            case "x-trigger-api-version": triggerApiVersion
+            default: nil
+            }
+        }
+        set {
+            switch name {
+            case "authorization": authorization = newValue
+            case "origin": origin = newValue
+            case "access-control-request-headers": accessControlRequestHeaders = newValue
+            case "x-trigger-branch": triggerBranch = newValue
+            case "x-trigger-electric-version": triggerElectricVersion = newValue
+            case "x-trigger-api-version": triggerApiVersion = newValue
+            default: break
+            }
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(_ a: Character, _ b: Character) -> String {
+        String(map { $0 == a ? b : $0 })
+    }
+}
+
 /// What the server needs of one FastCGI request, from its CGI params.
 public struct FastCGIRequestInfo: Sendable {
     public var method: String
     /// The decoded path (DOCUMENT_URI, else REQUEST_URI without its query).
     public var path: String
     public var queryString: String
-    /// HTTP request headers, lower-cased with dashes (`HTTP_X_TRIGGER_BRANCH` → `x-trigger-branch`).
-    public var headers: [String: String]
+    public var headers: RequestHeaders
 
-    public init(method: String, path: String, queryString: String, headers: [String: String]) {
+    public init(method: String, path: String, queryString: String, headers: RequestHeaders = RequestHeaders()) {
         self.method = method
         self.path = path
         self.queryString = queryString
@@ -23,11 +85,7 @@ public struct FastCGIRequestInfo: Sendable {
 
     /// Builds the info from CGI-style `NAME=value` params.
     public static func fromParams(_ params: [String: String]) -> FastCGIRequestInfo {
-        var headers: [String: String] = [:]
-        for (k, v) in params where k.hasPrefix("HTTP_") {
-            headers[String(k.dropFirst(5)).lowercased().replacingUnderscores()] = v
-        }
-        if let ct = params["CONTENT_TYPE"], !ct.isEmpty { headers["content-type"] = ct }
+        let headers = RequestHeaders(params: params)
         let uri = params["REQUEST_URI"] ?? ""
         var path = params["DOCUMENT_URI"] ?? ""
         if path.isEmpty {
@@ -40,17 +98,11 @@ public struct FastCGIRequestInfo: Sendable {
     }
 }
 
-extension String {
-    fileprivate func replacingUnderscores() -> String {
-        String(self.map { $0 == "_" ? "-" : $0 })
-    }
-}
-
 /// One FastCGI request, read by `FastCGIServer` on the event loop. The answer is framed here and written
 /// without blocking by the loop's `ResponseWriter`; afterwards the connection carries the web server's next
 /// request (`FCGI_KEEP_CONN`) or is closed.
 public final class FastCGIConnection {
-    public let info: FastCGIRequestInfo
+    public private(set) var info: FastCGIRequestInfo
     /// The upstream connection's socket, watched for EOF while the request is parked.
     public let fd: Int32
     /// Monotonic µs when the request was read (the start of its `runfeed_request_duration_seconds`).
@@ -66,6 +118,10 @@ public final class FastCGIConnection {
     var onAnswered: ((FastCGIConnection, Bool) -> Void)?
     /// Whether the answer was handed to the writer (the connection is then kept or closed). Loop thread only.
     public var isAnswered: Bool { answered }
+
+    /// Drops the credential once the request is authenticated: a held poll does not keep its token (often
+    /// the largest thing it would hold) for the whole hold.
+    public func forgetCredentials() { info.headers.authorization = nil }
 
     init(fd: Int32, requestId: UInt16, keepConnection: Bool, info: FastCGIRequestInfo) {
         self.info = info

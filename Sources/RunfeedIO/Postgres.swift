@@ -1,5 +1,6 @@
 import CPostgres
 import RunfeedCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -223,22 +224,22 @@ public final class PGConnection {
 public final class Demand: Sendable {
     /// Monotonic µs.
     public let deadlineUs: Int64
-    private let state = Lock<(ended: Bool, gone: Bool)>((false, false))
+    /// `ended | gone` bits: one atomic word instead of a lock (every held poll has a demand).
+    private let state = Atomic<UInt8>(0)
+    private static let ended: UInt8 = 1
+    private static let gone: UInt8 = 2
 
     public init(deadlineUs: Int64) { self.deadlineUs = deadlineUs }
 
     /// The request was answered, or its client left (`clientGone`): nothing it asked for is needed any more.
     public func end(clientGone: Bool = false) {
-        state.withLock {
-            $0.ended = true
-            if clientGone { $0.gone = true }
-        }
+        state.bitwiseOr(clientGone ? Self.ended | Self.gone : Self.ended, ordering: .acquiringAndReleasing)
     }
 
-    public var hasEnded: Bool { state.withLock { $0.ended } }
-    public var clientGone: Bool { state.withLock { $0.gone } }
+    public var hasEnded: Bool { state.load(ordering: .acquiring) & Self.ended != 0 }
+    public var clientGone: Bool { state.load(ordering: .acquiring) & Self.gone != 0 }
 
-    func wants(nowUs: Int64) -> Bool { state.withLock { !$0.ended } && nowUs < deadlineUs }
+    func wants(nowUs: Int64) -> Bool { !hasEnded && nowUs < deadlineUs }
 }
 
 /// Who waits for one query (its first requester, then every request that joined it). The query is sent only

@@ -11,8 +11,8 @@ final class ListFeedRequest {
     let legacyHeaderNames: Bool
     let apiVersion: String?
     let extraHeaders: [(String, String)]
-    /// The request's database deadline (until it is held; a held poll has its own).
-    let demand: Demand?
+    /// The request's database deadline until it is held (then dropped: a held poll has its own).
+    var demand: Demand?
 
     init(conn: FastCGIConnection, ctx: AuthContext, filter: ListFilter, handle: String, columns: ColumnSet,
          legacyHeaderNames: Bool, apiVersion: String?, extraHeaders: [(String, String)], demand: Demand? = nil) {
@@ -320,6 +320,7 @@ final class ListFeedRegistry {
         // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
         guard !request.conn.isAnswered else { return }
         answering.parked(request.conn)
+        request.demand = nil
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()

@@ -6,8 +6,8 @@ final class RunFeedRequest {
     let conn: FastCGIConnection
     let envId: String
     let runId: String
-    /// The request's database deadline (until it is held; a held poll has its own).
-    let demand: Demand?
+    /// The request's database deadline until it is held (then dropped: a held poll has its own).
+    var demand: Demand?
     let columns: ColumnSet
     let legacyHeaderNames: Bool
     let apiVersion: String?
@@ -104,6 +104,7 @@ final class RunFeedRegistry {
         // Answered meanwhile (its deadline passed, its client left): its socket is no longer ours.
         guard !request.conn.isAnswered else { return }
         answering.parked(request.conn)
+        request.demand = nil
         let env = request.envId
         let parking = PollParking(loop: loop, channels: channels, envId: env, fd: request.conn.fd)
         parking.retainChannel()

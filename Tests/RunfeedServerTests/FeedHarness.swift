@@ -184,7 +184,7 @@ final class FeedHarness {
         precondition(pipe(&fds) == 0)
         pipes.append(contentsOf: fds)
         return FastCGIConnection(fd: fds[0], requestId: 1, keepConnection: false,
-                                 info: FastCGIRequestInfo(method: "GET", path: path, queryString: "live=true", headers: [:]))
+                                 info: FastCGIRequestInfo(method: "GET", path: path, queryString: "live=true"))
     }
 
     func runRequest(env: String, runId: String) -> RunFeedRequest {
