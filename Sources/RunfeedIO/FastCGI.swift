@@ -119,12 +119,21 @@ public final class FastCGIConnection {
     /// Whether the answer was handed to the writer (the connection is then kept or closed). Loop thread only.
     public var isAnswered: Bool { answered }
 
-    /// Drops the credential once the request is authenticated: a held poll does not keep its token (often
-    /// the largest thing it would hold) for the whole hold.
-    public func forgetCredentials() { info.headers.authorization = nil }
+    /// The request's metric labels (route and mode), classified once when it is read.
+    public let labels: RequestLabels
+
+    /// Once the request is authenticated and routed, drops what its answer does not need — the credential
+    /// (often the largest thing a poll would hold), the path and the query — so a held poll does not keep them
+    /// for the whole hold. `info` keeps the method and the headers answers use (origin, versions).
+    public func routed() {
+        info.headers.authorization = nil
+        info.path = ""
+        info.queryString = ""
+    }
 
     init(fd: Int32, requestId: UInt16, keepConnection: Bool, info: FastCGIRequestInfo) {
         self.info = info
+        self.labels = RequestLabels(method: info.method, path: info.path, queryString: info.queryString)
         self.fd = fd
         self.requestId = requestId
         self.keepConnection = keepConnection

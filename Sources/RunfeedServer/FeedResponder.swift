@@ -102,7 +102,6 @@ final class FeedResponder: FeedAnswering {
     }
 
     func respond(_ conn: FastCGIConnection, _ response: HTTPResponse) {
-        let info = conn.info
         untrack(conn, clientGone: conn.clientGone)
         if let admission = admissions.removeValue(forKey: ObjectIdentifier(conn)) {
             limiter?.release(envId: admission.envId, member: admission.member)
@@ -112,9 +111,8 @@ final class FeedResponder: FeedAnswering {
             let us = monotonicUs() - conn.acceptedAtUs
             // An answer to a client that had already gone is counted as 499, not as what it would have been.
             let status = conn.clientGone ? RequestLabels.clientClosed : response.status
-            WorkerMetrics.shared.request(RequestLabels(method: info.method, path: info.path, queryString: info.queryString),
-                                         status: status, seconds: Double(us) / 1e6)
-            log.debug("\(info.method) \(info.path) status=\(status) ms=\(us / 1000)")
+            WorkerMetrics.shared.request(conn.labels, status: status, seconds: Double(us) / 1e6)
+            log.debug("\(conn.info.method) \(conn.labels.route) \(conn.labels.mode) status=\(status) ms=\(us / 1000)")
         }
     }
 

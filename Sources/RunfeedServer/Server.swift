@@ -141,7 +141,7 @@ public final class Server {
             return
         }
         auth.authenticate(info, demand: demand) { [self] result in
-            conn.forgetCredentials()
+            conn.routed()
             switch result {
             case .failure(let e):
                 fail(conn, e)

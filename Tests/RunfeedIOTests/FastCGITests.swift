@@ -1,5 +1,6 @@
 import XCTest
 @testable import RunfeedIO
+import RunfeedCore
 
 final class FastCGITests: XCTestCase {
     private let nginxParams: [String: String] = [
@@ -48,12 +49,17 @@ final class FastCGITests: XCTestCase {
         XCTAssertEqual(info.headers, RequestHeaders())
     }
 
-    func testCredentialIsForgottenAfterAuthentication() {
+    func testRoutedRequestKeepsOnlyWhatItsAnswerNeeds() {
         let conn = FastCGIConnection(fd: -1, requestId: 1, keepConnection: true, info: FastCGIRequestInfo.fromParams(nginxParams))
-        XCTAssertEqual(conn.info.headers["authorization"], "Bearer tr_dev_abc")
-        conn.forgetCredentials()
-        XCTAssertNil(conn.info.headers["authorization"])
-        XCTAssertEqual(conn.info.headers["origin"], "https://app.example.com", "what answers still need stays")
-        XCTAssertEqual(conn.info.queryString, "live=true&offset=1_2")
+        XCTAssertEqual(conn.info.headers.authorization, "Bearer tr_dev_abc")
+        XCTAssertEqual(conn.labels, RequestLabels(route: "run", mode: "live"), "classified when read")
+        conn.routed()
+        XCTAssertNil(conn.info.headers.authorization)
+        XCTAssertEqual(conn.info.path, "")
+        XCTAssertEqual(conn.info.queryString, "")
+        XCTAssertEqual(conn.info.method, "GET")
+        XCTAssertEqual(conn.info.headers.origin, "https://app.example.com", "what answers still need stays")
+        XCTAssertEqual(conn.info.headers.triggerApiVersion, "2025-07-16")
+        XCTAssertEqual(conn.labels, RequestLabels(route: "run", mode: "live"))
     }
 }
