@@ -442,3 +442,26 @@ def test_role_without_rights_gets_the_publication_sql(slot):
         assert f'CREATE PUBLICATION {name} FOR TABLE "TaskRun"' in out, out
     finally:
         psql_super(f"DROP ROLE {role}")
+
+
+def test_every_metric_the_capture_alerts_use_exists_on_a_capturer(slot):
+    """deploy/prometheus/runfeed-capture-alerts.yml only names series an active capturer and a standby expose."""
+    import re
+    import yaml
+    rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "runfeed-capture-alerts.yml"
+    exprs = [r["expr"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]]
+    used = {n for e in exprs for n in re.findall(r"\b(runfeed_capture_[a-z_]+)\b", e)}
+    assert used >= {"runfeed_capture_active", "runfeed_capture_lag_bytes", "runfeed_capture_lag_seconds",
+                    "runfeed_capture_redis_up"}, used
+    active = start(slot)
+    active.wait_state("active")
+    standby = start(slot)
+    standby.wait_state("standby")
+    wait_until(lambda: standby.metrics().get("runfeed_capture_standby_retries_total", 0) >= 1, 30, 0.2,
+               "the second capturer to stand by")
+    for c, streaming in ((active, 1.0), (standby, 0.0)):
+        m = c.metrics()
+        for name in used:
+            assert name in m, f"{name} is not exposed by a capturer ({sorted(m)})"
+        assert m["runfeed_capture_active"] == streaming
+        assert m["runfeed_capture_redis_up"] == 1.0

@@ -22,6 +22,9 @@ from conftest import (
 DEPLOY = REPO_ROOT / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))
 RULE_FILES = sorted(p for p in (DEPLOY / "prometheus").glob("*.yml") if not p.name.endswith(".test.yml"))
+# The capturer's rules use its own metrics (tests/integration/test_capture.py checks those on a capturer).
+CAPTURE_RULE_FILE = DEPLOY / "prometheus" / "runfeed-capture-alerts.yml"
+WORKER_RULE_FILES = [p for p in RULE_FILES if p != CAPTURE_RULE_FILE]
 RULE_TESTS = sorted((DEPLOY / "prometheus").glob("*.test.yml"))
 
 ROUTES = ["run", "runs", "batch", "other"]
@@ -336,14 +339,15 @@ def all_deploy_exprs():
     exprs = []
     for p in DASHBOARDS:
         exprs += [(p.name, e) for e in dashboard_exprs(json.loads(p.read_text()))]
-    for p in RULE_FILES:
+    for p in WORKER_RULE_FILES:
         exprs += [(p.name, e) for e in rule_exprs(p)]
     return exprs
 
 
 def test_deploy_files_are_there_and_well_formed():
     assert [p.name for p in DASHBOARDS] == ["runfeed-dashboard.json"]
-    assert [p.name for p in RULE_FILES] == ["runfeed-alerts.yml"]
+    assert [p.name for p in RULE_FILES] == ["runfeed-alerts.yml", "runfeed-capture-alerts.yml"]
+    assert [p.name for p in RULE_TESTS] == ["runfeed-alerts.test.yml", "runfeed-capture-alerts.test.yml"]
     dash = json.loads(DASHBOARDS[0].read_text())
     assert dash["title"] and dash["uid"] and dash["schemaVersion"] >= 30
     ids = [p["id"] for p in dash["panels"]]
@@ -351,10 +355,14 @@ def test_deploy_files_are_there_and_well_formed():
     for p in dash["panels"]:
         if p["type"] != "row":
             assert p["targets"] and all(t["expr"] and t["refId"] for t in p["targets"]), p["title"]
-    names = {r["alert"] for g in yaml.safe_load(RULE_FILES[0].read_text())["groups"] for r in g["rules"]}
+    names = {r["alert"] for g in yaml.safe_load(WORKER_RULE_FILES[0].read_text())["groups"] for r in g["rules"]}
     # The alerts the operator asked for (docs/OPERATIONS.md lists them).
     assert {"RunfeedNoLiveWakes", "RunfeedBackstopOnlyDelivery", "RunfeedRedisReconnecting", "RunfeedHigh5xxRate",
             "RunfeedHeldPollsNearLimit"} <= names, names
+    capture = {r["alert"] for g in yaml.safe_load(CAPTURE_RULE_FILE.read_text())["groups"] for r in g["rules"]}
+    # docs/OPERATIONS.md, "Change capture": no capturer streaming, the slot's WAL, the lag, Redis failing.
+    assert capture == {"RunfeedCaptureNotStreaming", "RunfeedCaptureSlotHoldsWAL", "RunfeedCaptureLagging",
+                       "RunfeedCaptureRedisFailing"}, capture
 
 
 def test_every_metric_the_dashboard_and_alerts_use_exists_on_a_worker():
