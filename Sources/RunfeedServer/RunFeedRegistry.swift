@@ -51,7 +51,19 @@ final class LiveRunFeed {
     let offset: Offset
     var machine: RunFeedPoll
     let parking: PollParking
-    var lastRow: RunRow?
+    /// The row the last read found, if any. Boxed: a `RunRow` is ~150 bytes inline, and most held polls have
+    /// read nothing yet.
+    var lastRow: RunRow? {
+        get { lastRowBox?.row }
+        set { lastRowBox = newValue.map(RowBox.init) }
+    }
+    private var lastRowBox: RowBox?
+
+
+    private final class RowBox {
+        let row: RunRow
+        init(_ row: RunRow) { self.row = row }
+    }
     /// When the last read of this poll started (database clock, ms), if it found a row.
     var lastReadBasisMs: Int64?
     /// The newest `updatedAtMs` of the change records that woke this poll: a replica row older than that is
