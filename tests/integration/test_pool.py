@@ -146,10 +146,11 @@ def test_killed_worker_is_replaced_and_clients_keep_working(procs, sig):
     s = snap(base, run)
     off = s.headers["electric-offset"]
     # Polls started one at a time (each after the previous is held) until both workers hold some:
-    # the kernel hands the shared socket's connections to whichever worker accepts first.
+    # the kernel hands the shared socket's connections to whichever worker accepts first (on a slow
+    # sanitizer build the same worker can win several times in a row: 8 in a row happened once under ASan).
     futs = []
     while min(pool.held()) < 1:
-        assert len(futs) < 8, f"8 polls all went to one worker: {pool.held()}"
+        assert len(futs) < 32, f"32 polls all went to one worker: {pool.held()}"
         futs.append(start_poll(base, run, off))
         wait_held(pool, len(futs))
     held = pool.held()
