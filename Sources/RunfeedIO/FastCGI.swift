@@ -5,9 +5,8 @@ import RunfeedCore
 import Glibc
 #endif
 
-/// The HTTP request headers the server reads, by their lower-case names with dashes
-/// (`HTTP_X_TRIGGER_BRANCH` → `x-trigger-branch`). The others (host, user agent, cookies …) are not kept: a held
-/// poll keeps its request info for the whole hold, so these are plain fields, not a dictionary.
+/// The HTTP request headers the server reads. The others (host, user agent, cookies …) are not kept: a held poll
+/// keeps its request info for the whole hold, so these are plain fields, not a dictionary.
 public struct RequestHeaders: Sendable, Equatable {
     public var authorization: String?
     public var origin: String?
@@ -16,55 +15,23 @@ public struct RequestHeaders: Sendable, Equatable {
     public var triggerElectricVersion: String?
     public var triggerApiVersion: String?
 
-    /// The kept headers: their HTTP names and CGI param names.
-    public static let names = ["authorization", "origin", "access-control-request-headers", "x-trigger-branch",
-                               "x-trigger-electric-version", "x-trigger-api-version"]
-
-    /// Their CGI param names, in the same order (`x-trigger-branch` → `HTTP_X_TRIGGER_BRANCH`).
-    static let paramNames = names.map { "HTTP_" + $0.uppercased().replacingOccurrences("-", "_") }
-
-    public init() {}
-
-    /// From HTTP names (`["origin": "…"]`); names that are not kept are ignored.
-    public init(_ byName: [String: String]) {
-        for name in Self.names { self[name] = byName[name] }
+    public init(authorization: String? = nil, origin: String? = nil, accessControlRequestHeaders: String? = nil,
+                triggerBranch: String? = nil, triggerElectricVersion: String? = nil, triggerApiVersion: String? = nil) {
+        self.authorization = authorization
+        self.origin = origin
+        self.accessControlRequestHeaders = accessControlRequestHeaders
+        self.triggerBranch = triggerBranch
+        self.triggerElectricVersion = triggerElectricVersion
+        self.triggerApiVersion = triggerApiVersion
     }
 
-    /// The kept headers of CGI-style params (`HTTP_X_TRIGGER_BRANCH`).
+    /// The kept headers of CGI-style params (`x-trigger-branch` arrives as `HTTP_X_TRIGGER_BRANCH`).
     init(params: [String: String]) {
-        for (name, param) in zip(Self.names, Self.paramNames) { self[name] = params[param] }
-    }
-
-    /// A kept header by its HTTP name; nil when absent or not kept (setting one that is not kept does nothing).
-    public subscript(name: String) -> String? {
-        get {
-            switch name {
-            case "authorization": authorization
-            case "origin": origin
-            case "access-control-request-headers": accessControlRequestHeaders
-            case "x-trigger-branch": triggerBranch
-            case "x-trigger-electric-version": triggerElectricVersion
-            case "x-trigger-api-version": triggerApiVersion
-            default: nil
-            }
-        }
-        set {
-            switch name {
-            case "authorization": authorization = newValue
-            case "origin": origin = newValue
-            case "access-control-request-headers": accessControlRequestHeaders = newValue
-            case "x-trigger-branch": triggerBranch = newValue
-            case "x-trigger-electric-version": triggerElectricVersion = newValue
-            case "x-trigger-api-version": triggerApiVersion = newValue
-            default: break
-            }
-        }
-    }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(_ a: Character, _ b: Character) -> String {
-        String(map { $0 == a ? b : $0 })
+        self.init(authorization: params["HTTP_AUTHORIZATION"], origin: params["HTTP_ORIGIN"],
+                  accessControlRequestHeaders: params["HTTP_ACCESS_CONTROL_REQUEST_HEADERS"],
+                  triggerBranch: params["HTTP_X_TRIGGER_BRANCH"],
+                  triggerElectricVersion: params["HTTP_X_TRIGGER_ELECTRIC_VERSION"],
+                  triggerApiVersion: params["HTTP_X_TRIGGER_API_VERSION"])
     }
 }
 

@@ -91,15 +91,15 @@ final class Authenticator {
     }
 
     func authenticate(_ info: FastCGIRequestInfo, demand: Demand? = nil, _ done: @escaping (Result<AuthContext, RequestError>) -> Void) {
-        switch Credential.classify(authorization: info.headers["authorization"]) {
+        switch Credential.classify(authorization: info.headers.authorization) {
         case .missing:
             done(.failure(.missingKey))
         case .publishableKey:
             done(.failure(.invalidKey))
         case .secretKey(let key) where AdditionalApiKey.looksValid(key):
-            additionalKey(key, branchHeader: info.headers["x-trigger-branch"], demand: demand, done)
+            additionalKey(key, branchHeader: info.headers.triggerBranch, demand: demand, done)
         case .secretKey(let key):
-            secretKey(key, branchHeader: info.headers["x-trigger-branch"], demand: demand, done)
+            secretKey(key, branchHeader: info.headers.triggerBranch, demand: demand, done)
         case .publicToken(let token):
             publicToken(token, demand: demand, done)
         }

@@ -98,7 +98,7 @@ final class FeedResponder: FeedAnswering {
     // MARK: answers
 
     func fail(_ conn: FastCGIConnection, _ e: RequestError) {
-        respond(conn, ElectricResponse.error(e, origin: conn.info.headers["origin"]))
+        respond(conn, ElectricResponse.error(e, origin: conn.info.headers.origin))
     }
 
     func respond(_ conn: FastCGIConnection, _ response: HTTPResponse) {

@@ -59,7 +59,6 @@ final class LiveRunFeed {
     }
     private var lastRowBox: RowBox?
 
-
     private final class RowBox {
         let row: RunRow
         init(_ row: RunRow) { self.row = row }

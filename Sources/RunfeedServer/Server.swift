@@ -127,9 +127,9 @@ public final class Server {
     func handle(_ conn: FastCGIConnection) {
         let info = conn.info
         let demand = responder.track(conn)
-        let origin = info.headers["origin"]
+        let origin = info.headers.origin
         if info.method == "OPTIONS" {
-            respond(conn, ElectricResponse.options(origin: origin, requestHeaders: info.headers["access-control-request-headers"]))
+            respond(conn, ElectricResponse.options(origin: origin, requestHeaders: info.headers.accessControlRequestHeaders))
             return
         }
         guard info.method == "GET" || info.method == "HEAD" else {
@@ -188,8 +188,8 @@ public final class Server {
             let feed = RunFeedRequest(
                 conn: conn, envId: ctx.envId, runId: run.id, demand: demand,
                 columns: SkipColumns.resolve(jwtClaim: ctx.skipColumnsClaim, query: query.skipColumns),
-                legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers["x-trigger-electric-version"]),
-                apiVersion: conn.info.headers["x-trigger-api-version"])
+                legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers.triggerElectricVersion),
+                apiVersion: conn.info.headers.triggerApiVersion)
             if query.live, case .at(let offset) = query.offset {
                 if draining {
                     responder.answer(feed.liveReply(offset: offset, row: nil, readBasisMs: nil))
@@ -329,8 +329,8 @@ public final class Server {
                                  handle: String, extra: [(String, String)], demand: Demand) -> ListFeedRequest {
         ListFeedRequest(conn: conn, ctx: ctx, filter: filter, handle: handle,
                         columns: SkipColumns.resolve(jwtClaim: ctx.skipColumnsClaim, query: query.skipColumns),
-                        legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers["x-trigger-electric-version"]),
-                        apiVersion: conn.info.headers["x-trigger-api-version"], extraHeaders: extra, demand: demand)
+                        legacyHeaderNames: !ElectricResponse.isModernClient(electricVersionHeader: conn.info.headers.triggerElectricVersion),
+                        apiVersion: conn.info.headers.triggerApiVersion, extraHeaders: extra, demand: demand)
     }
 
     private func startList(_ request: ListFeedRequest, query: FeedQuery) {
